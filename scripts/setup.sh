@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what tfvae needs on a fresh Debian machine with Python 3.11:
+# Debian's Fashion-MNIST package (the real data) and tfvae itself with its
+# Python dependencies. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then
+  echo "[setup] installing Debian's dataset-fashion-mnist"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+echo "[setup] installing tfvae and its Python dependencies"
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'

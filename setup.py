@@ -1,0 +1,29 @@
+"""Installs tfvae (the library) and tools (its command-line programs)."""
+import setuptools
+
+CONSOLE_SCRIPTS = [
+    "tfvae-train=tools.train:run_main",
+]
+
+setuptools.setup(
+    name="tfvae",
+    version="0.1.0",
+    description="Variational autoencoders in TensorFlow 2: tf.Module models on "
+                "TensorFlow Probability, checkpoints, SavedModel export and a "
+                "TF1 checkpoint migration toolkit.",
+    packages=setuptools.find_packages(include=["tfvae", "tfvae.*", "tools",
+                                               "tools.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "tensorflow-probability[tf]>=0.24,<0.26",
+        "tf_keras>=2.16,<2.22",
+        "numpy",
+        "matplotlib",
+        "absl-py",
+    ],
+    extras_require={
+        "test": ["pytest"],
+    },
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
+)

@@ -1,0 +1,1 @@
+"""tfvae: variational autoencoders in TensorFlow 2 on TensorFlow Probability."""
