@@ -87,3 +87,57 @@ def publish(module, export_dir, version=None, signatures=None, verify=None,
     shutil.rmtree(tmp_path, ignore_errors=True)
     raise
   return final_path
+
+
+def prior_latents(seed, latent_size):
+  """Draws one standard-Normal latent point per seed, statelessly.
+
+  Args:
+    seed: int64 Tensor [N]; entry i determines row i alone, so the same seed
+      gives the same point in any batch, process or reloaded SavedModel.
+    latent_size: Width of z.
+
+  Returns:
+    float32 Tensor [N, latent_size].
+  """
+  seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+
+  def one(s):
+    return tf.random.stateless_normal([latent_size], seed=tf.stack([s, 0]))
+
+  return tf.map_fn(one, seed, fn_output_signature=tf.TensorSpec(
+      [latent_size], tf.float32))
+
+
+def generator_functions(decode_fn, latent_size):
+  """Builds the `decode` and `generate` signature functions of a generator.
+
+  Every tfvae export that can generate (native models, TF1 graphs rebuilt by
+  graph surgery, mapped TF1 checkpoints) shares this contract:
+
+    decode(z: float32 [None, latent_size]) -> dict with at least
+      "mean": float32 [None, H, W, C], pixel means (probabilities for
+      Bernoulli decoders), plus the likelihood's parameters where known.
+    generate(seed: int64 [None]) -> {"images": float32 [None, H, W, C],
+      "z": float32 [None, latent_size]}: z ~ N(0, I) drawn per seed entry
+      (see `prior_latents`) and decoded to its mean.
+
+  Args:
+    decode_fn: Python callable z -> dict of Tensors, with "mean".
+    latent_size: Width of z.
+
+  Returns:
+    (decode, generate): two `tf.function`s with input signatures.
+  """
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, latent_size], tf.float32, name="z")])
+  def decode(z):
+    return dict(decode_fn(z))
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="seed")])
+  def generate(seed):
+    z = prior_latents(seed, latent_size)
+    return {"images": decode_fn(z)["mean"], "z": z}
+
+  return decode, generate
