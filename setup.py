@@ -21,6 +21,7 @@ setuptools.setup(
         "numpy",
         "matplotlib",
         "absl-py",
+        "tensorboard",
     ],
     extras_require={
         "test": ["pytest"],

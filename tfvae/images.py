@@ -1,0 +1,52 @@
+"""Image grids and PNG files."""
+import math
+import os
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+
+def grid(images, columns=None, pad=1, pad_value=1.0):
+  """Tiles images into one picture.
+
+  Args:
+    images: float [N, H, W, C] with values in [0, 1] (clipped otherwise).
+    columns: Images per row; default ceil(sqrt(N)).
+    pad: Pixels of padding between tiles.
+    pad_value: Padding intensity in [0, 1].
+
+  Returns:
+    uint8 numpy array [rows * (H + pad) - pad, columns * (W + pad) - pad, C].
+  """
+  images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
+  n, height, width, channels = images.shape
+  columns = columns or max(1, math.ceil(math.sqrt(n)))
+  rows = max(1, math.ceil(n / columns))
+  out = np.full((rows * (height + pad) - pad, columns * (width + pad) - pad,
+                 channels), pad_value, np.float32)
+  for i in range(n):
+    r, c = divmod(i, columns)
+    out[r * (height + pad):r * (height + pad) + height,
+        c * (width + pad):c * (width + pad) + width] = images[i]
+  return np.round(out * 255).astype(np.uint8)
+
+
+def write_png(path, picture):
+  """Writes a uint8 [H, W, C] array as a PNG, atomically (temp + rename)."""
+  picture = np.asarray(picture)
+  if picture.ndim == 2:
+    picture = picture[..., None]
+  encoded = tf.io.encode_png(tf.convert_to_tensor(picture, tf.uint8)).numpy()
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(encoded)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+  return path

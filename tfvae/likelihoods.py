@@ -1,0 +1,139 @@
+"""Decoder likelihoods p(x | z): how decoder outputs become a distribution.
+
+A likelihood turns the decoder network's raw output map [B, H, W, C * k]
+(k = `num_params` numbers per pixel) into a `tfd.Distribution` whose event is an
+image [H, W, C], and into the named tensors an export hands to clients.
+"""
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+NAMES = ("bernoulli", "continuous_bernoulli", "gaussian", "gaussian_learned")
+
+
+def _image(base):
+  """Treats the last three (H, W, C) dimensions of `base` as one event."""
+  return tfd.Independent(base, reinterpreted_batch_ndims=3)
+
+
+class Bernoulli:
+  """Independent Bernoulli pixels parameterised by logits.
+
+  log p(x | z) is computed from logits (sigmoid cross-entropy), never as
+  log(p + eps). For grey-level x in [0, 1] it is the usual binary
+  cross-entropy, which is not a normalised density over [0, 1]; use
+  `ContinuousBernoulli` for a proper one.
+  """
+  name = "bernoulli"
+  num_params = 1
+
+  def distribution(self, params):
+    """Returns p(x | z) with batch shape [B] and event shape [H, W, C]."""
+    return _image(tfd.Bernoulli(logits=params, dtype=tf.float32))
+
+  def outputs(self, params):
+    """Returns {"mean": probabilities, "logits": logits}, each [B, H, W, C]."""
+    return {"mean": tf.sigmoid(params), "logits": params}
+
+
+class ContinuousBernoulli:
+  """Continuous Bernoulli pixels (Loaiza-Ganem & Cunningham, 2019).
+
+  A normalised density on [0, 1] for grey-level images; its mean is not
+  sigmoid(logits), which is why exports return `mean` explicitly.
+  """
+  name = "continuous_bernoulli"
+  num_params = 1
+
+  def distribution(self, params):
+    return _image(tfd.ContinuousBernoulli(logits=params))
+
+  def outputs(self, params):
+    return {"mean": tfd.ContinuousBernoulli(logits=params).mean(),
+            "logits": params}
+
+
+class Gaussian:
+  """Gaussian pixels with a fixed scale: -log p(x | z) is a scaled L2 loss.
+
+  The pixel mean is sigmoid(output) so that it stays in the pixel range
+  [0, 1] (`mean_activation="identity"` leaves it unconstrained).
+
+  Args:
+    scale: The fixed standard deviation of every pixel.
+    mean_activation: "sigmoid" or "identity".
+  """
+  name = "gaussian"
+  num_params = 1
+
+  def __init__(self, scale=0.1, mean_activation="sigmoid"):
+    if scale <= 0:
+      raise ValueError(f"gaussian scale must be positive, got {scale}")
+    self.scale = float(scale)
+    self._mean_fn = _mean_activation(mean_activation)
+
+  def distribution(self, params):
+    return _image(tfd.Normal(loc=self._mean_fn(params), scale=self.scale))
+
+  def outputs(self, params):
+    loc = self._mean_fn(params)
+    return {"mean": loc, "loc": loc, "scale": tf.fill(tf.shape(loc),
+                                                      self.scale)}
+
+
+class GaussianLearned:
+  """Gaussian pixels whose per-pixel scale the decoder predicts.
+
+  The decoder emits two numbers per pixel: the mean (through sigmoid, as in
+  `Gaussian`) and a raw scale mapped by softplus plus a floor. The floor keeps
+  the density bounded: 8-bit pixels sit on a grid of step 1/255, and a scale
+  far below it would be rewarded without limit for matching constant pixels
+  (image borders) exactly.
+
+  Args:
+    min_scale: Floor on the predicted standard deviation.
+    mean_activation: "sigmoid" or "identity".
+  """
+  name = "gaussian_learned"
+  num_params = 2
+
+  def __init__(self, min_scale=0.01, mean_activation="sigmoid"):
+    self.min_scale = float(min_scale)
+    self._mean_fn = _mean_activation(mean_activation)
+
+  def _loc_scale(self, params):
+    raw_loc, raw_scale = tf.split(params, 2, axis=-1)
+    return (self._mean_fn(raw_loc),
+            tf.nn.softplus(raw_scale) + self.min_scale)
+
+  def distribution(self, params):
+    loc, scale = self._loc_scale(params)
+    return _image(tfd.Normal(loc=loc, scale=scale))
+
+  def outputs(self, params):
+    loc, scale = self._loc_scale(params)
+    return {"mean": loc, "loc": loc, "scale": scale}
+
+
+def _mean_activation(name):
+  if name == "sigmoid":
+    return tf.sigmoid
+  if name == "identity":
+    return tf.identity
+  raise ValueError(f"mean_activation must be 'sigmoid' or 'identity', "
+                   f"got {name!r}")
+
+
+def get(name, gaussian_scale=0.1):
+  """Returns the likelihood called `name` (one of `NAMES`)."""
+  if name == "bernoulli":
+    return Bernoulli()
+  if name == "continuous_bernoulli":
+    return ContinuousBernoulli()
+  if name == "gaussian":
+    return Gaussian(scale=gaussian_scale)
+  if name == "gaussian_learned":
+    return GaussianLearned()
+  raise ValueError(f"unknown likelihood {name!r}; choose one of "
+                   f"{', '.join(NAMES)}")

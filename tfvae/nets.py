@@ -1,0 +1,255 @@
+"""Neural network building blocks as `tf.Module`s.
+
+Weights use Glorot (Xavier) uniform initialisation: for a layer with fan_in
+inputs and fan_out outputs per weight, W ~ U(-a, a) with
+a = sqrt(6 / (fan_in + fan_out)), so Var(W) = 2 / (fan_in + fan_out), which keeps
+activation and gradient variances roughly constant across tanh layers
+(Glorot & Bengio, 2010). For convolutions fan_in = k_h * k_w * in_channels and
+fan_out = k_h * k_w * out_channels.
+
+Biases start at zero. Random biases (as some TF1 VAE code draws them) shift every
+unit by a random offset at step 0; with tanh or sigmoid that pushes units
+towards saturation before training has begun and adds no useful symmetry
+breaking, which the random weights already provide.
+"""
+import math
+
+import tensorflow as tf
+
+ACTIVATIONS = {
+    "tanh": tf.nn.tanh,
+    "relu": tf.nn.relu,
+    "elu": tf.nn.elu,
+    "sigmoid": tf.nn.sigmoid,
+    "softplus": tf.nn.softplus,
+    "leaky_relu": tf.nn.leaky_relu,
+    "gelu": tf.nn.gelu,
+    "swish": tf.nn.silu,
+}
+
+
+def glorot_uniform(shape, fan_in, fan_out, dtype=tf.float32):
+  """Draws a Glorot-uniform initial value.
+
+  Args:
+    shape: Shape of the weight.
+    fan_in: Inputs feeding each output unit.
+    fan_out: Outputs each input unit feeds.
+    dtype: Float dtype.
+
+  Returns:
+    A Tensor of `shape` with entries ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)).
+  """
+  limit = math.sqrt(6.0 / (fan_in + fan_out))
+  return tf.random.uniform(shape, -limit, limit, dtype=dtype)
+
+
+def get_activation(name):
+  """Returns the activation function called `name` (see `ACTIVATIONS`)."""
+  try:
+    return ACTIVATIONS[name]
+  except KeyError:
+    raise ValueError(f"unknown activation {name!r}; choose one of "
+                     f"{', '.join(sorted(ACTIVATIONS))}") from None
+
+
+class Linear(tf.Module):
+  """An affine map y = x W + b.
+
+  Args:
+    input_size: Width of x.
+    output_size: Width of y.
+    name: Module name.
+  """
+
+  def __init__(self, input_size, output_size, name=None):
+    super().__init__(name=name)
+    self.input_size = input_size
+    self.output_size = output_size
+    with self.name_scope:
+      self.w = tf.Variable(
+          glorot_uniform([input_size, output_size], input_size, output_size),
+          name="w")
+      self.b = tf.Variable(tf.zeros([output_size]), name="b")
+
+  @tf.Module.with_name_scope
+  def __call__(self, x):
+    """Maps x [B, input_size] to [B, output_size]."""
+    return tf.matmul(x, self.w) + self.b
+
+
+class MLP(tf.Module):
+  """A stack of `Linear` layers with an activation between them.
+
+  Args:
+    input_size: Width of the input.
+    output_sizes: Widths of the layers, the last being the output width.
+    activation: Name of the activation (see `ACTIVATIONS`) between layers.
+    activate_final: Whether to apply the activation after the last layer too.
+    name: Module name.
+  """
+
+  def __init__(self, input_size, output_sizes, activation="tanh",
+               activate_final=False, name=None):
+    super().__init__(name=name)
+    self._activation = get_activation(activation)
+    self._activate_final = activate_final
+    with self.name_scope:
+      sizes = [input_size, *output_sizes]
+      self.layers = [Linear(n_in, n_out, name=f"linear_{i}")
+                     for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:]))]
+
+  @tf.Module.with_name_scope
+  def __call__(self, x):
+    """Maps x [B, input_size] to [B, output_sizes[-1]]."""
+    for i, layer in enumerate(self.layers):
+      x = layer(x)
+      if i < len(self.layers) - 1 or self._activate_final:
+        x = self._activation(x)
+    return x
+
+
+class Conv2D(tf.Module):
+  """A 2-D convolution with SAME padding, NHWC.
+
+  Args:
+    input_channels: Channels of the input.
+    output_channels: Channels of the output.
+    kernel_size: Side of the square kernel.
+    stride: Stride in both spatial dimensions.
+    name: Module name.
+  """
+
+  def __init__(self, input_channels, output_channels, kernel_size=3, stride=1,
+               name=None):
+    super().__init__(name=name)
+    self.stride = stride
+    k = kernel_size
+    with self.name_scope:
+      self.w = tf.Variable(
+          glorot_uniform([k, k, input_channels, output_channels],
+                         k * k * input_channels, k * k * output_channels),
+          name="w")
+      self.b = tf.Variable(tf.zeros([output_channels]), name="b")
+
+  @tf.Module.with_name_scope
+  def __call__(self, x):
+    """Maps x [B, H, W, C_in] to [B, ceil(H/s), ceil(W/s), C_out]."""
+    return tf.nn.conv2d(x, self.w, self.stride, "SAME") + self.b
+
+
+class Conv2DTranspose(tf.Module):
+  """A transposed 2-D convolution with SAME padding, NHWC.
+
+  Args:
+    input_channels: Channels of the input.
+    output_channels: Channels of the output.
+    kernel_size: Side of the square kernel.
+    stride: Upsampling factor in both spatial dimensions.
+    name: Module name.
+  """
+
+  def __init__(self, input_channels, output_channels, kernel_size=3, stride=1,
+               name=None):
+    super().__init__(name=name)
+    self.stride = stride
+    k = kernel_size
+    with self.name_scope:
+      # conv2d_transpose's filter is [k, k, out, in].
+      self.w = tf.Variable(
+          glorot_uniform([k, k, output_channels, input_channels],
+                         k * k * input_channels, k * k * output_channels),
+          name="w")
+      self.b = tf.Variable(tf.zeros([output_channels]), name="b")
+
+  @tf.Module.with_name_scope
+  def __call__(self, x, output_hw):
+    """Maps x [B, h, w, C_in] to [B, H, W, C_out] with (H, W) = `output_hw`."""
+    batch = tf.shape(x)[0]
+    output_shape = tf.stack(
+        [batch, output_hw[0], output_hw[1], self.w.shape[2]])
+    return tf.nn.conv2d_transpose(x, self.w, output_shape, self.stride,
+                                  "SAME") + self.b
+
+
+class ConvEncoderNet(tf.Module):
+  """The convolutional encoder body of the classic Keras conv VAE.
+
+  conv 32 -> conv 64 stride 2 -> conv 64 -> conv 64 -> flatten -> dense 32
+  -> dense output_size; 3x3 kernels, SAME padding.
+
+  Args:
+    image_shape: (H, W, C) of the input images.
+    output_size: Width of the output (e.g. 2 * latent size).
+    activation: Activation name between layers.
+    filters: Channels of the four conv layers.
+    dense_size: Width of the dense layer before the output.
+    name: Module name.
+  """
+
+  def __init__(self, image_shape, output_size, activation="relu",
+               filters=(32, 64, 64, 64), dense_size=32, name=None):
+    super().__init__(name=name)
+    height, width, channels = image_shape
+    self._activation = get_activation(activation)
+    strides = (1, 2, 1, 1)
+    with self.name_scope:
+      self.convs = []
+      in_ch = channels
+      for i, (out_ch, stride) in enumerate(zip(filters, strides)):
+        self.convs.append(Conv2D(in_ch, out_ch, 3, stride, name=f"conv_{i}"))
+        in_ch = out_ch
+      flat = math.ceil(height / 2) * math.ceil(width / 2) * in_ch
+      self.dense = Linear(flat, dense_size, name="dense")
+      self.out = Linear(dense_size, output_size, name="out")
+
+  @tf.Module.with_name_scope
+  def __call__(self, images):
+    """Maps images [B, H, W, C] to [B, output_size]."""
+    x = images
+    for conv in self.convs:
+      x = self._activation(conv(x))
+    x = tf.reshape(x, [tf.shape(x)[0], -1])
+    return self.out(self._activation(self.dense(x)))
+
+
+class ConvDecoderNet(tf.Module):
+  """The convolutional decoder body of the classic Keras conv VAE.
+
+  dense to (H/2, W/2, 64) -> reshape -> transposed conv 32 stride 2 -> conv to
+  `output_channels`; 3x3 kernels, SAME padding.
+
+  Args:
+    latent_size: Width of z.
+    image_shape: (H, W, C) of the images produced.
+    output_channels: Channels of the output map (C times the number of
+      likelihood parameters per pixel).
+    activation: Activation name between layers.
+    hidden_channels: Channels after the dense layer.
+    upsample_channels: Channels of the transposed convolution.
+    name: Module name.
+  """
+
+  def __init__(self, latent_size, image_shape, output_channels,
+               activation="relu", hidden_channels=64, upsample_channels=32,
+               name=None):
+    super().__init__(name=name)
+    height, width, _ = image_shape
+    self._activation = get_activation(activation)
+    self._image_hw = (height, width)
+    self._hidden_shape = (math.ceil(height / 2), math.ceil(width / 2),
+                          hidden_channels)
+    with self.name_scope:
+      self.dense = Linear(latent_size, math.prod(self._hidden_shape),
+                          name="dense")
+      self.upsample = Conv2DTranspose(hidden_channels, upsample_channels, 3, 2,
+                                      name="upsample")
+      self.out = Conv2D(upsample_channels, output_channels, 3, 1, name="out")
+
+  @tf.Module.with_name_scope
+  def __call__(self, z):
+    """Maps z [B, latent_size] to [B, H, W, output_channels]."""
+    x = self._activation(self.dense(z))
+    x = tf.reshape(x, [-1, *self._hidden_shape])
+    x = self._activation(self.upsample(x, self._image_hw))
+    return self.out(x)

@@ -1,0 +1,112 @@
+"""Variational bounds on log p(x), per example.
+
+  rate       = KL(q(z | x) || p(z))          (nats)
+  distortion = -E_q[log p(x | z)]            (nats)
+  elbo       = -(distortion + rate)  <=  log p(x)
+
+  iwae_k     = E[log (1/k) sum_i p(x, z_i) / q(z_i | x)],  z_i ~ q(z | x)
+             with elbo = iwae_1 <= iwae_k <= iwae_{k+1} <= log p(x)
+             (Burda et al., 2015).
+"""
+import math
+from typing import NamedTuple
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+
+class Bound(NamedTuple):
+  """Per-example terms of the ELBO, each float32 [B]."""
+  elbo: tf.Tensor
+  rate: tf.Tensor
+  distortion: tf.Tensor
+
+
+def reparameterize(approx_posterior, noise):
+  """Maps standard-Normal noise [..., B, D] to samples of q(z | x).
+
+  For a location-scale posterior this is z = loc + scale * noise, the
+  reparameterisation that lets gradients flow through the sample. Taking the
+  noise from the caller (rather than a seed) lets a distributed step draw
+  the noise of the whole global batch and give each replica its slice, so
+  the result does not depend on the number of replicas.
+  """
+  return approx_posterior.bijector.forward(noise)
+
+
+def rate(approx_posterior, prior, z):
+  """KL(q || p) per example: analytic when TFP has it, else Monte Carlo.
+
+  Args:
+    approx_posterior: q(z | x), batch shape [B].
+    prior: p(z).
+    z: Samples of q [B, D], used only for the Monte Carlo estimate
+      log q(z) - log p(z).
+  """
+  try:
+    return tfd.kl_divergence(approx_posterior, prior)
+  except NotImplementedError:
+    return approx_posterior.log_prob(z) - prior.log_prob(z)
+
+
+def elbo(model, images, seed=None, noise=None):
+  """The evidence lower bound of `model` on `images`, one sample of z each.
+
+  Args:
+    model: A VAE (`approx_posterior`, `prior`, `likelihood`).
+    images: float32 [B, H, W, C], the targets x.
+    seed: Stateless seed (int Tensor [2]) for the sample of z.
+    noise: Alternatively, standard-Normal noise [B, D] (see
+      `reparameterize`).
+
+  Returns:
+    A `Bound` of float32 [B] tensors.
+  """
+  approx_posterior = model.approx_posterior(images)
+  if noise is None:
+    z = approx_posterior.sample(seed=seed)
+  else:
+    z = reparameterize(approx_posterior, noise)
+  the_rate = rate(approx_posterior, model.prior(), z)
+  distortion = -model.likelihood(z).log_prob(images)
+  return Bound(elbo=-(distortion + the_rate), rate=the_rate,
+               distortion=distortion)
+
+
+def log_importance_weights(model, images, num_samples, seed=None, noise=None):
+  """log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x), z_i ~ q(z | x).
+
+  Args:
+    model: A VAE.
+    images: float32 [B, H, W, C].
+    num_samples: k, the number of z per example.
+    seed: Stateless seed (int Tensor [2]).
+    noise: Alternatively, standard-Normal noise [k, B, D].
+
+  Returns:
+    float32 [k, B].
+  """
+  approx_posterior = model.approx_posterior(images)
+  if noise is None:
+    z = approx_posterior.sample(num_samples, seed=seed)
+  else:
+    z = reparameterize(approx_posterior, noise)
+  batch = tf.shape(images)[0]
+  flat_z = tf.reshape(z, [-1, model.latent_size])
+  tiled = tf.tile(images, [num_samples, 1, 1, 1])
+  log_likelihood = tf.reshape(model.likelihood(flat_z).log_prob(tiled),
+                              [num_samples, batch])
+  return (log_likelihood + model.prior().log_prob(z)
+          - approx_posterior.log_prob(z))
+
+
+def iwae_bound(model, images, num_samples, seed=None, noise=None):
+  """The importance-weighted bound with k = `num_samples`, per example [B].
+
+  log (1/k) sum_i w_i is computed with logsumexp, never by exponentiating
+  the weights.
+  """
+  log_w = log_importance_weights(model, images, num_samples, seed, noise)
+  return tf.reduce_logsumexp(log_w, axis=0) - math.log(num_samples)

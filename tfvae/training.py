@@ -1,0 +1,556 @@
+"""Training: a compiled, distribution-ready step, checkpoints and metrics.
+
+Randomness is stateless. The noise of training step s (the sample of z and, for
+dynamic binarisation, the binarisation of the batch) is drawn from the seed
+pair (seed, s), and the order of epoch e from (seed, e), so the run's whole
+random state is (seed, step): it is in every checkpoint, and a resumed run
+draws exactly what the uninterrupted run would have drawn.
+"""
+import json
+import os
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from tfvae import config as config_lib
+from tfvae import data
+from tfvae import errors
+from tfvae import images as images_lib
+from tfvae import models
+from tfvae import objectives
+from tfvae import runs
+
+STRATEGIES = ("default", "mirrored")
+OPTIMIZERS = ("adam", "rmsprop")
+BINARIZATIONS = ("none", "static", "dynamic")
+# Fixed seeds of static binarisation: every run, whatever its --seed, sees the
+# same binarised data, so test figures of different runs are comparable.
+TRAIN_BINARIZATION_SEED = 1234
+TEST_BINARIZATION_SEED = 4321
+# Evaluation draws z from (seed, this offset + batch index), apart from the
+# training steps' seeds.
+_EVAL_SEED_OFFSET = 1 << 20
+_NUM_PICTURE_SAMPLES = 64
+
+
+def configure_cpu_devices(count):
+  """Splits the CPU into `count` logical devices (for mirrored training).
+
+  Must run before TensorFlow initialises its devices.
+  """
+  if count <= 1:
+    return
+  cpus = tf.config.list_physical_devices("CPU")
+  try:
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+  except RuntimeError as e:
+    raise errors.TfvaeError(f"--cpu_devices={count}: {e}") from None
+
+
+def make_strategy(name):
+  """Returns the `tf.distribute.Strategy` called `name` (see STRATEGIES).
+
+  "mirrored" uses every GPU, or, without GPUs, every logical CPU device.
+  """
+  if name == "default":
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    if tf.config.list_logical_devices("GPU"):
+      return tf.distribute.MirroredStrategy()
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=cpus)
+  raise errors.TfvaeError(f"--strategy={name}: choose one of "
+                          f"{', '.join(STRATEGIES)}")
+
+
+def make_optimizer(config):
+  """Builds the optimizer the config names (tf_keras, for tf.distribute)."""
+  clip = config.clip_norm if config.clip_norm > 0 else None
+  if config.optimizer == "adam":
+    return tf_keras.optimizers.Adam(config.learning_rate, global_clipnorm=clip)
+  if config.optimizer == "rmsprop":
+    return tf_keras.optimizers.RMSprop(config.learning_rate,
+                                       global_clipnorm=clip)
+  raise errors.TfvaeError(f"--optimizer={config.optimizer}: choose one of "
+                          f"{', '.join(OPTIMIZERS)}")
+
+
+def prepared_split(dataset, split, binarize):
+  """The images of a split as training and evaluation see them.
+
+  Args:
+    dataset: A `data.Dataset`.
+    split: "train" or "test".
+    binarize: "none", "static" or "dynamic". The test split of a binarised
+      run is binarised once with a fixed seed (the standard protocol);
+      dynamic binarisation of the training split happens in the step.
+
+  Returns:
+    A `data.Split` with uint8 images.
+  """
+  the_split = dataset.split(split)
+  if binarize == "none" or (binarize == "dynamic" and split == "train"):
+    return the_split
+  seed = TRAIN_BINARIZATION_SEED if split == "train" else TEST_BINARIZATION_SEED
+  return data.Split(data.static_binarize(the_split.images, seed),
+                    the_split.labels)
+
+
+def validate(config):
+  """Checks a config's values; raises TfvaeError naming the flag."""
+  checks = [
+      (config.dataset in data.DATASET_NAMES, "dataset",
+       f"choose one of {', '.join(data.DATASET_NAMES)}"),
+      (config.model in models.MODEL_KINDS, "model",
+       f"choose one of {', '.join(models.MODEL_KINDS)}"),
+      (config.network in ("mlp", "conv"), "network", "choose mlp or conv"),
+      (config.latent_dim > 0, "latent_dim", "must be positive"),
+      (all(h > 0 for h in config.hidden_sizes), "hidden_sizes",
+       "widths must be positive"),
+      (config.binarize in BINARIZATIONS, "binarize",
+       f"choose one of {', '.join(BINARIZATIONS)}"),
+      (config.batch_size > 0, "batch_size", "must be positive"),
+      (config.epochs >= 0, "epochs", "must not be negative"),
+      (config.learning_rate > 0, "learning_rate", "must be positive"),
+      (config.optimizer in OPTIMIZERS, "optimizer",
+       f"choose one of {', '.join(OPTIMIZERS)}"),
+      (config.strategy in STRATEGIES, "strategy",
+       f"choose one of {', '.join(STRATEGIES)}"),
+      (config.beta >= 0, "beta", "must not be negative"),
+      (config.gaussian_scale > 0, "gaussian_scale", "must be positive"),
+      (config.steps_per_call > 0, "steps_per_call", "must be positive"),
+      (config.save_every_steps > 0, "save_every_steps", "must be positive"),
+      (config.keep_checkpoints > 0, "keep_checkpoints", "must be positive"),
+      (config.clip_norm >= 0, "clip_norm", "must not be negative"),
+  ]
+  for ok, flag, why in checks:
+    if not ok:
+      raise errors.TfvaeError(
+          f"--{flag}={getattr(config, flag)!r}: {why}")
+  try:
+    models.likelihoods_lib.get(config.likelihood)
+  except ValueError as e:
+    raise errors.TfvaeError(f"--likelihood: {e}") from None
+  try:
+    models.nets.get_activation(config.hidden_activation)
+  except ValueError as e:
+    raise errors.TfvaeError(f"--activation: {e}") from None
+
+
+def resolve_config(run_dir, requested, explicit=None):
+  """Merges the requested config with a run directory's saved one.
+
+  Args:
+    run_dir: The run directory.
+    requested: The `Config` asked for (flags).
+    explicit: Names of the fields the user set explicitly (flags given on
+      the command line); the others take the saved run's values. None means
+      every field was set explicitly.
+
+  Returns:
+    The config to train with.
+
+  Raises:
+    errors.RunDirError: If an explicitly set field that defines the model,
+      data or optimisation differs from the saved run's, naming each.
+  """
+  path = runs.config_path(run_dir)
+  if not os.path.exists(path):
+    found = runs._found_checkpoints(runs.ckpt_dir(run_dir))  # pylint: disable=protected-access
+    if found:
+      raise errors.RunDirError(
+          f"{run_dir} has checkpoints but no {runs.CONFIG}; refusing to guess "
+          "what they were trained with")
+    return requested
+  saved = config_lib.load(path)
+  if explicit is None:
+    explicit = {f for f in requested.to_dict() if f != "image_shape"}
+  merged = saved.replace(**{f: getattr(requested, f) for f in explicit
+                            if hasattr(saved, f)})
+  differing = [f for f in merged.differences(saved) if f != "image_shape"]
+  if differing:
+    details = ", ".join(f"--{f}={_flag_value(getattr(merged, f))} (run has "
+                        f"{_flag_value(getattr(saved, f))})"
+                        for f in differing)
+    raise errors.RunDirError(
+        f"{run_dir} was trained with other settings: {details}; use a new "
+        "--run_dir or drop these flags to resume")
+  return merged
+
+
+def _flag_value(value):
+  if isinstance(value, (tuple, list)):
+    return ",".join(str(v) for v in value)
+  return value
+
+
+class Trainer:
+  """Trains a model of a config on a data set, in a run directory.
+
+  Args:
+    config: A validated `config.Config` with `image_shape` set.
+    run_dir: Where checkpoints, summaries, metrics and pictures go.
+    dataset: A `data.Dataset`.
+    strategy: A `tf.distribute.Strategy`.
+  """
+
+  def __init__(self, config, run_dir, dataset, strategy):
+    self.config = config
+    self.run_dir = run_dir
+    self.dataset = dataset
+    self.strategy = strategy
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+      raise errors.TfvaeError(
+          f"--batch_size={config.batch_size} must be a multiple of the "
+          f"{replicas} replicas")
+    self.train_split = prepared_split(dataset, "train", config.binarize)
+    self.test_split = prepared_split(dataset, "test", config.binarize)
+    self.steps_per_epoch = data.steps_per_epoch(self.train_split,
+                                                config.batch_size)
+    if self.steps_per_epoch == 0:
+      raise errors.TfvaeError(
+          f"--batch_size={config.batch_size} is larger than the "
+          f"{len(self.train_split.labels)} training examples")
+    tf.random.set_seed(config.seed)
+    with strategy.scope():
+      self.model = models.build_model(config)
+      self.optimizer = make_optimizer(config)
+      self.optimizer.build(self.model.trainable_variables)
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    self.checkpoint = tf.train.Checkpoint(
+        model=self.model, optimizer=self.optimizer, step=self.step,
+        epoch=self.epoch)
+    self._train_steps = self._make_train_steps()
+    self._eval_batch = self._make_eval_batch()
+
+  # The compiled edge.
+
+  def _loss_and_grads(self, images, binarize_noise, latent_noise):
+    x = data.scale(images)
+    if binarize_noise is not None:
+      x = data.binarize(x, binarize_noise)
+    global_batch = tf.cast(self.config.batch_size, tf.float32)
+    variables = self.model.trainable_variables
+    with tf.GradientTape() as tape:
+      bound = objectives.elbo(self.model, x, noise=latent_noise)
+      per_example_loss = bound.distortion + self.config.beta * bound.rate
+      # Sum over this replica's examples / global batch: the all-reduce (a
+      # sum) of the replicas' gradients is then the gradient of the mean.
+      loss = tf.reduce_sum(per_example_loss) / global_batch
+    grads = tape.gradient(loss, variables)
+    stats = tf.stack([tf.reduce_sum(bound.elbo), tf.reduce_sum(bound.rate),
+                      tf.reduce_sum(bound.distortion)]) / global_batch
+    return loss, stats, grads
+
+  def _replica_step(self, images, step_seed):
+    """One step on this replica's slice of the global batch.
+
+    The noise is drawn for the whole global batch and sliced, so example i
+    gets the same noise whatever the number of replicas.
+    """
+    ctx = tf.distribute.get_replica_context()
+    local = tf.shape(images)[0]
+    start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
+    global_batch = self.config.batch_size
+    seeds = tf.random.experimental.stateless_split(step_seed, 2)
+    binarize_noise = None
+    if self.config.binarize == "dynamic":
+      binarize_noise = tf.random.stateless_uniform(
+          [global_batch, *self.config.image_shape], seeds[0])[start:start +
+                                                              local]
+    latent_noise = tf.random.stateless_normal(
+        [global_batch, self.config.latent_dim], seeds[1])[start:start + local]
+    loss, stats, grads = self._compute(images, binarize_noise, latent_noise)
+    checked = tf.debugging.check_numerics(
+        loss, "non-finite training loss")
+    with tf.control_dependencies([checked]):
+      self.optimizer.apply_gradients(
+          zip(grads, self.model.trainable_variables))
+    return tf.concat([[loss], stats], axis=0)
+
+  def _make_train_steps(self):
+    if self.config.jit:
+      self._compute = tf.function(self._loss_and_grads, jit_compile=True)
+    else:
+      self._compute = self._loss_and_grads
+    seed = tf.constant(self.config.seed, tf.int64)
+
+    @tf.function
+    def train_steps(iterator, num_steps):
+      """Runs `num_steps` steps; returns summed [loss, elbo, rate, dist.]."""
+      sums = tf.zeros([4])
+      for _ in tf.range(num_steps):
+        batch = next(iterator)
+        step_seed = tf.stack([seed, self.step])
+        per_replica = self.strategy.run(self._replica_step,
+                                        args=(batch["image"], step_seed))
+        sums += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                                     axis=None)
+        self.step.assign_add(1)
+      return sums
+
+    return train_steps
+
+  def _make_eval_batch(self):
+
+    @tf.function
+    def eval_batch(images, seed):
+      """Sums of [elbo, rate, distortion] over a batch."""
+      bound = objectives.elbo(self.model, data.scale(images), seed=seed)
+      return tf.stack([tf.reduce_sum(bound.elbo), tf.reduce_sum(bound.rate),
+                       tf.reduce_sum(bound.distortion)])
+
+    return eval_batch
+
+  # Python-side driving.
+
+  def evaluate(self, batch_size=500):
+    """Mean test ELBO, rate and distortion (nats), with fixed noise."""
+    totals = np.zeros(3)
+    count = 0
+    for i, batch in enumerate(data.eval_dataset(self.test_split, batch_size)):
+      seed = tf.constant([self.config.seed, _EVAL_SEED_OFFSET + i], tf.int32)
+      totals += self._eval_batch(batch["image"], seed).numpy()
+      count += int(batch["image"].shape[0])
+    elbo, rate, distortion = totals / max(count, 1)
+    return {"test_elbo": float(elbo), "test_rate": float(rate),
+            "test_distortion": float(distortion)}
+
+  def _restore(self):
+    newest = runs.recover_checkpoints(runs.ckpt_dir(self.run_dir))
+    if newest is None:
+      return None
+    status = self.checkpoint.restore(newest)
+    try:
+      status.assert_existing_objects_matched()
+    except AssertionError as e:
+      raise errors.RunDirError(
+          f"{newest} does not fit this run's model: "
+          f"{str(e).splitlines()[0]}") from None
+    return newest
+
+  def _save(self, manager):
+    for v in self.model.variables:
+      if not np.all(np.isfinite(v.numpy())):
+        raise errors.NonFiniteLossError(
+            f"variable {v.name} is not finite at step {int(self.step)}; "
+            "not saving a checkpoint")
+    self.epoch.assign(int(self.step) // self.steps_per_epoch)
+    return manager.save(checkpoint_number=int(self.step))
+
+  def _write_pictures(self, epoch):
+    """Writes samples and reconstructions as PNGs and image summaries."""
+    z = tf.random.stateless_normal(
+        [_NUM_PICTURE_SAMPLES, self.config.latent_dim],
+        [self.config.seed, 7])
+    samples = self.model.decoder.outputs(z)["mean"].numpy()
+    originals = data.scale(self.test_split.images[:16]).numpy()
+    recon = self.model.decoder.outputs(
+        self.model.approx_posterior(originals).mean())["mean"].numpy()
+    pictures = runs.pictures_dir(self.run_dir)
+    sample_grid = images_lib.grid(samples, columns=8)
+    images_lib.write_png(
+        os.path.join(pictures, f"samples_epoch_{epoch:03d}.png"), sample_grid)
+    recon_grid = images_lib.grid(np.concatenate([originals, recon]),
+                                 columns=16)
+    images_lib.write_png(
+        os.path.join(pictures, f"reconstructions_epoch_{epoch:03d}.png"),
+        recon_grid)
+    return sample_grid, recon_grid
+
+  def train(self):
+    """Trains up to `config.epochs` epochs, resuming from checkpoints.
+
+    Returns:
+      The list of per-epoch metric records written in this call.
+
+    Raises:
+      errors.NonFiniteLossError: If the loss becomes NaN or infinite; the
+        newest checkpoint is then the last good one.
+    """
+    config = self.config
+    ckpt_directory = runs.ckpt_dir(self.run_dir)
+    restored = self._restore()
+    manager = tf.train.CheckpointManager(
+        self.checkpoint, ckpt_directory, max_to_keep=config.keep_checkpoints,
+        checkpoint_name=runs.CKPT_PREFIX)
+    step = int(self.step)
+    records = _read_metrics(self.run_dir)
+    if restored:
+      logging.info("Resumed from %s at step %d (epoch %d, %d/%d steps into "
+                   "it).", restored, step, step // self.steps_per_epoch + 1,
+                   step % self.steps_per_epoch, self.steps_per_epoch)
+      kept = [r for r in records if r.get("step", 0) <= step]
+      if len(kept) != len(records):
+        _write_metrics(self.run_dir, kept)
+        records = kept
+    else:
+      logging.info("Starting a new run in %s.", self.run_dir)
+    total_steps = config.epochs * self.steps_per_epoch
+    train_writer = tf.summary.create_file_writer(
+        runs.summaries_dir(self.run_dir, "train"))
+    eval_writer = tf.summary.create_file_writer(
+        runs.summaries_dir(self.run_dir, "eval"))
+    written = []
+    done_epochs = {r.get("epoch") for r in records}
+    # A run killed between an epoch's last checkpoint and its evaluation.
+    if step and step % self.steps_per_epoch == 0 and \
+       step // self.steps_per_epoch not in done_epochs and step <= total_steps:
+      written.append(self._finish_epoch(step // self.steps_per_epoch, None,
+                                        None, eval_writer))
+    if step >= total_steps:
+      logging.info("Already trained %d of %d epochs; nothing to do (raise "
+                   "--epochs to train on).", step // self.steps_per_epoch,
+                   config.epochs)
+      return written
+    last_saved = step
+    while step < total_steps:
+      epoch_index = step // self.steps_per_epoch
+      into_epoch = step % self.steps_per_epoch
+      dataset = data.train_dataset(self.train_split, config.batch_size,
+                                   config.seed, epoch_index,
+                                   skip_batches=into_epoch)
+      iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+      sums = np.zeros(4)
+      steps_this_epoch = 0
+      train_seconds = 0.0
+      epoch_end = (epoch_index + 1) * self.steps_per_epoch
+      while step < epoch_end:
+        num = min(config.steps_per_call, epoch_end - step)
+        start = time.perf_counter()
+        try:
+          sums += self._train_steps(iterator, tf.constant(num)).numpy()
+        except tf.errors.InvalidArgumentError as e:
+          if "non-finite training loss" not in str(e):
+            raise
+          raise errors.NonFiniteLossError(
+              f"training loss became NaN or infinite near step {step + 1}; "
+              f"stopped; newest checkpoint is the last good one: "
+              f"{manager.latest_checkpoint or 'none written yet'}") from None
+        train_seconds += time.perf_counter() - start
+        step = int(self.step)
+        steps_this_epoch += num
+        if step % config.log_every_steps < num or step == epoch_end:
+          _log_progress(epoch_index, config.epochs, step, epoch_end,
+                        self.steps_per_epoch, sums / steps_this_epoch,
+                        steps_this_epoch * config.batch_size / train_seconds)
+          with train_writer.as_default(step=step):
+            tf.summary.scalar("loss", sums[0] / steps_this_epoch)
+        if step // config.save_every_steps > last_saved // \
+           config.save_every_steps and step != epoch_end:
+          self._save(manager)
+          last_saved = step
+      self._save(manager)
+      last_saved = step
+      mean = sums / steps_this_epoch
+      train = {"train_loss": float(mean[0]), "train_elbo": float(mean[1]),
+               "train_rate": float(mean[2]),
+               "train_distortion": float(mean[3])}
+      speed = steps_this_epoch * config.batch_size / train_seconds
+      with train_writer.as_default(step=step):
+        for name, value in train.items():
+          tf.summary.scalar(name, value)
+        tf.summary.scalar("examples_per_sec", speed)
+      train_writer.flush()
+      written.append(self._finish_epoch(epoch_index + 1, train, speed,
+                                        eval_writer))
+    return written
+
+  def _finish_epoch(self, epoch, train, speed, eval_writer):
+    """Evaluates, writes pictures and appends the epoch's metrics record."""
+    step = int(self.step)
+    test = self.evaluate()
+    sample_grid, recon_grid = self._write_pictures(epoch)
+    with eval_writer.as_default(step=step):
+      for name, value in test.items():
+        tf.summary.scalar(name, value)
+      tf.summary.image("samples", sample_grid[None].astype(np.float32) / 255.)
+      tf.summary.image("reconstructions",
+                       recon_grid[None].astype(np.float32) / 255.)
+    eval_writer.flush()
+    record = {"epoch": epoch, "step": step, **(train or {}), **test,
+              "examples_per_sec": speed, "wall_time": time.time()}
+    with open(runs.metrics_path(self.run_dir), "a") as f:
+      f.write(json.dumps(record) + "\n")
+    logging.info("epoch %d: test elbo %.2f (rate %.2f, distortion %.2f) nats",
+                 epoch, test["test_elbo"], test["test_rate"],
+                 test["test_distortion"])
+    return record
+
+
+def _log_progress(epoch_index, epochs, step, epoch_end, steps_per_epoch,
+                  mean, speed):
+  done = steps_per_epoch - (epoch_end - step)
+  width = 20
+  filled = int(width * done / steps_per_epoch)
+  bar = "#" * filled + "." * (width - filled)
+  logging.info("epoch %d/%d [%s] %3d%% step %d  loss %.2f  elbo %.2f  "
+               "%.0f examples/s", epoch_index + 1, epochs, bar,
+               100 * done // steps_per_epoch, step, mean[0], mean[1], speed)
+
+
+def _read_metrics(run_dir):
+  path = runs.metrics_path(run_dir)
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if line:
+        try:
+          records.append(json.loads(line))
+        except ValueError:
+          # A line cut short by a kill mid-write; the epoch is re-evaluated.
+          continue
+  return records
+
+
+def _write_metrics(run_dir, records):
+  path = runs.metrics_path(run_dir)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    for r in records:
+      f.write(json.dumps(r) + "\n")
+  os.replace(tmp, path)
+
+
+def run(config, run_dir, explicit=None, dataset=None):
+  """Trains (or resumes) the run `config` describes in `run_dir`.
+
+  Args:
+    config: The requested `config.Config`.
+    run_dir: The run directory (created if missing).
+    explicit: Fields set explicitly by the user (see `resolve_config`).
+    dataset: A `data.Dataset` to use instead of loading `config.dataset`.
+
+  Returns:
+    (trainer, records): the Trainer and the metric records of this call.
+  """
+  config = resolve_config(run_dir, config, explicit)
+  validate(config)
+  if dataset is None:
+    dataset = data.load(config.dataset, config.data_dir)
+  if config.image_shape is not None and \
+     tuple(config.image_shape) != tuple(dataset.image_shape):
+    raise errors.RunDirError(
+        f"{run_dir} was trained on images of shape {config.image_shape}, "
+        f"but {dataset.source} holds {dataset.image_shape}")
+  config = config.replace(image_shape=tuple(dataset.image_shape))
+  strategy = make_strategy(config.strategy)
+  trainer = Trainer(config, run_dir, dataset, strategy)
+  os.makedirs(run_dir, exist_ok=True)
+  config_lib.save(config, runs.config_path(run_dir))
+  logging.info("Training %s (%s, latent %d, %s) on %s from %s: %d steps per "
+               "epoch, %d replica(s).", config.model, config.network,
+               config.latent_dim, config.likelihood, config.dataset,
+               dataset.source, trainer.steps_per_epoch,
+               strategy.num_replicas_in_sync)
+  return trainer, trainer.train()
+
