@@ -10,8 +10,8 @@ import dataclasses
 import gzip
 import hashlib
 import os
+import secrets
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -529,12 +529,13 @@ def download(name, dest_dir, base_url=None, checksums=None, progress=None):
 def _fetch(url, dest, accepted, progress):
   """Downloads `url` to `dest` through a verified temporary file."""
   filename = os.path.basename(dest)
-  fd, tmp_path = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part",
-                                  dir=os.path.dirname(dest) or ".")
+  # Not tempfile.mkstemp: its files are private (0600) whatever the umask.
+  tmp_path = os.path.join(os.path.dirname(dest) or ".",
+                          f".{filename}.{secrets.token_hex(4)}.part")
   try:
     digest = hashlib.sha256()
     try:
-      with os.fdopen(fd, "wb") as out, urllib.request.urlopen(
+      with open(tmp_path, "xb") as out, urllib.request.urlopen(
           url, timeout=60) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
