@@ -425,6 +425,10 @@ def load(name, data_dir=None):
   """
   _check_name(name)
   locations = _locations(name, data_dir)
+  for base, explicit in _bases(name, data_dir):
+    if explicit and not os.path.isdir(base):
+      logging.warning("%s data directory %s does not exist; looking further.",
+                      name, base)
   incomplete = []
   for directory, explicit in locations:
     kind, found = _find_files(directory, name)
@@ -453,7 +457,9 @@ def load(name, data_dir=None):
                  train.images.shape[1:])
     return Dataset(name=name, train=train, test=test,
                    class_names=CLASS_NAMES[name], source=source)
-  skipped = f"; incomplete, skipped: {'; '.join(incomplete)}" if incomplete else ""
+  skipped = ""
+  if incomplete:
+    skipped = f"; incomplete, skipped: {'; '.join(incomplete)}"
   raise errors.DataError(
       f"{name} data not found; looked in: "
       f"{', '.join(d for d, _ in locations)}{skipped}; {_how_to_get(name)}")
