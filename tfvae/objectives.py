@@ -110,3 +110,86 @@ def iwae_bound(model, images, num_samples, seed=None, noise=None):
   """
   log_w = log_importance_weights(model, images, num_samples, seed, noise)
   return tf.reduce_logsumexp(log_w, axis=0) - math.log(num_samples)
+
+
+class ExampleNoise:
+  """Stateless noise for the examples of one batch, whatever the replicas.
+
+  Each draw is made for the whole global batch from a seed and sliced to this
+  replica's examples, so example i receives the same noise with one replica
+  or many (latent widths and images are small next to the step's matmuls).
+
+  Args:
+    seed: int Tensor [2], the batch's stateless seed.
+    global_batch: Examples in the global batch.
+    start: Index of this replica's first example in the global batch.
+    local: Examples on this replica.
+  """
+
+  def __init__(self, seed, global_batch, start=0, local=None):
+    self._seed = tf.cast(seed, tf.int64)
+    self._global_batch = global_batch
+    self._start = start
+    self._local = global_batch if local is None else local
+    self._draws = 0
+
+  def _next_seed(self):
+    self._draws += 1
+    return tf.random.experimental.stateless_fold_in(self._seed, self._draws)
+
+  def _slice(self, noise):
+    return noise[self._start:self._start + self._local]
+
+  def normal(self, shape):
+    """Standard-Normal noise [local, *shape]."""
+    return self._slice(tf.random.stateless_normal(
+        [self._global_batch, *shape], self._next_seed()))
+
+  def uniform(self, shape):
+    """U(0, 1) noise [local, *shape]."""
+    return self._slice(tf.random.stateless_uniform(
+        [self._global_batch, *shape], self._next_seed()))
+
+
+class Objective:
+  """What a model is trained on: a per-example loss and named metrics.
+
+  Subclasses set `metric_names` and implement `__call__`.
+  """
+  metric_names = ()
+
+  def __call__(self, model, images, noise, step=None):
+    """Returns (loss [B], {name: [B] for name in metric_names}).
+
+    Args:
+      model: The model being trained.
+      images: float32 [B, H, W, C], the (binarised) training targets.
+      noise: An `ExampleNoise` for this batch.
+      step: The training step (int64 scalar Tensor), for schedules.
+    """
+    raise NotImplementedError
+
+
+class ElboObjective(Objective):
+  """Minimises distortion + beta * rate, i.e. -ELBO when beta = 1.
+
+  Args:
+    beta: Weight of the rate term.
+  """
+  metric_names = ("elbo", "rate", "distortion")
+
+  def __init__(self, beta=1.0):
+    self.beta = float(beta)
+
+  def __call__(self, model, images, noise, step=None):
+    bound = elbo(model, images, noise=noise.normal([model.latent_size]))
+    loss = bound.distortion + self.beta * bound.rate
+    return loss, {"elbo": bound.elbo, "rate": bound.rate,
+                  "distortion": bound.distortion}
+
+
+def for_config(config):
+  """The training objective of a `config.Config`'s model kind."""
+  if config.model == "vae":
+    return ElboObjective(config.beta)
+  raise ValueError(f"no objective for model {config.model!r}")

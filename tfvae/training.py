@@ -226,53 +226,42 @@ class Trainer:
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, step=self.step,
         epoch=self.epoch)
+    self.objective = objectives.for_config(config)
     self._train_steps = self._make_train_steps()
     self._eval_batch = self._make_eval_batch()
 
   # The compiled edge.
 
-  def _loss_and_grads(self, images, binarize_noise, latent_noise):
+  def _loss_and_grads(self, images, seed, start, local):
+    global_batch = self.config.batch_size
+    noise = objectives.ExampleNoise(seed, global_batch, start, local)
     x = data.scale(images)
-    if binarize_noise is not None:
-      x = data.binarize(x, binarize_noise)
-    global_batch = tf.cast(self.config.batch_size, tf.float32)
+    if self.config.binarize == "dynamic":
+      x = data.binarize(x, noise.uniform(self.config.image_shape))
     variables = self.model.trainable_variables
     with tf.GradientTape() as tape:
-      bound = objectives.elbo(self.model, x, noise=latent_noise)
-      per_example_loss = bound.distortion + self.config.beta * bound.rate
+      per_example_loss, metrics = self.objective(self.model, x, noise,
+                                                 self.step)
       # Sum over this replica's examples / global batch: the all-reduce (a
       # sum) of the replicas' gradients is then the gradient of the mean.
       loss = tf.reduce_sum(per_example_loss) / global_batch
     grads = tape.gradient(loss, variables)
-    stats = tf.stack([tf.reduce_sum(bound.elbo), tf.reduce_sum(bound.rate),
-                      tf.reduce_sum(bound.distortion)]) / global_batch
-    return loss, stats, grads
+    sums = tf.stack([loss] + [
+        tf.reduce_sum(metrics[name]) / global_batch
+        for name in self.objective.metric_names])
+    return loss, sums, grads
 
   def _replica_step(self, images, step_seed):
-    """One step on this replica's slice of the global batch.
-
-    The noise is drawn for the whole global batch and sliced, so example i
-    gets the same noise whatever the number of replicas.
-    """
+    """One step on this replica's slice of the global batch."""
     ctx = tf.distribute.get_replica_context()
     local = tf.shape(images)[0]
     start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
-    global_batch = self.config.batch_size
-    seeds = tf.random.experimental.stateless_split(step_seed, 2)
-    binarize_noise = None
-    if self.config.binarize == "dynamic":
-      binarize_noise = tf.random.stateless_uniform(
-          [global_batch, *self.config.image_shape], seeds[0])[start:start +
-                                                              local]
-    latent_noise = tf.random.stateless_normal(
-        [global_batch, self.config.latent_dim], seeds[1])[start:start + local]
-    loss, stats, grads = self._compute(images, binarize_noise, latent_noise)
-    checked = tf.debugging.check_numerics(
-        loss, "non-finite training loss")
+    loss, sums, grads = self._compute(images, step_seed, start, local)
+    checked = tf.debugging.check_numerics(loss, "non-finite training loss")
     with tf.control_dependencies([checked]):
       self.optimizer.apply_gradients(
           zip(grads, self.model.trainable_variables))
-    return tf.concat([[loss], stats], axis=0)
+    return sums
 
   def _make_train_steps(self):
     if self.config.jit:
@@ -283,8 +272,8 @@ class Trainer:
 
     @tf.function
     def train_steps(iterator, num_steps):
-      """Runs `num_steps` steps; returns summed [loss, elbo, rate, dist.]."""
-      sums = tf.zeros([4])
+      """Runs `num_steps` steps; returns the summed [loss, *metrics]."""
+      sums = tf.zeros([1 + len(self.objective.metric_names)])
       for _ in tf.range(num_steps):
         batch = next(iterator)
         step_seed = tf.stack([seed, self.step])
@@ -301,26 +290,30 @@ class Trainer:
 
     @tf.function
     def eval_batch(images, seed):
-      """Sums of [elbo, rate, distortion] over a batch."""
-      bound = objectives.elbo(self.model, data.scale(images), seed=seed)
-      return tf.stack([tf.reduce_sum(bound.elbo), tf.reduce_sum(bound.rate),
-                       tf.reduce_sum(bound.distortion)])
+      """Sums of the objective's metrics over a batch (fixed noise)."""
+      noise = objectives.ExampleNoise(seed, tf.shape(images)[0])
+      _, metrics = self.objective(self.model, data.scale(images), noise,
+                                  self.step)
+      return tf.stack([tf.reduce_sum(metrics[name])
+                       for name in self.objective.metric_names])
 
     return eval_batch
 
   # Python-side driving.
 
   def evaluate(self, batch_size=500):
-    """Mean test ELBO, rate and distortion (nats), with fixed noise."""
-    totals = np.zeros(3)
+    """Test-split means of the objective's metrics (e.g. test_elbo, nats).
+
+    The noise is fixed by the run's seed, so the figures are reproducible.
+    """
+    totals = np.zeros(len(self.objective.metric_names))
     count = 0
     for i, batch in enumerate(data.eval_dataset(self.test_split, batch_size)):
-      seed = tf.constant([self.config.seed, _EVAL_SEED_OFFSET + i], tf.int32)
+      seed = tf.constant([self.config.seed, _EVAL_SEED_OFFSET + i], tf.int64)
       totals += self._eval_batch(batch["image"], seed).numpy()
       count += int(batch["image"].shape[0])
-    elbo, rate, distortion = totals / max(count, 1)
-    return {"test_elbo": float(elbo), "test_rate": float(rate),
-            "test_distortion": float(distortion)}
+    return {f"test_{name}": float(total / max(count, 1))
+            for name, total in zip(self.objective.metric_names, totals)}
 
   def _restore(self):
     newest = runs.recover_checkpoints(runs.ckpt_dir(self.run_dir))
@@ -449,9 +442,9 @@ class Trainer:
       self._save(manager)
       last_saved = step
       mean = sums / steps_this_epoch
-      train = {"train_loss": float(mean[0]), "train_elbo": float(mean[1]),
-               "train_rate": float(mean[2]),
-               "train_distortion": float(mean[3])}
+      train = {"train_loss": float(mean[0])}
+      train.update({f"train_{name}": float(value) for name, value in
+                    zip(self.objective.metric_names, mean[1:])})
       speed = steps_this_epoch * config.batch_size / train_seconds
       with train_writer.as_default(step=step):
         for name, value in train.items():
@@ -478,9 +471,8 @@ class Trainer:
               "examples_per_sec": speed, "wall_time": time.time()}
     with open(runs.metrics_path(self.run_dir), "a") as f:
       f.write(json.dumps(record) + "\n")
-    logging.info("epoch %d: test elbo %.2f (rate %.2f, distortion %.2f) nats",
-                 epoch, test["test_elbo"], test["test_rate"],
-                 test["test_distortion"])
+    logging.info("epoch %d: %s", epoch, ", ".join(
+        f"{name} {value:.3f}" for name, value in test.items()))
     return record
 
 
@@ -490,9 +482,9 @@ def _log_progress(epoch_index, epochs, step, epoch_end, steps_per_epoch,
   width = 20
   filled = int(width * done / steps_per_epoch)
   bar = "#" * filled + "." * (width - filled)
-  logging.info("epoch %d/%d [%s] %3d%% step %d  loss %.2f  elbo %.2f  "
-               "%.0f examples/s", epoch_index + 1, epochs, bar,
-               100 * done // steps_per_epoch, step, mean[0], mean[1], speed)
+  logging.info("epoch %d/%d [%s] %3d%% step %d  loss %.2f  %.0f examples/s",
+               epoch_index + 1, epochs, bar, 100 * done // steps_per_epoch,
+               step, mean[0], speed)
 
 
 def _read_metrics(run_dir):
