@@ -67,7 +67,8 @@ def verify_checkpoint(prefix):
     reader = tf.train.load_checkpoint(prefix)
     for name in reader.get_variable_to_shape_map():
       reader.get_tensor(name)
-  except (tf.errors.OpError, ValueError) as e:
+  # The reader raises OpErrors, but also IndexError/ValueError for short files.
+  except Exception as e:  # pylint: disable=broad-except
     return _first_line(e)
   return None
 

@@ -19,9 +19,11 @@ def run(main):
   def guarded_main(argv):
     try:
       return main(argv)
-    except errors.TfvaeError as e:
+    except (errors.TfvaeError, app.UsageError) as e:
       prog = os.path.basename(sys.argv[0]) or "tfvae"
       message = " ".join(str(e).split("\n"))
+      if isinstance(e, app.UsageError):
+        message += " (see --help)"
       sys.stderr.write(f"{prog}: error: {message}\n")
       sys.stderr.flush()
       # os._exit would skip absl's flush; SystemExit keeps it orderly.

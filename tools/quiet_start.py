@@ -22,8 +22,11 @@ def _start_tensorflow_quietly():
   devnull = os.open(os.devnull, os.O_WRONLY)
   try:
     os.dup2(devnull, 2)
-    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import tensorflow_probability  # pylint: disable=g-import-not-at-top,unused-import
+    # Probes CUDA now, while its failure on GPU-less machines goes unseen;
+    # listing physical devices leaves logical ones configurable.
+    tf.config.list_physical_devices()
   finally:
     os.dup2(saved, 2)
     os.close(saved)

@@ -1,0 +1,77 @@
+"""Tests of tfvae.models and tfvae.likelihoods: distributions and shapes."""
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae import likelihoods
+from tfvae import models
+
+tfd = tfp.distributions
+
+
+class ModelTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.product(network=["mlp", "conv"],
+                         likelihood=list(likelihoods.NAMES))
+  def test_distribution_shapes(self, network, likelihood):
+    model = models.VAE((28, 28, 1), latent_size=3, network=network,
+                       hidden_sizes=(16,), likelihood=likelihood)
+    x = tf.random.uniform([5, 28, 28, 1])
+    q = model.approx_posterior(x)
+    self.assertIsInstance(q, tfd.MultivariateNormalDiag)
+    self.assertEqual(q.batch_shape, [5])
+    self.assertEqual(q.event_shape, [3])
+    self.assertEqual(model.prior().event_shape, [3])
+    self.assertEqual(model.prior().batch_shape, [])
+    p = model.likelihood(q.sample(seed=[1, 2]))
+    self.assertEqual(p.batch_shape, [5])
+    self.assertEqual(p.event_shape, [28, 28, 1])
+    self.assertEqual(p.log_prob(x).shape, [5])
+    self.assertTrue(np.all(np.isfinite(p.log_prob(x).numpy())))
+    outputs = model.decoder.outputs(tf.zeros([5, 3]))
+    self.assertEqual(outputs["mean"].shape, [5, 28, 28, 1])
+    self.assertAllClose(outputs["mean"],
+                        model.likelihood(tf.zeros([5, 3])).mean(), rtol=1e-5)
+
+  def test_bernoulli_log_prob_is_binary_cross_entropy(self):
+    logits = tf.random.normal([2, 4, 4, 1], seed=3)
+    x = tf.random.uniform([2, 4, 4, 1], seed=4)
+    got = likelihoods.Bernoulli().distribution(logits).log_prob(x)
+    p = 1 / (1 + np.exp(-logits.numpy()))
+    want = np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=(1, 2, 3))
+    self.assertAllClose(got, want, rtol=1e-5)
+
+  def test_bernoulli_log_prob_stays_finite_for_confident_logits(self):
+    logits = tf.fill([1, 2, 2, 1], 200.0)
+    x = tf.zeros([1, 2, 2, 1])
+    lp = likelihoods.Bernoulli().distribution(logits).log_prob(x)
+    self.assertAllClose(lp, [-800.0])
+
+  def test_gaussian_learned_scale_has_floor(self):
+    lik = likelihoods.GaussianLearned(min_scale=0.01)
+    params = tf.concat([tf.zeros([1, 2, 2, 1]), tf.fill([1, 2, 2, 1], -1e4)],
+                       -1)
+    out = lik.outputs(params)
+    self.assertAllClose(out["scale"], np.full([1, 2, 2, 1], 0.01))
+    self.assertAllClose(out["mean"], np.full([1, 2, 2, 1], 0.5))
+
+  def test_continuous_bernoulli_mean_is_not_sigmoid(self):
+    out = likelihoods.ContinuousBernoulli().outputs(tf.fill([1, 1, 1, 1], 2.))
+    lam = 1 / (1 + np.exp(-2.0))
+    # Mean of CB(lam) = lam / (2 lam - 1) + 1 / (2 atanh(1 - 2 lam)).
+    want = lam / (2 * lam - 1) + 1 / (2 * np.arctanh(1 - 2 * lam))
+    self.assertAllClose(out["mean"], [[[[want]]]], rtol=1e-4)
+
+  def test_posterior_scale_positive(self):
+    model = models.VAE((4, 4, 1), latent_size=2, hidden_sizes=(8,))
+    q = model.approx_posterior(tf.random.uniform([3, 4, 4, 1]) * 100)
+    self.assertTrue(np.all(q.stddev().numpy() > 0))
+
+  def test_unknown_network(self):
+    with self.assertRaisesRegex(ValueError, "unknown network"):
+      models.VAE((4, 4, 1), network="rnn")
+
+
+if __name__ == "__main__":
+  tf.test.main()

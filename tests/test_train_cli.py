@@ -1,0 +1,108 @@
+"""End-to-end tests of the tfvae-train program, in real subprocesses."""
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import tensorflow as tf
+
+from tests import util
+
+
+class TrainCliTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.data_dir = util.write_small_idx_dir(
+        os.path.join(tf.compat.v1.test.get_temp_dir(), "idx"), num_train=2048,
+        num_test=128)
+
+  def _args(self, run_dir, *extra):
+    return ["--data_dir", self.data_dir, "--run_dir", run_dir,
+            "--batch_size=32", "--hidden_sizes=64", *extra]
+
+  def test_help_documents_every_flag(self):
+    result = util.run_tool("tools.train", "--helpfull")
+    text = result.stdout + result.stderr
+    for flag in ("dataset", "data_dir", "model", "network", "latent_dim",
+                 "hidden_sizes", "activation", "likelihood", "gaussian_scale",
+                 "binarize", "beta", "seed", "batch_size", "epochs",
+                 "optimizer", "learning_rate", "clip_norm", "jit", "strategy",
+                 "cpu_devices", "steps_per_call", "run_dir",
+                 "save_every_steps", "keep_checkpoints", "log_every_steps"):
+      match = re.search(rf"--(?:\[no\])?{flag}: (.+)", text)
+      self.assertIsNotNone(match, f"--{flag} undocumented")
+      self.assertGreater(len(match.group(1)), 10, flag)
+    self.assertEqual(result.returncode, 1)  # absl's --help exit status
+
+  def test_sigkill_mid_epoch_then_rerun_resumes_from_the_checkpoint(self):
+    run_dir = os.path.join(self.create_tempdir().full_path, "run")
+    # 64 steps per epoch; a checkpoint every 8 steps.
+    args = [sys.executable, "-m", "tools.train",
+            *self._args(run_dir, "--epochs=3", "--save_every_steps=8",
+                        "--keep_checkpoints=50")]
+    proc = subprocess.Popen(args, cwd=util.REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt_dir = os.path.join(run_dir, "ckpt")
+    deadline = time.time() + 240
+    try:
+      while time.time() < deadline and proc.poll() is None:
+        steps = [int(re.search(r"ckpt-(\d+)\.index", f).group(1))
+                 for f in glob.glob(os.path.join(ckpt_dir, "ckpt-*.index"))]
+        if any(s > 64 and s % 64 for s in steps):  # inside epoch 2
+          break
+        time.sleep(0.05)
+      self.assertIsNone(proc.poll(), "training ended before it was killed")
+      proc.send_signal(signal.SIGKILL)
+      proc.wait(timeout=30)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+    killed_at = int(re.search(
+        r"ckpt-(\d+)", tf.train.latest_checkpoint(ckpt_dir)).group(1))
+    self.assertNotEqual(killed_at % 64, 0)
+    result = util.run_tool("tools.train", *self._args(run_dir, "--epochs=3"))
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    self.assertRegex(result.stderr,
+                     rf"Resumed from \S+ckpt-{killed_at} at step {killed_at} ")
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+      records = [json.loads(line) for line in f]
+    self.assertEqual([r["epoch"] for r in records], [1, 2, 3])
+    self.assertEqual(records[-1]["step"], 192)
+    self.assertEqual(
+        tf.train.latest_checkpoint(ckpt_dir), os.path.join(ckpt_dir,
+                                                           "ckpt-192"))
+
+  def test_bad_inputs_give_one_line_errors(self):
+    truncated = self.create_tempdir().full_path
+    util.write_small_idx_dir(truncated, num_train=64, num_test=16)
+    path = os.path.join(truncated, "train-images-idx3-ubyte")
+    with open(path, "r+b") as f:
+      f.truncate(1000)
+    cases = [
+        (["--data_dir", truncated, "--run_dir",
+          self.create_tempdir().full_path], "train-images-idx3-ubyte"),
+        (self._args(self.create_tempdir().full_path, "--hidden_sizes=a,b"),
+         "--hidden_sizes"),
+        (self._args(self.create_tempdir().full_path, "--batch_size=0"),
+         "--batch_size"),
+        (self._args(self.create_tempdir().full_path, "stray"),
+         "Unexpected arguments: stray"),
+    ]
+    for args, needle in cases:
+      result = util.run_tool("tools.train", *args)
+      self.assertNotEqual(result.returncode, 0, args)
+      self.assertNotIn("Traceback", result.stderr)
+      lines = [l for l in result.stderr.splitlines() if l.strip()]
+      self.assertIn(needle, lines[-1])
+      errors_lines = [l for l in lines if "rror" in l]
+      self.assertLen(errors_lines, 1, result.stderr)
+
+
+if __name__ == "__main__":
+  tf.test.main()

@@ -1,0 +1,306 @@
+"""Tests of tfvae.training and tfvae.runs: steps, checkpoints, resuming."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+import tfvae
+from tfvae import errors
+from tfvae import objectives
+from tfvae import runs
+from tfvae import training
+from tests import util
+
+# 256 training images at batch 32: 8 steps per epoch.
+_SMALL = dict(epochs=1, batch_size=32, hidden_sizes=(32,), latent_dim=2,
+              save_every_steps=10**6, log_every_steps=10**6)
+
+
+def _small_data():
+  return util.small_fashion_mnist(num_train=256, num_test=64)
+
+
+def _train(run_dir, **overrides):
+  config = tfvae.Config(**{**_SMALL, **overrides})
+  return training.run(config, run_dir, dataset=_small_data())
+
+
+def _weights(model):
+  return [v.numpy() for v in model.trainable_variables]
+
+
+def _metrics(run_dir):
+  with open(runs.metrics_path(run_dir)) as f:
+    return [json.loads(line) for line in f]
+
+
+class TrainingTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_writes_the_documented_run_directory(self):
+    run_dir = self.create_tempdir().full_path
+    trainer, records = _train(run_dir, epochs=2)
+    self.assertLen(records, 2)
+    for key in ("epoch", "step", "train_elbo", "test_elbo", "test_rate",
+                "test_distortion", "examples_per_sec", "wall_time"):
+      self.assertIn(key, records[0])
+    self.assertEqual([r["epoch"] for r in _metrics(run_dir)], [1, 2])
+    self.assertEqual(_metrics(run_dir)[-1]["step"], 16)
+    self.assertAllClose(records[-1]["test_elbo"],
+                        -(records[-1]["test_rate"] +
+                          records[-1]["test_distortion"]))
+    saved = tfvae.config.load(runs.config_path(run_dir))
+    self.assertEqual(saved.image_shape, (28, 28, 1))
+    self.assertEqual(saved.hidden_sizes, (32,))
+    self.assertTrue(glob.glob(os.path.join(run_dir, "summaries", "train",
+                                           "events.*")))
+    self.assertTrue(glob.glob(os.path.join(run_dir, "summaries", "eval",
+                                           "events.*")))
+    self.assertTrue(os.path.exists(os.path.join(
+        run_dir, "pictures", "samples_epoch_002.png")))
+    self.assertEqual(int(trainer.step), 16)
+
+  def test_test_elbo_is_the_mean_of_the_model_elbo(self):
+    run_dir = self.create_tempdir().full_path
+    trainer, records = _train(run_dir)
+    x = tfvae.data.scale(_small_data().test.images)
+    # Independent estimate: 200 noise draws average out the sampling error.
+    estimates = [np.mean(tfvae.elbo(trainer.model, x, seed=[i, 5]).elbo)
+                 for i in range(200)]
+    self.assertAllClose(records[0]["test_elbo"], np.mean(estimates),
+                        atol=1.5)
+
+  def test_checkpoint_round_trip_gives_identical_outputs(self):
+    run_dir = self.create_tempdir().full_path
+    trainer, _ = _train(run_dir)
+    config, model, step = runs.restore_model(run_dir)
+    self.assertEqual(step, 8)
+    self.assertEqual(config.latent_dim, 2)
+    x = tfvae.data.scale(_small_data().test.images[:5])
+    z = tf.random.stateless_normal([5, 2], [1, 1])
+    self.assertAllEqual(model.decoder.outputs(z)["logits"],
+                        trainer.model.decoder.outputs(z)["logits"])
+    self.assertAllEqual(model.approx_posterior(x).stddev(),
+                        trainer.model.approx_posterior(x).stddev())
+
+  def test_resume_continues_the_step_count_and_extends_epochs(self):
+    run_dir = self.create_tempdir().full_path
+    _train(run_dir, epochs=1)
+    trainer, records = _train(run_dir, epochs=3)
+    self.assertEqual([r["epoch"] for r in records], [2, 3])
+    self.assertEqual(int(trainer.step), 24)
+    self.assertEqual([r["epoch"] for r in _metrics(run_dir)], [1, 2, 3])
+    _, records = _train(run_dir, epochs=3)
+    self.assertEqual(records, [])
+
+  def test_resumed_run_equals_uninterrupted_run(self):
+    whole = self.create_tempdir().full_path
+    trainer, _ = _train(whole, epochs=2, save_every_steps=3,
+                        keep_checkpoints=100, binarize="dynamic")
+    want = _weights(trainer.model)
+    # A run stopped at step 6 (mid-epoch 1): its checkpoint ckpt-6 alone.
+    part = self.create_tempdir().full_path
+    shutil.copy(runs.config_path(whole), runs.config_path(part))
+    os.makedirs(runs.ckpt_dir(part))
+    for f in glob.glob(os.path.join(runs.ckpt_dir(whole), "ckpt-6.*")):
+      shutil.copy(f, runs.ckpt_dir(part))
+    tf.compat.v1.train.update_checkpoint_state(runs.ckpt_dir(part), "ckpt-6")
+    resumed, records = _train(part, epochs=2, save_every_steps=3,
+                              keep_checkpoints=100, binarize="dynamic")
+    self.assertEqual([r["epoch"] for r in records], [1, 2])
+    for a, b in zip(want, _weights(resumed.model)):
+      self.assertAllClose(a, b, rtol=1e-6, atol=1e-6)
+
+  def test_same_seed_same_curve_other_seed_other_curve(self):
+    curves = []
+    for seed in (0, 0, 1):
+      _, records = _train(self.create_tempdir().full_path, epochs=2, seed=seed)
+      curves.append([r["train_elbo"] for r in records])
+    self.assertAllClose(curves[0], curves[1], rtol=1e-6)
+    self.assertNotAllClose(curves[0], curves[2])
+
+  def test_refuses_a_run_dir_trained_with_other_settings(self):
+    run_dir = self.create_tempdir().full_path
+    _train(run_dir)
+    with self.assertRaisesRegex(errors.RunDirError,
+                                r"--latent_dim=3 \(run has 2\).*"
+                                r"--likelihood=gaussian \(run has bernoulli\)"):
+      _train(run_dir, latent_dim=3, likelihood="gaussian")
+    # Flags left out take the run's values.
+    config = tfvae.Config(latent_dim=7)
+    merged = training.resolve_config(run_dir, config, explicit={"epochs"})
+    self.assertEqual(merged.latent_dim, 2)
+
+  def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(self):
+    run_dir = self.create_tempdir().full_path
+
+    class PoisonedAtStep5(objectives.ElboObjective):
+
+      def __call__(self, model, images, noise, step=None):
+        loss, metrics = super().__call__(model, images, noise, step)
+        return tf.where(step >= 5, np.nan, loss), metrics
+
+    original = objectives.for_config
+    objectives.for_config = lambda config: PoisonedAtStep5()
+    try:
+      with self.assertRaisesRegex(errors.NonFiniteLossError,
+                                  "NaN or infinite near step 6"):
+        _train(run_dir, epochs=2, save_every_steps=2)
+    finally:
+      objectives.for_config = original
+    newest = tf.train.latest_checkpoint(runs.ckpt_dir(run_dir))
+    self.assertEndsWith(newest, "ckpt-4")
+    reader = tf.train.load_checkpoint(newest)
+    for name in reader.get_variable_to_shape_map():
+      value = reader.get_tensor(name)
+      if np.issubdtype(np.asarray(value).dtype, np.floating):
+        self.assertTrue(np.all(np.isfinite(value)), name)
+
+
+class DamagedRunDirTest(tf.test.TestCase, parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.pristine = os.path.join(
+        tf.compat.v1.test.get_temp_dir(), "pristine_run")
+    shutil.rmtree(cls.pristine, ignore_errors=True)
+    # Checkpoints at steps 4, 8 (epoch end), 12, 16.
+    _train(cls.pristine, epochs=2, save_every_steps=4, keep_checkpoints=10)
+
+  def _copy(self):
+    run_dir = os.path.join(self.create_tempdir().full_path, "run")
+    shutil.copytree(self.pristine, run_dir)
+    return run_dir
+
+  def _state_file(self, run_dir):
+    return os.path.join(runs.ckpt_dir(run_dir), "checkpoint")
+
+  @parameterized.named_parameters(
+      ("empty", b""),
+      ("garbage", b"\x00\xffnot a proto {{{"),
+      ("outside", b'model_checkpoint_path: "/etc/ckpt-16"\n'),
+      ("missing", b'model_checkpoint_path: "ckpt-99"\n'))
+  def test_damaged_state_file_falls_back_and_says_so(self, content):
+    run_dir = self._copy()
+    with open(self._state_file(run_dir), "wb") as f:
+      f.write(content)
+    with self.assertLogs(level="WARNING") as logs:
+      trainer, _ = _train(run_dir, epochs=3)
+    self.assertIn("checkpoint is damaged", "\n".join(logs.output))
+    self.assertIn("ckpt-16", "\n".join(logs.output))
+    self.assertEqual(int(trainer.step), 24)  # resumed at 16, not from zero
+    self.assertTrue(glob.glob(self._state_file(run_dir) + ".damaged-*"))
+
+  @parameterized.named_parameters(("truncated_data", "truncate"),
+                                  ("bit_flip", "flip"),
+                                  ("truncated_index", "index"))
+  def test_damaged_newest_checkpoint_falls_back_to_older(self, how):
+    run_dir = self._copy()
+    ckpt = runs.ckpt_dir(run_dir)
+    data_file = os.path.join(ckpt, "ckpt-16.data-00000-of-00001")
+    index_file = os.path.join(ckpt, "ckpt-16.index")
+    if how == "truncate":
+      with open(data_file, "r+b") as f:
+        f.truncate(os.path.getsize(data_file) // 2)
+    elif how == "flip":
+      with open(data_file, "r+b") as f:
+        f.seek(os.path.getsize(data_file) // 3)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x10]))
+    else:
+      with open(index_file, "r+b") as f:
+        f.truncate(10)
+    with self.assertLogs(level="WARNING") as logs:
+      trainer = training.Trainer(
+          tfvae.config.load(runs.config_path(run_dir)), run_dir,
+          _small_data(), tf.distribute.get_strategy())
+      restored = trainer._restore()  # pylint: disable=protected-access
+    self.assertEndsWith(restored, "ckpt-12")
+    self.assertEqual(int(trainer.step), 12)
+    self.assertRegex("\n".join(logs.output), r"ckpt-16 is damaged.*ckpt-12")
+    self.assertTrue(glob.glob(os.path.join(ckpt, "ckpt-16.*.damaged-*")))
+    self.assertEndsWith(tf.train.latest_checkpoint(ckpt), "ckpt-12")
+
+  def test_all_checkpoints_damaged_is_an_error_naming_the_file(self):
+    run_dir = self._copy()
+    for f in glob.glob(os.path.join(runs.ckpt_dir(run_dir), "*.data-*")):
+      with open(f, "r+b") as fh:
+        fh.truncate(3)
+    with self.assertRaisesRegex(errors.RunDirError,
+                                "no intact checkpoint in .*ckpt-16"):
+      _train(run_dir, epochs=3)
+    # Nothing was renamed: the user's files are as they were.
+    self.assertEmpty(glob.glob(os.path.join(runs.ckpt_dir(run_dir),
+                                            "*.damaged-*")))
+
+  def test_state_without_checkpoint_files_is_refused(self):
+    run_dir = self._copy()
+    for f in glob.glob(os.path.join(runs.ckpt_dir(run_dir), "ckpt-*")):
+      os.remove(f)
+    with self.assertRaisesRegex(errors.RunDirError, "refusing to start over"):
+      _train(run_dir, epochs=3)
+
+  def test_checkpoints_without_config_are_refused(self):
+    run_dir = self._copy()
+    os.remove(runs.config_path(run_dir))
+    with self.assertRaisesRegex(errors.RunDirError, "no config.json"):
+      _train(run_dir, epochs=3)
+
+
+_MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    from tfvae import training
+    training.configure_cpu_devices(2)
+    import tfvae
+    from tests import util
+    small = util.small_fashion_mnist(num_train=256, num_test=64)
+    out = {}
+    for name in ("default", "mirrored"):
+      config = tfvae.Config(batch_size=32, hidden_sizes=(32,),
+                            binarize="dynamic", strategy=name,
+                            image_shape=(28, 28, 1))
+      strategy = training.make_strategy(name)
+      trainer = training.Trainer(config, sys.argv[1] + name, small, strategy)
+      batches = tfvae.data.train_dataset(trainer.train_split, 32, 0, 0)
+      iterator = iter(strategy.experimental_distribute_dataset(batches))
+      sums = trainer._train_steps(iterator, tf.constant(3)).numpy()
+      out[name] = {"replicas": strategy.num_replicas_in_sync,
+                   "sums": sums.tolist(),
+                   "weights": [float(np.sum(v.numpy() ** 2))
+                               for v in trainer.model.trainable_variables]}
+    print(json.dumps(out))
+""")
+
+
+class MirroredTest(tf.test.TestCase):
+
+  def test_mirrored_on_two_cpus_matches_default_strategy(self):
+    tmp = self.create_tempdir().full_path + "/"
+    result = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SCRIPT, tmp], cwd=util.REPO,
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    self.assertEqual(out["default"]["replicas"], 1)
+    self.assertEqual(out["mirrored"]["replicas"], 2)
+    # Same loss, ELBO, rate and distortion over three steps, and the same
+    # weights after them: each example got the same noise on either side.
+    self.assertAllClose(out["default"]["sums"], out["mirrored"]["sums"],
+                        rtol=1e-5)
+    self.assertAllClose(out["default"]["weights"], out["mirrored"]["weights"],
+                        rtol=1e-5)
+
+
+if __name__ == "__main__":
+  tf.test.main()
