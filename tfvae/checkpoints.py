@@ -139,16 +139,16 @@ def _latest_in(directory):
   if state is None or not state.model_checkpoint_path:
     raise errors.TfvaeError(f"{state_file} names no checkpoint")
   prefix = state.model_checkpoint_path
+  # TF1 state files hold absolute paths from where training ran; the
+  # checkpoint beside the state file is the one meant once a directory moved.
+  local = os.path.join(directory, os.path.basename(prefix))
+  if tf.io.gfile.exists(local + ".index"):
+    return local
   if not os.path.isabs(prefix):
     prefix = os.path.join(directory, prefix)
   if not tf.io.gfile.exists(prefix + ".index"):
-    # TF1 state files often hold absolute paths from the training machine.
-    local = os.path.join(directory, os.path.basename(prefix))
-    if tf.io.gfile.exists(local + ".index"):
-      prefix = local
-    else:
-      raise errors.TfvaeError(
-          f"{state_file} names {prefix}, but {prefix}.index does not exist")
+    raise errors.TfvaeError(
+        f"{state_file} names {prefix}, but {prefix}.index does not exist")
   return prefix
 
 

@@ -747,7 +747,7 @@ def _build_from_meta_graph(source, meta_path, export_dir, version,
   device_name = resolve_device(device)
   if isinstance(image_shape, str):
     image_shape = parse_image_shape(image_shape)
-  report = checkpoints.inspect(source)
+  report = checkpoints.verify(source)
   meta = MetaGraph(meta_path)
   latent, output = find_ends(meta, latent_tensor, output_tensor,
                              output_collection)
@@ -778,7 +778,8 @@ def _build_from_meta_graph(source, meta_path, export_dir, version,
   def import_decode_path(z):
     input_map = {f"{_LATENT_INPUT}:0": z}
     for name, variable in variables.items():
-      input_map[f"{name}:0"] = (variable.handle if name in resource_ops
+      input_map[f"{name}:0"] = (tf.identity(variable.handle)
+                                if name in resource_ops
                                 else variable.read_value())
     out, = tf.graph_util.import_graph_def(
         graph_def, input_map=input_map, return_elements=[output.name],
