@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import parameterized
 import numpy as np
@@ -101,6 +102,21 @@ class GraphSurgeryTest(tf.test.TestCase, parameterized.TestCase):
                   {r["type"] for r in report["random_ops"]})
     self.assertEqual(report["unsafe_ops"], [])
     self.assertGreater(report["saver_file_ops"], 0)
+
+  @parameterized.named_parameters(("bernoulli", "relu"),
+                                  ("gaussian", "gaussian"), ("conv", "conv"))
+  def test_output_found_without_a_collection(self, name):
+    directory = os.path.join(self.get_temp_dir(), name)
+    shutil.copytree(_fixture(name), directory)
+    meta_path = os.path.join(directory, "model.meta")
+    with tf.Graph().as_default() as graph:
+      tf.compat.v1.train.import_meta_graph(meta_path)
+      graph.clear_collection("recon")
+      tf.compat.v1.train.export_meta_graph(meta_path)
+    expected = np.load(os.path.join(directory, "expected.npz"))
+    latent, output = legacy.find_ends(legacy.MetaGraph(meta_path))
+    self.assertEqual(latent.name, str(expected["latent_tensor"]))
+    self.assertEqual(output.name, str(expected["output_tensor"]))
 
   def test_explicit_ends_and_image_shape(self):
     directory = _fixture("gaussian")
@@ -241,6 +257,20 @@ class BadInputTest(tf.test.TestCase, parameterized.TestCase):
   def test_latent_that_does_not_cut_the_graph(self):
     self._assert_refused("still depends on random op", _fixture("relu"),
                          latent_tensor="Variable_3/read:0")
+
+  def test_latent_that_leaves_the_encoder_input_upstream(self):
+    self._assert_refused("placeholder x:0", _fixture("relu"),
+                         latent_tensor="epsilon:0")
+
+  def test_verification_mismatch_is_not_published(self):
+    real = legacy._tf1_decode  # pylint: disable=protected-access
+
+    def off_by_a_little(*args):
+      return real(*args) + 1e-3
+
+    with mock.patch.object(legacy, "_tf1_decode", off_by_a_little):
+      self._assert_refused("differs from the TF1 graph .*model.meta",
+                           _fixture("relu"))
 
   def test_existing_version_is_not_overwritten(self):
     export_dir = os.path.join(self.get_temp_dir(), "export")

@@ -9,6 +9,12 @@ that path inside `tf.compat.v1.wrap_function` with its variables replaced by
 TF2 resource variables holding the checkpoint's values, and publishes it with
 the shared `decode`/`generate` signatures, after checking on the reloaded
 SavedModel that it decodes like the TF1 session does.
+
+The pruning happens on the GraphDef, before the import: only the decode
+path's ops enter the wrapped function (its TF1 ref variables turned into
+placeholders fed from the TF2 variables), which gives what
+`WrappedFunction.prune(feeds=z, fetches=output)` would, without importing the
+training graph's ref-variable, optimizer and file ops into TF2 at all.
 """
 import math
 import os
@@ -625,14 +631,16 @@ def _check_against_checkpoint(meta, report, names):
           f"{report.source.prefix}")
 
 
-def _tf1_decode(path, prefix, z):
+def _tf1_decode(path, prefix, z, device_name="/CPU:0"):
   """Runs the TF1 graph in a session restored from `prefix`, feeding z."""
   meta = path.meta
   with tf.Graph().as_default() as graph:
-    v1.train.import_meta_graph(meta.meta_graph_def, clear_devices=True)
+    with graph.device(device_name):
+      v1.train.import_meta_graph(meta.meta_graph_def, clear_devices=True)
     var_list = {name: _variable_tensor(graph, name) for name in path.variables}
     saver = v1.train.Saver(var_list=var_list) if var_list else None
-    with v1.Session(graph=graph) as sess:
+    config = v1.ConfigProto(allow_soft_placement=True)
+    with v1.Session(graph=graph, config=config) as sess:
       try:
         if saver is not None:
           saver.restore(sess, prefix)
@@ -798,8 +806,7 @@ def _build_from_meta_graph(source, meta_path, export_dir, version,
                         path.latent_size, images)
 
   z = verification_latents(path.latent_size)
-  with tf.device(device_name):
-    expected = _tf1_decode(path, source.prefix, z)
+  expected = _tf1_decode(path, source.prefix, z, device_name)
   expected = np.asarray(expected, np.float32).reshape((len(z),) + images)
 
   def verify(loaded, saved_path):
