@@ -1,0 +1,265 @@
+"""Writes TF1-style VAE checkpoints like the ones users bring to tfvae.
+
+The graphs follow the seed-003 story: `tf.compat.v1` graph mode, unnamed
+`tf.Variable`s (`Variable`, `Variable_1`, ...) with Glorot-style
+`random_normal` initial values, an encoder, the sampler
+`z = mean + exp(log_var / 2) * eps`, a decoder, the reconstruction in the
+`recon` collection, an optimizer's `minimize` (so slot variables exist) and a
+`tf.compat.v1.train.Saver` (`model.index`, `model.data-00000-of-00001`,
+`checkpoint`, `model.meta`). Each fixture also records in `expected.npz` what
+the TF1 session's decoder gives for fixed latent points, fed straight into the
+latent tensor.
+
+Usable from tests (`write_fixture(directory, **options)`) and as a script:
+
+  python -m tests.legacy_fixtures --out=/tmp/vae_tf1 --hidden_size=512
+"""
+import dataclasses
+import json
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+v1 = tf.compat.v1
+
+_ACTIVATIONS = {"tanh": tf.nn.tanh, "relu": tf.nn.relu,
+                "sigmoid": tf.nn.sigmoid}
+
+
+@dataclasses.dataclass(frozen=True)
+class FixtureOptions:
+  """How the TF1 graph of a fixture is built.
+
+  Attributes:
+    image_size: Side of the square single-channel images (pixels = side**2).
+    hidden_size: Width of the encoder's and decoder's hidden layer.
+    latent_size: Width of z.
+    activation: Hidden activation: "tanh", "relu" or "sigmoid".
+    shuffled: Create the variables in a shuffled order, so `Variable_k` no
+      longer follows the layer order.
+    scoped: Create the variables with `tf.compat.v1.get_variable` under
+      `variable_scope`s (`encoder/hidden/weights`, ...).
+    decoder: "mlp" (dense-dense) or "conv" (dense -> reshape ->
+      conv2d_transpose -> conv2d).
+    likelihood: "bernoulli" (sigmoid output) or "gaussian" (the output is
+      the mean, no squashing).
+    optimizer: "rmsprop" or "adam".
+    unsafe_op: None, "write_file" or "py_func": puts such an op on the decode
+      path (as a control dependency or a pass-through).
+    resource_variables: Use resource variables instead of TF1 ref variables.
+    steps: Training steps on random data.
+    seed: Graph-level random seed.
+  """
+  image_size: int = 8
+  hidden_size: int = 16
+  latent_size: int = 2
+  activation: str = "tanh"
+  shuffled: bool = False
+  scoped: bool = False
+  decoder: str = "mlp"
+  likelihood: str = "bernoulli"
+  optimizer: str = "rmsprop"
+  unsafe_op: str = None
+  resource_variables: bool = False
+  steps: int = 3
+  seed: int = 7
+
+
+def _parameter_shapes(opts):
+  """Returns [(scope, name, shape)] in the seed's creation order."""
+  pixels = opts.image_size ** 2
+  h, k = opts.hidden_size, opts.latent_size
+  shapes = [("encoder/hidden", "weights", [pixels, h]),
+            ("encoder/mean", "weights", [h, k]),
+            ("encoder/log_var", "weights", [h, k])]
+  if opts.decoder == "mlp":
+    shapes += [("decoder/hidden", "weights", [k, h]),
+               ("decoder/out", "weights", [h, pixels])]
+  else:
+    side = opts.image_size // 2
+    shapes += [("decoder/hidden", "weights", [k, side * side * 4]),
+               ("decoder/deconv", "filters", [3, 3, 4, 4]),
+               ("decoder/out", "filters", [3, 3, 4, 1])]
+  shapes += [("encoder/hidden", "biases", [h]),
+             ("encoder/mean", "biases", [k]),
+             ("encoder/log_var", "biases", [k])]
+  if opts.decoder == "mlp":
+    shapes += [("decoder/hidden", "biases", [h]),
+               ("decoder/out", "biases", [pixels])]
+  else:
+    side = opts.image_size // 2
+    shapes += [("decoder/hidden", "biases", [side * side * 4]),
+               ("decoder/deconv", "biases", [4]),
+               ("decoder/out", "biases", [1])]
+  return shapes
+
+
+def _glorot_normal(shape):
+  return v1.random_normal(shape=shape,
+                          stddev=1. / tf.sqrt(shape[0] / 2.0))
+
+
+def _make_parameters(opts):
+  """Creates the variables; returns {(scope, name): variable}."""
+  order = list(range(len(_parameter_shapes(opts))))
+  if opts.shuffled:
+    np.random.RandomState(opts.seed).shuffle(order)
+  shapes = _parameter_shapes(opts)
+  params = {}
+  for i in order:
+    scope, name, shape = shapes[i]
+    if opts.scoped:
+      with v1.variable_scope(scope, use_resource=opts.resource_variables):
+        params[(scope, name)] = v1.get_variable(
+            name, shape=shape,
+            initializer=v1.random_normal_initializer(
+                stddev=1. / np.sqrt(shape[0] / 2.0)))
+    else:
+      params[(scope, name)] = v1.Variable(
+          _glorot_normal(shape), use_resource=opts.resource_variables)
+  return params
+
+
+def _decoder(z, p, opts, act, directory):
+  """Returns the decoder output [B, pixels] (mlp) or [B, H, W, 1] (conv)."""
+  h = act(tf.matmul(z, p[("decoder/hidden", "weights")])
+          + p[("decoder/hidden", "biases")])
+  if opts.decoder == "mlp":
+    logits = (tf.matmul(h, p[("decoder/out", "weights")])
+              + p[("decoder/out", "biases")])
+  else:
+    side = opts.image_size // 2
+    grid = tf.reshape(h, [-1, side, side, 4])
+    out_shape = tf.stack([tf.shape(grid)[0], opts.image_size,
+                          opts.image_size, 4])
+    up = act(tf.nn.conv2d_transpose(grid, p[("decoder/deconv", "filters")],
+                                    out_shape, strides=[1, 2, 2, 1],
+                                    padding="SAME")
+             + p[("decoder/deconv", "biases")])
+    logits = (tf.nn.conv2d(up, p[("decoder/out", "filters")],
+                           strides=[1, 1, 1, 1], padding="SAME")
+              + p[("decoder/out", "biases")])
+  if opts.unsafe_op == "write_file":
+    log_path = os.path.join(directory, "decode_log.txt")
+    write = tf.io.write_file(log_path,
+                             tf.strings.as_string(tf.reduce_sum(logits)))
+    with tf.control_dependencies([write]):
+      logits = tf.identity(logits)
+  elif opts.unsafe_op == "py_func":
+    logits = v1.py_func(lambda a: a, [logits], tf.float32, stateful=False)
+    logits.set_shape([None] * (2 if opts.decoder == "mlp" else 4))
+  if opts.likelihood == "bernoulli":
+    return tf.nn.sigmoid(logits)
+  return logits
+
+
+def latent_points(latent_size, count=5, seed=0):
+  """Fixed latent points [count, latent_size] (float32) for comparisons."""
+  return np.random.RandomState(seed).normal(
+      size=(count, latent_size)).astype(np.float32)
+
+
+def write_fixture(directory, **options):
+  """Builds, trains and saves one TF1 VAE graph under `directory`.
+
+  Args:
+    directory: Created if missing; receives `model.*`, `checkpoint` and
+      `expected.npz` (`z` [N, latent_size], `output` as the graph gives it,
+      `latent_tensor`, `output_tensor`, `weights` (the model variable names)).
+    **options: Fields of `FixtureOptions`.
+
+  Returns:
+    The checkpoint prefix `directory/model`.
+  """
+  opts = FixtureOptions(**options)
+  os.makedirs(directory, exist_ok=True)
+  act = _ACTIVATIONS[opts.activation]
+  pixels = opts.image_size ** 2
+  with tf.Graph().as_default() as graph:
+    v1.set_random_seed(opts.seed)
+    x = v1.placeholder(tf.float32, [None, pixels], name="x")
+    p = _make_parameters(opts)
+    hidden = act(tf.matmul(x, p[("encoder/hidden", "weights")])
+                 + p[("encoder/hidden", "biases")])
+    z_mean = (tf.matmul(hidden, p[("encoder/mean", "weights")])
+              + p[("encoder/mean", "biases")])
+    z_log_var = (tf.matmul(hidden, p[("encoder/log_var", "weights")])
+                 + p[("encoder/log_var", "biases")])
+    eps = v1.random_normal(tf.shape(z_log_var), dtype=tf.float32, mean=0.,
+                           stddev=1.0, name="epsilon")
+    z = z_mean + tf.exp(z_log_var / 2) * eps
+    out = _decoder(z, p, opts, act, directory)
+    v1.add_to_collection("recon", out)
+    flat_out = tf.reshape(out, [-1, pixels])
+    if opts.likelihood == "bernoulli":
+      distortion = -tf.reduce_sum(
+          x * tf.math.log(1e-10 + flat_out)
+          + (1 - x) * tf.math.log(1e-10 + 1 - flat_out), 1)
+    else:
+      distortion = tf.reduce_sum(tf.square(x - flat_out), 1)
+    rate = -0.5 * tf.reduce_sum(
+        1 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var), 1)
+    loss = tf.reduce_mean(distortion + rate)
+    if opts.optimizer == "rmsprop":
+      optimizer = v1.train.RMSPropOptimizer(learning_rate=1e-3)
+    else:
+      optimizer = v1.train.AdamOptimizer(learning_rate=1e-3)
+    train_op = optimizer.minimize(loss)
+    saver = v1.train.Saver()
+    data = np.random.RandomState(opts.seed).uniform(
+        size=(8, pixels)).astype(np.float32)
+    points = latent_points(opts.latent_size)
+    with v1.Session(graph=graph) as sess:
+      sess.run(v1.global_variables_initializer())
+      for _ in range(opts.steps):
+        sess.run(train_op, {x: data})
+      prefix = saver.save(sess, os.path.join(directory, "model"))
+      expected = sess.run(out, {z: points})
+    weights = [v.op.name for v in v1.trainable_variables()]
+  np.savez(os.path.join(directory, "expected.npz"), z=points,
+           output=expected, latent_tensor=z.name, output_tensor=out.name,
+           weights=np.array(weights))
+  with open(os.path.join(directory, "options.json"), "w") as f:
+    json.dump(dataclasses.asdict(opts), f, indent=1)
+  return prefix
+
+
+flags.DEFINE_string("out", None, "Directory to write the fixture into.")
+flags.DEFINE_integer("image_size", 28, "Side of the square images.")
+flags.DEFINE_integer("hidden_size", 512, "Hidden layer width.")
+flags.DEFINE_integer("latent_size", 2, "Width of z.")
+flags.DEFINE_enum("activation", "tanh", list(_ACTIVATIONS),
+                  "Hidden activation.")
+flags.DEFINE_bool("shuffled", False, "Create variables in a shuffled order.")
+flags.DEFINE_bool("scoped", False,
+                  "Use get_variable under variable_scope names.")
+flags.DEFINE_enum("decoder", "mlp", ["mlp", "conv"], "Decoder architecture.")
+flags.DEFINE_enum("likelihood", "bernoulli", ["bernoulli", "gaussian"],
+                  "Bernoulli (sigmoid output) or Gaussian (mean output).")
+flags.DEFINE_enum("optimizer", "rmsprop", ["rmsprop", "adam"], "Optimizer.")
+flags.DEFINE_enum("unsafe_op", None, ["write_file", "py_func"],
+                  "Put an unsafe op on the decode path.")
+flags.DEFINE_integer("steps", 3, "Training steps on random data.")
+flags.DEFINE_integer("seed", 7, "Random seed.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS.out:
+    raise app.UsageError("--out is required")
+  f = flags.FLAGS
+  prefix = write_fixture(
+      f.out, image_size=f.image_size, hidden_size=f.hidden_size,
+      latent_size=f.latent_size, activation=f.activation, shuffled=f.shuffled,
+      scoped=f.scoped, decoder=f.decoder, likelihood=f.likelihood,
+      optimizer=f.optimizer, unsafe_op=f.unsafe_op, steps=f.steps,
+      seed=f.seed)
+  print(prefix)
+
+
+if __name__ == "__main__":
+  app.run(main)

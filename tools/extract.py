@@ -1,0 +1,102 @@
+"""Writes a checkpoint's variables to a .npz, keyed by variable name.
+
+  tfvae-extract PATH --out=weights.npz [--include_slots] [--include=RE]
+      [--exclude=RE]
+
+Model weights only unless --include_slots. The file is written under a
+temporary name and renamed into place, so it is complete or absent.
+"""
+import os
+import re
+import tempfile
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from tfvae import checkpoints
+from tfvae import errors
+from tools import _cli
+
+flags.DEFINE_string("out", None, "The .npz file to write (required).")
+flags.DEFINE_bool("include_slots", False,
+                  "Also write optimizer slots and bookkeeping variables.")
+flags.DEFINE_multi_string(
+    "include", [], "Keep only variables whose name matches one of these "
+    "regexes (re.search; repeatable or comma-separated).")
+flags.DEFINE_multi_string(
+    "exclude", [], "Drop variables whose name matches one of these regexes "
+    "(repeatable or comma-separated).")
+FLAGS = flags.FLAGS
+
+
+def _patterns(values, flag):
+  patterns = []
+  for value in values:
+    for text in value.split(","):
+      if not text:
+        continue
+      try:
+        patterns.append(re.compile(text))
+      except re.error as e:
+        raise errors.TfvaeError(f"--{flag}={text} is not a regex: {e}")
+  return patterns
+
+
+def select(report, include_slots, include, exclude):
+  """Names of the variables to extract."""
+  names = []
+  for v in report.variables:
+    if v.name == "_CHECKPOINTABLE_OBJECT_GRAPH":
+      continue
+    if v.kind != checkpoints.WEIGHT and not include_slots:
+      continue
+    if include and not any(p.search(v.name) for p in include):
+      continue
+    if any(p.search(v.name) for p in exclude):
+      continue
+    names.append(v.name)
+  return names
+
+
+def write_npz(path, arrays):
+  """Writes `arrays` to `path` atomically (temp file + rename)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def main(argv):
+  if len(argv) != 2:
+    raise app.UsageError(
+        "Expected exactly one argument, the checkpoint PATH; got "
+        f"{argv[1:]}")
+  if not FLAGS.out:
+    raise app.UsageError("--out is required")
+  report = checkpoints.inspect(argv[1])
+  names = select(report, FLAGS.include_slots,
+                 _patterns(FLAGS.include, "include"),
+                 _patterns(FLAGS.exclude, "exclude"))
+  if not names:
+    raise errors.TfvaeError(
+        f"no variable of {report.source.prefix} passes the filters")
+  arrays = checkpoints.read_all(report.source, names)
+  write_npz(FLAGS.out, arrays)
+  logging.info("Wrote %d variables to %s", len(arrays), FLAGS.out)
+
+
+def run_main():
+  _cli.run(main)
+
+
+if __name__ == "__main__":
+  run_main()
