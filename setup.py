@@ -4,6 +4,9 @@ import setuptools
 CONSOLE_SCRIPTS = [
     "tfvae-train=tools.train:run_main",
     "tfvae-download-data=tools.download_data:run_main",
+    "tfvae-inspect=tools.inspect_checkpoint:run_main",
+    "tfvae-extract=tools.extract:run_main",
+    "tfvae-build-generator=tools.build_generator:run_main",
 ]
 
 setuptools.setup(
