@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The main job, end to end on a fresh Debian machine with Python 3.11:
+# set up, train a short Fashion-MNIST VAE, export it, draw samples from it.
+# Rerunning resumes the run (and extends it if EPOCHS grows).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+RUN_DIR="${RUN_DIR:-checkpoints/quickstart}"
+EPOCHS="${EPOCHS:-5}"
+echo "[quickstart] training ${EPOCHS} epochs into ${RUN_DIR}"
+tfvae-train --dataset=fashion_mnist --model=vae --network=mlp --latent_dim=2 \
+  --epochs="${EPOCHS}" --run_dir="${RUN_DIR}" --log_every_steps=300
+echo "[quickstart] done. Outputs:"
+echo "  run directory:   ${RUN_DIR}  (layout: WORKSPACE.md)"
+echo "  per-epoch stats: ${RUN_DIR}/metrics.jsonl"
+tail -n 1 "${RUN_DIR}/metrics.jsonl"
+echo "  pictures:        $(ls "${RUN_DIR}"/pictures/samples_epoch_*.png | tail -n 1)"
+echo "  TensorBoard:     tensorboard --logdir ${RUN_DIR}/summaries"
