@@ -16,6 +16,11 @@ import tensorflow_probability as tfp
 
 tfd = tfp.distributions
 
+# Stateless draws name their algorithm: the default ("auto_select") lets the
+# device or XLA choose, and then a CPU, a GPU and a jit-compiled step would
+# draw different noise from the same seed.
+RNG_ALG = "philox"
+
 
 class Bound(NamedTuple):
   """Per-example terms of the ELBO, each float32 [B]."""
@@ -143,12 +148,54 @@ class ExampleNoise:
   def normal(self, shape):
     """Standard-Normal noise [local, *shape]."""
     return self._slice(tf.random.stateless_normal(
-        [self._global_batch, *shape], self._next_seed()))
+        [self._global_batch, *shape], self._next_seed(), alg=RNG_ALG))
 
   def uniform(self, shape):
     """U(0, 1) noise [local, *shape]."""
     return self._slice(tf.random.stateless_uniform(
-        [self._global_batch, *shape], self._next_seed()))
+        [self._global_batch, *shape], self._next_seed(), alg=RNG_ALG))
+
+
+class RecordedNoise:
+  """Stands in for `ExampleNoise` and records which draws are made.
+
+  `draws` lists (kind, shape) per call, kind being "normal" or "uniform".
+  """
+
+  def __init__(self):
+    self.draws = []
+
+  def normal(self, shape):
+    self.draws.append(("normal", list(shape)))
+    return tf.zeros([1, *shape])
+
+  def uniform(self, shape):
+    self.draws.append(("uniform", list(shape)))
+    return tf.fill([1, *shape], 0.5)
+
+
+class ReplayedNoise:
+  """Stands in for `ExampleNoise`, handing out tensors drawn beforehand.
+
+  Args:
+    drawn: The tensors, in the order `RecordedNoise` recorded the draws.
+  """
+
+  def __init__(self, drawn):
+    self._drawn = list(drawn)
+
+  def _next(self):
+    if not self._drawn:
+      raise ValueError("the objective drew more noise than was recorded")
+    return self._drawn.pop(0)
+
+  def normal(self, shape):
+    del shape
+    return self._next()
+
+  def uniform(self, shape):
+    del shape
+    return self._next()
 
 
 class Objective:

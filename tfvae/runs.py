@@ -78,7 +78,7 @@ def _first_line(e):
   return text.splitlines()[0] if text else type(e).__name__
 
 
-def _found_checkpoints(directory):
+def found_checkpoints(directory):
   """Prefixes of ckpt-N checkpoints in `directory`, oldest first."""
   if not os.path.isdir(directory):
     return []
@@ -148,7 +148,7 @@ def recover_checkpoints(directory):
     errors.RunDirError: If checkpoint files exist but none is intact (nothing
       is renamed then), so training never silently starts over a run.
   """
-  found = _found_checkpoints(directory)
+  found = found_checkpoints(directory)
   state_problem = _state_problem(directory)
   if not found:
     if state_problem or os.path.exists(os.path.join(directory, "checkpoint")):
@@ -196,7 +196,7 @@ def newest_intact_checkpoint(directory):
   Raises:
     errors.RunDirError: If there is no intact checkpoint.
   """
-  found = _found_checkpoints(directory)
+  found = found_checkpoints(directory)
   if not found:
     raise errors.RunDirError(f"no checkpoints in {directory}")
   for prefix in reversed(found):

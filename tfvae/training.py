@@ -160,7 +160,7 @@ def resolve_config(run_dir, requested, explicit=None):
   """
   path = runs.config_path(run_dir)
   if not os.path.exists(path):
-    found = runs._found_checkpoints(runs.ckpt_dir(run_dir))  # pylint: disable=protected-access
+    found = runs.found_checkpoints(runs.ckpt_dir(run_dir))
     if found:
       raise errors.RunDirError(
           f"{run_dir} has checkpoints but no {runs.CONFIG}; refusing to guess "
@@ -232,9 +232,9 @@ class Trainer:
 
   # The compiled edge.
 
-  def _loss_and_grads(self, images, seed, start, local):
+  def _loss_and_grads(self, images, noise):
+    """Loss, [loss, *metric means] and gradients on this replica's batch."""
     global_batch = self.config.batch_size
-    noise = objectives.ExampleNoise(seed, global_batch, start, local)
     x = data.scale(images)
     if self.config.binarize == "dynamic":
       x = data.binarize(x, noise.uniform(self.config.image_shape))
@@ -256,7 +256,16 @@ class Trainer:
     ctx = tf.distribute.get_replica_context()
     local = tf.shape(images)[0]
     start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
-    loss, sums, grads = self._compute(images, step_seed, start, local)
+    noise = objectives.ExampleNoise(step_seed, self.config.batch_size, start,
+                                    local)
+    if self.config.jit:
+      # XLA implements stateless random ops with other bits than TF's
+      # kernels: the noise is drawn outside the compiled part so that --jit
+      # trains on the same noise as a run without it.
+      drawn = [getattr(noise, kind)(shape) for kind, shape in self._draws]
+      loss, sums, grads = self._compiled(images, drawn)
+    else:
+      loss, sums, grads = self._loss_and_grads(images, noise)
     checked = tf.debugging.check_numerics(loss, "non-finite training loss")
     with tf.control_dependencies([checked]):
       self.optimizer.apply_gradients(
@@ -265,9 +274,15 @@ class Trainer:
 
   def _make_train_steps(self):
     if self.config.jit:
-      self._compute = tf.function(self._loss_and_grads, jit_compile=True)
-    else:
-      self._compute = self._loss_and_grads
+      recorder = objectives.RecordedNoise()
+      images = tf.zeros([1, *self.config.image_shape], tf.uint8)
+      # An eager pass on one example tells which noise the step draws.
+      self._loss_and_grads(images, recorder)
+      self._draws = recorder.draws
+      self._compiled = tf.function(
+          lambda images, drawn: self._loss_and_grads(
+              images, objectives.ReplayedNoise(drawn)),
+          jit_compile=True)
     seed = tf.constant(self.config.seed, tf.int64)
 
     @tf.function
