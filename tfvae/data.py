@@ -393,9 +393,9 @@ def _how_to_get(name):
   if name == "fashion_mnist":
     return ("install it with `apt-get install dataset-fashion-mnist` (Debian) "
             "or `tfvae-download-data --dataset=fashion_mnist`, or pass "
-            "data_dir / set $TFVAE_DATA_DIR to a directory holding it")
+            "--data_dir / set $TFVAE_DATA_DIR to a directory holding it")
   return ("get it with `tfvae-download-data --dataset=mnist` or put mnist.npz "
-          "in ~/.keras/datasets, or pass data_dir / set $TFVAE_DATA_DIR to a "
+          "in ~/.keras/datasets, or pass --data_dir / set $TFVAE_DATA_DIR to a "
           "directory holding it")
 
 
