@@ -849,8 +849,13 @@ def _build_from_run(source, export_dir, version, device):
   run_dir = _run_dir_of(source)
   checkpoint = None if source.kind == checkpoints.SOURCE_RUN_DIR else (
       source.prefix)
-  with tf.device(device_name):
-    config, model, step = runs.restore_model(run_dir, checkpoint)
+  try:
+    with tf.device(device_name):
+      config, model, step = runs.restore_model(run_dir, checkpoint)
+  except ValueError as e:
+    raise errors.TfvaeError(
+        f"the model of run directory {run_dir} cannot be rebuilt from "
+        f"{runs.config_path(run_dir)}: {_first_line(e)}") from e
   logging.info("Restored the %s model of %s at step %d", config.model,
                run_dir, step)
   record = {"source": "tfvae run", "run_dir": os.path.abspath(run_dir),
