@@ -738,6 +738,9 @@ def build_generator(checkpoint, export_dir, version=None, meta_graph=None,
   meta_path = None if no_meta or variable_map else (
       meta_graph or source.meta_graph)
   if meta_path is None:
+    if source.meta_graph:
+      logging.info("Not using %s: mapping the checkpoint's variables into a "
+                   "native decoder", source.meta_graph)
     if isinstance(image_shape, str):
       image_shape = parse_image_shape(image_shape)
     spec = decoder_spec or mapping.DecoderSpec()
@@ -870,6 +873,8 @@ def _build_from_mapping(source, spec, variable_map, export_dir, version,
   """A TF1 checkpoint mapped into a native decoder: see `build_generator`."""
   device_name = resolve_device(device)
   report = checkpoints.verify(source)
+  logging.info("Mapping checkpoint %s into a native decoder: %s",
+               source.prefix, spec)
   with tf.device(device_name):
     decoder = mapping.build_decoder(spec)
   required = mapping.decoder_weights(decoder, spec)
