@@ -36,8 +36,8 @@ class FixtureOptions:
   Attributes:
     image_size: Side of the square single-channel images (pixels = side**2).
     hidden_size: Width of the encoder's hidden layer (and the decoder's).
-    decoder_hidden_size: Width of the decoder's hidden layer when it differs
-      from the encoder's (None: `hidden_size`).
+    decoder_hidden_size: Width of the mlp decoder's hidden layer when it
+      differs from the encoder's (None: `hidden_size`).
     latent_size: Width of z.
     activation: Hidden activation: "tanh", "relu" or "sigmoid".
     shuffled: Create the variables in a shuffled order, so `Variable_k` no
