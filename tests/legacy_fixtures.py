@@ -35,7 +35,9 @@ class FixtureOptions:
 
   Attributes:
     image_size: Side of the square single-channel images (pixels = side**2).
-    hidden_size: Width of the encoder's and decoder's hidden layer.
+    hidden_size: Width of the encoder's hidden layer (and the decoder's).
+    decoder_hidden_size: Width of the mlp decoder's hidden layer when it
+      differs from the encoder's (None: `hidden_size`).
     latent_size: Width of z.
     activation: Hidden activation: "tanh", "relu" or "sigmoid".
     shuffled: Create the variables in a shuffled order, so `Variable_k` no
@@ -55,6 +57,7 @@ class FixtureOptions:
   """
   image_size: int = 8
   hidden_size: int = 16
+  decoder_hidden_size: int = None
   latent_size: int = 2
   activation: str = "tanh"
   shuffled: bool = False
@@ -72,12 +75,13 @@ def _parameter_shapes(opts):
   """Returns [(scope, name, shape)] in the seed's creation order."""
   pixels = opts.image_size ** 2
   h, k = opts.hidden_size, opts.latent_size
+  d = opts.decoder_hidden_size or h
   shapes = [("encoder/hidden", "weights", [pixels, h]),
             ("encoder/mean", "weights", [h, k]),
             ("encoder/log_var", "weights", [h, k])]
   if opts.decoder == "mlp":
-    shapes += [("decoder/hidden", "weights", [k, h]),
-               ("decoder/out", "weights", [h, pixels])]
+    shapes += [("decoder/hidden", "weights", [k, d]),
+               ("decoder/out", "weights", [d, pixels])]
   else:
     side = opts.image_size // 2
     shapes += [("decoder/hidden", "weights", [k, side * side * 4]),
@@ -87,7 +91,7 @@ def _parameter_shapes(opts):
              ("encoder/mean", "biases", [k]),
              ("encoder/log_var", "biases", [k])]
   if opts.decoder == "mlp":
-    shapes += [("decoder/hidden", "biases", [h]),
+    shapes += [("decoder/hidden", "biases", [d]),
                ("decoder/out", "biases", [pixels])]
   else:
     side = opts.image_size // 2
@@ -157,9 +161,14 @@ def _decoder(z, p, opts, act, directory):
 
 
 def latent_points(latent_size, count=5, seed=0):
-  """Fixed latent points [count, latent_size] (float32) for comparisons."""
-  return np.random.RandomState(seed).normal(
-      size=(count, latent_size)).astype(np.float32)
+  """Fixed latent points [count + 1, latent_size] (float32) for comparisons.
+
+  The last point has every coordinate 3: seed 003 draws its picture from
+  z = [3, 3].
+  """
+  points = np.random.RandomState(seed).normal(size=(count, latent_size))
+  return np.concatenate([points, np.full((1, latent_size), 3.)]).astype(
+      np.float32)
 
 
 def write_fixture(directory, **options):
@@ -230,6 +239,8 @@ def write_fixture(directory, **options):
 flags.DEFINE_string("out", None, "Directory to write the fixture into.")
 flags.DEFINE_integer("image_size", 28, "Side of the square images.")
 flags.DEFINE_integer("hidden_size", 512, "Hidden layer width.")
+flags.DEFINE_integer("decoder_hidden_size", None,
+                     "Decoder hidden width if not --hidden_size.")
 flags.DEFINE_integer("latent_size", 2, "Width of z.")
 flags.DEFINE_enum("activation", "tanh", list(_ACTIVATIONS),
                   "Hidden activation.")
@@ -254,6 +265,7 @@ def main(argv):
   f = flags.FLAGS
   prefix = write_fixture(
       f.out, image_size=f.image_size, hidden_size=f.hidden_size,
+      decoder_hidden_size=f.decoder_hidden_size,
       latent_size=f.latent_size, activation=f.activation, shuffled=f.shuffled,
       scoped=f.scoped, decoder=f.decoder, likelihood=f.likelihood,
       optimizer=f.optimizer, unsafe_op=f.unsafe_op, steps=f.steps,

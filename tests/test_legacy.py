@@ -223,25 +223,18 @@ class BadInputTest(tf.test.TestCase, parameterized.TestCase):
     self._assert_refused(re.escape(missing), _fixture("relu"),
                          meta_graph=missing)
 
-  def test_checkpoint_without_graph_is_not_supported_yet(self):
+  def test_checkpoint_without_graph_needs_its_architecture(self):
+    # Without the .meta the default architecture (seed 003's 784-512-2) is
+    # mapped, which does not fit this 64-16-2 checkpoint.
     directory = _copy(self, "relu")
     os.remove(os.path.join(directory, "model.meta"))
-    self._assert_refused("model.meta.*not supported yet", directory)
+    self._assert_refused(r"shape \[2, 512\] of decoder/mlp/linear_0/w",
+                         directory)
 
-  def test_tf2_checkpoint_is_not_supported_yet(self):
-    ckpt = tf.train.Checkpoint(step=tf.Variable(3, dtype=tf.int64),
-                               w=tf.Variable(tf.ones([2, 3])))
-    prefix = ckpt.save(os.path.join(self.get_temp_dir(), "tf2", "ckpt"))
-    self._assert_refused("TF2 checkpoint .*not supported yet", prefix)
-
-  def test_run_dir_is_not_supported_yet(self):
-    run_dir = os.path.join(self.get_temp_dir(), "run")
-    os.makedirs(run_dir)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-      f.write("{}")
-    tf.train.Checkpoint(w=tf.Variable([1.])).save(
-        os.path.join(run_dir, "ckpt", "ckpt"))
-    self._assert_refused("run directory .*not supported yet", run_dir)
+  def test_meta_graph_and_no_meta_conflict(self):
+    self._assert_refused("--meta_graph or --no_meta", _fixture("relu"),
+                         meta_graph=_fixture("relu") + "/model.meta",
+                         no_meta=True)
 
   def test_ambiguous_output_lists_candidates(self):
     directory = _copy(self, "relu")
@@ -393,7 +386,9 @@ class ToolsTest(tf.test.TestCase, parameterized.TestCase):
       ("build_generator", "tools.build_generator",
        ["checkpoint", "export_dir", "version", "meta_graph", "latent_tensor",
         "output_tensor", "output_collection", "image_shape", "device",
-        "allow_unsafe_ops"]))
+        "allow_unsafe_ops", "no_meta", "map", "map_file", "network",
+        "latent_dim", "hidden_sizes", "conv_channels", "activation",
+        "likelihood", "gaussian_scale"]))
   def test_help_lists_every_flag(self, module, flags):
     # absl's --help exits with status 1 by design.
     result = _run_tool(module, "--help")

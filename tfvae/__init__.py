@@ -5,12 +5,15 @@ training is a `tf.function` step under a `tf.distribute.Strategy` with
 `tf.train.Checkpoint`s; exports are SavedModels whose signatures give the
 decoder on its own.
 """
+from tfvae import checkpoints
 from tfvae import config
 from tfvae import data
 from tfvae import errors
 from tfvae import export
 from tfvae import images
+from tfvae import legacy
 from tfvae import likelihoods
+from tfvae import mapping
 from tfvae import models
 from tfvae import nets
 from tfvae import objectives
@@ -28,6 +31,7 @@ __all__ = [
     "TfvaeError",
     "VAE",
     "build_model",
+    "checkpoints",
     "config",
     "data",
     "elbo",
@@ -35,7 +39,9 @@ __all__ = [
     "export",
     "images",
     "iwae_bound",
+    "legacy",
     "likelihoods",
+    "mapping",
     "models",
     "nets",
     "objectives",

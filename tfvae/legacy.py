@@ -1,4 +1,10 @@
-"""Turning TF1 VAE graphs into TF2 generators by graph surgery.
+"""Turning checkpoints into TF2 generators, TF1 graphs by graph surgery.
+
+`build_generator` takes three kinds of source: a tfvae run directory (its
+native decoder is published), a TF1 checkpoint with its graph (graph
+surgery, below) and a TF1 checkpoint without one (its variables are mapped
+into a native decoder, see `mapping`). Every generator is checked on its
+reloaded SavedModel before it is published.
 
 A TF1 user has a checkpoint and, beside it, the `.meta` (the graph, a
 program). The generator is the part of that graph between the latent tensor z
@@ -16,6 +22,8 @@ placeholders fed from the TF2 variables), which gives what
 `WrappedFunction.prune(feeds=z, fetches=output)` would, without importing the
 training graph's ref-variable, optimizer and file ops into TF2 at all.
 """
+import dataclasses
+import json
 import math
 import os
 
@@ -29,6 +37,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tfvae import checkpoints
 from tfvae import errors
 from tfvae import export
+from tfvae import mapping
+from tfvae import runs
 
 v1 = tf.compat.v1
 
@@ -82,6 +92,8 @@ _STANDARD_COLLECTIONS = frozenset({
 })
 _LATENT_INPUT = "tfvae_latent"
 MAX_ABS_DIFF = 1e-5
+# Where a mapped or run-directory export records what it was built from.
+SOURCE_RECORD = "tfvae_source.json"
 
 
 def _is_unsafe(op):
@@ -396,48 +408,8 @@ def find_ends(meta, latent_tensor=None, output_tensor=None,
   return latent, output
 
 
-def match_by_shape(required, available):
-  """Assigns checkpoint variables to named slots by their shapes.
-
-  A pure helper for mapping a TF1 checkpoint without a graph into a model
-  whose variables have known shapes. Shapes must identify variables uniquely:
-  creation order is never used to break ties.
-
-  Args:
-    required: Ordered list of (slot_name, shape).
-    available: Dict or list of (variable_name, shape) from the checkpoint.
-
-  Returns:
-    (assignment, used, unused): dict slot_name -> variable_name, and the
-    sorted lists of used and unused variable names.
-
-  Raises:
-    errors.TfvaeError: If a slot has no variable of its shape, or several
-      slots or variables share a shape (listing the candidates).
-  """
-  available = dict(available)
-  by_shape = {}
-  for name, shape in available.items():
-    by_shape.setdefault(tuple(int(d) for d in shape), []).append(name)
-  slots_by_shape = {}
-  for slot, shape in required:
-    slots_by_shape.setdefault(tuple(int(d) for d in shape), []).append(slot)
-  assignment = {}
-  for slot, shape in required:
-    shape = tuple(int(d) for d in shape)
-    names = sorted(by_shape.get(shape, []))
-    if not names:
-      raise errors.TfvaeError(
-          f"no checkpoint variable has the shape {list(shape)} of {slot}")
-    if len(names) > 1 or len(slots_by_shape[shape]) > 1:
-      raise errors.TfvaeError(
-          f"shape {list(shape)} of {slot} is ambiguous: variables "
-          f"{', '.join(names)} for slots {', '.join(slots_by_shape[shape])}; "
-          "map them by name")
-    assignment[slot] = names[0]
-  used = sorted(set(assignment.values()))
-  unused = sorted(set(available) - set(used))
-  return assignment, used, unused
+# Assigning checkpoint variables to decoder weights by shape (see `mapping`).
+match_by_shape = mapping.match_by_shape
 
 
 def resolve_device(device):
@@ -706,8 +678,18 @@ def verification_latents(latent_size, count=8):
 def build_generator(checkpoint, export_dir, version=None, meta_graph=None,
                     latent_tensor=None, output_tensor=None,
                     output_collection=None, image_shape=None, device="auto",
-                    allow_unsafe_ops=False):
+                    allow_unsafe_ops=False, no_meta=False, decoder_spec=None,
+                    variable_map=None):
   """Builds, verifies and publishes a generator SavedModel from a checkpoint.
+
+  The source decides how:
+    * a tfvae run directory, or a TF2 checkpoint inside a run's `ckpt/`: the
+      native model is restored and its decoder published;
+    * a TF1 checkpoint with a graph (`PREFIX.meta` or `meta_graph`): graph
+      surgery cuts the decode path out of the graph;
+    * a TF1 checkpoint without a graph (or with `no_meta`, or with a
+      `variable_map`): its variables are loaded into a native decoder of the
+      architecture `decoder_spec`, by name (`variable_map`) or by shape.
 
   Args:
     checkpoint: Anything `checkpoints.resolve` accepts.
@@ -717,10 +699,16 @@ def build_generator(checkpoint, export_dir, version=None, meta_graph=None,
     latent_tensor: Name of z in the TF1 graph, or None to find it.
     output_tensor: Name of the decoder output, or None.
     output_collection: Collection holding the output, or None.
-    image_shape: (H, W, C) or "H,W,C", or None to derive it.
+    image_shape: (H, W, C) or "H,W,C", or None to derive it (from the graph;
+      for a mapped checkpoint `decoder_spec.image_shape`).
     device: "auto", "cpu" or "gpu".
     allow_unsafe_ops: Build even if the decode path holds ops that touch
       files or run Python.
+    no_meta: Ignore the `.meta` beside a TF1 prefix and map the variables.
+    decoder_spec: `mapping.DecoderSpec` of the native decoder a TF1
+      checkpoint without a graph is mapped into; None: the default spec.
+    variable_map: Dict decoder weight -> TF1 checkpoint variable, or None to
+      match by shape.
 
   Returns:
     The published version directory.
@@ -729,23 +717,218 @@ def build_generator(checkpoint, export_dir, version=None, meta_graph=None,
     errors.TfvaeError: For any problem with the inputs; nothing is published.
   """
   source = checkpoints.resolve(checkpoint)
-  if source.kind == checkpoints.SOURCE_RUN_DIR:
+  if source.kind in (checkpoints.SOURCE_RUN_DIR,
+                     checkpoints.SOURCE_TF2_CHECKPOINT):
+    given = [flag for flag, value in (
+        ("--meta_graph", meta_graph), ("--latent_tensor", latent_tensor),
+        ("--output_tensor", output_tensor),
+        ("--output_collection", output_collection), ("--map", variable_map),
+        ("--image_shape", image_shape)) if value]
+    if given:
+      raise errors.TfvaeError(
+          f"{', '.join(given)} only apply to TF1 checkpoints, not to "
+          f"{source.run_dir or source.prefix}")
+    return _build_from_run(source, export_dir, version, device)
+  if no_meta and meta_graph:
+    raise errors.TfvaeError("pass either --meta_graph or --no_meta, not both")
+  if variable_map and meta_graph:
     raise errors.TfvaeError(
-        f"building a generator from tfvae run directory {source.run_dir} is "
-        "not supported yet: it needs the native tfvae model library")
-  if source.kind == checkpoints.SOURCE_TF2_CHECKPOINT:
-    raise errors.TfvaeError(
-        f"building a generator from TF2 checkpoint {source.prefix} is not "
-        "supported yet: it needs the native tfvae model library")
-  meta_path = meta_graph or source.meta_graph
+        "--map/--map_file load variables into a native decoder and "
+        "--meta_graph cuts the TF1 graph; pass one of them")
+  meta_path = None if no_meta or variable_map else (
+      meta_graph or source.meta_graph)
   if meta_path is None:
-    raise errors.TfvaeError(
-        f"checkpoint {source.prefix} has no {source.prefix}.meta beside it "
-        "(pass --meta_graph); mapping a TF1 checkpoint without a graph into a "
-        "native tfvae decoder is not supported yet")
+    if source.meta_graph:
+      logging.info("Not using %s: mapping the checkpoint's variables into a "
+                   "native decoder", source.meta_graph)
+    if isinstance(image_shape, str):
+      image_shape = parse_image_shape(image_shape)
+    spec = decoder_spec or mapping.DecoderSpec()
+    if image_shape is not None:
+      spec = dataclasses.replace(spec, image_shape=tuple(image_shape))
+    return _build_from_mapping(source, spec, variable_map, export_dir,
+                               version, device)
   return _build_from_meta_graph(
       source, meta_path, export_dir, version, latent_tensor, output_tensor,
       output_collection, image_shape, device, allow_unsafe_ops)
+
+
+class DecoderGenerator(tf.Module):
+  """A native decoder on its own, with the generator signatures.
+
+  Only the decoder is tracked, so an encoder's variables never reach the
+  SavedModel.
+
+  Args:
+    decoder: A `models.Decoder`.
+  """
+
+  def __init__(self, decoder, name=None):
+    super().__init__(name=name)
+    self.decoder = decoder
+    self.latent_size = decoder.latent_size
+    self.image_shape = decoder.image_shape
+    self.decode, self.generate = export.generator_functions(
+        decoder.outputs, decoder.latent_size)
+
+
+def _publish_decoder(decoder, export_dir, version, device_name, source_name,
+                     record):
+  """Publishes `decoder` after checking the reloaded copy decodes like it.
+
+  Args:
+    decoder: The native `models.Decoder`, weights loaded.
+    export_dir, version: As in `export.publish`.
+    device_name: Where to decode for the check.
+    source_name: What the decoder came from, for messages.
+    record: JSON-friendly provenance, written to
+      `<version>/assets.extra/tfvae_source.json`.
+
+  Returns:
+    The published version directory.
+  """
+  module = DecoderGenerator(decoder)
+  z = verification_latents(decoder.latent_size)
+  with tf.device(device_name):
+    expected = {k: v.numpy() for k, v in decoder.outputs(z).items()}
+
+  def verify(loaded, saved_path):
+    del loaded  # Reloaded below, after the device pins are cleared.
+    _clear_device_pins(saved_path)
+    try:
+      loaded = tf.saved_model.load(saved_path)
+    except (tf.errors.OpError, ValueError) as e:
+      raise errors.TfvaeError(
+          f"the SavedModel for {export_dir} does not load back: "
+          f"{_first_line(e)}") from e
+    with tf.device(device_name):
+      got = loaded.signatures["decode"](z=tf.constant(z))
+      generated = loaded.signatures["generate"](
+          seed=tf.constant([0, 1], tf.int64))["images"]
+    if sorted(got) != sorted(expected):
+      raise errors.TfvaeError(
+          f"the reloaded decoder returns {sorted(got)}, not "
+          f"{sorted(expected)}; not publishing")
+    diff = max(float(np.max(np.abs(got[k].numpy() - expected[k])))
+               for k in expected)
+    if not diff <= MAX_ABS_DIFF:
+      raise errors.TfvaeError(
+          f"the reloaded generator differs from the decoder of {source_name} "
+          f"by {diff:.3g} (more than {MAX_ABS_DIFF}); not publishing")
+    if tuple(generated.shape[1:]) != tuple(decoder.image_shape):
+      raise errors.TfvaeError(
+          f"generate gives images of shape {generated.shape}; not publishing")
+    logging.info("Verified: max |reloaded - native| = %.3g on %d latent "
+                 "points", diff, len(z))
+    extra = os.path.join(saved_path, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, SOURCE_RECORD), "w") as f:
+      json.dump(record, f, indent=1, sort_keys=True)
+
+  return export.publish(
+      module, export_dir, version=version,
+      signatures={"decode": module.decode, "generate": module.generate},
+      verify=verify,
+      options=tf.saved_model.SaveOptions(experimental_io_device=None))
+
+
+def _run_dir_of(source):
+  """The run directory of a run-dir source or of a TF2 prefix in RUN/ckpt/."""
+  if source.run_dir:
+    return source.run_dir
+  run_dir = os.path.dirname(os.path.dirname(os.path.abspath(source.prefix)))
+  if (os.path.basename(os.path.dirname(os.path.abspath(source.prefix)))
+      != runs.CKPT or not runs.is_run_dir(run_dir)):
+    raise errors.TfvaeError(
+        f"TF2 checkpoint {source.prefix} is not inside a tfvae run directory "
+        f"(RUN_DIR/{runs.CKPT}/ with RUN_DIR/{runs.CONFIG}); without the "
+        "run's config the model cannot be rebuilt")
+  return run_dir
+
+
+def _build_from_run(source, export_dir, version, device):
+  """A tfvae run's decoder as a generator: see `build_generator`."""
+  device_name = resolve_device(device)
+  run_dir = _run_dir_of(source)
+  checkpoint = None if source.kind == checkpoints.SOURCE_RUN_DIR else (
+      source.prefix)
+  try:
+    with tf.device(device_name):
+      config, model, step = runs.restore_model(run_dir, checkpoint)
+  except ValueError as e:
+    raise errors.TfvaeError(
+        f"the model of run directory {run_dir} cannot be rebuilt from "
+        f"{runs.config_path(run_dir)}: {_first_line(e)}") from e
+  logging.info("Restored the %s model of %s at step %d", config.model,
+               run_dir, step)
+  record = {"source": "tfvae run", "run_dir": os.path.abspath(run_dir),
+            "checkpoint": os.path.abspath(checkpoint or source.prefix),
+            "step": step}
+  return _publish_decoder(model.decoder, export_dir, version, device_name,
+                          f"run {run_dir}", record)
+
+
+def _build_from_mapping(source, spec, variable_map, export_dir, version,
+                        device):
+  """A TF1 checkpoint mapped into a native decoder: see `build_generator`."""
+  device_name = resolve_device(device)
+  report = checkpoints.verify(source)
+  logging.info("Mapping checkpoint %s into a native decoder: %s",
+               source.prefix, spec)
+  with tf.device(device_name):
+    decoder = mapping.build_decoder(spec)
+  required = mapping.decoder_weights(decoder, spec)
+  shapes = {v.name: v.shape for v in report.variables}
+  if variable_map:
+    assignment = mapping.check_mapping(required, variable_map, shapes,
+                                       source.prefix)
+    how = "by name"
+  else:
+    weights = {v.name: v.shape for v in report.weights()}
+    assignment, _, _ = mapping.match_by_shape(required, weights)
+    how = "by shape"
+  kinds = {v.name: v for v in report.variables}
+  for slot, name in assignment.items():
+    logging.info("Used: %s %s -> %s (%s)", name, list(shapes[name]), slot,
+                 how)
+    if kinds[name].kind != checkpoints.WEIGHT:
+      logging.warning("%s is an optimizer %s, not a model weight",
+                      name, kinds[name].kind)
+  used = set(assignment.values())
+  unused = [v for v in report.variables if v.name not in used]
+  unused_weights = [v.name for v in unused if v.kind == checkpoints.WEIGHT]
+  unused_state = [v.name for v in unused if v.kind != checkpoints.WEIGHT]
+  for v in unused:
+    if v.kind == checkpoints.WEIGHT:
+      logging.info("Unused: %s %s (model weight)", v.name, list(v.shape))
+  if unused_state:
+    logging.info("Unused optimizer slots and bookkeeping (%d): %s",
+                 len(unused_state), ", ".join(unused_state))
+  values = checkpoints.read_all(source, sorted(used))
+  arrays = {slot: values[name] for slot, name in assignment.items()}
+  variables = {mapping.variable_key(v): v for v in decoder.trainable_variables}
+  for slot, array in arrays.items():
+    variables[slot].assign(np.asarray(array, np.float32))
+
+  z = verification_latents(spec.latent_size)
+  with tf.device(device_name):
+    native = decoder.outputs(z)["mean"].numpy()
+  reference = mapping.reference_decode(spec, arrays, z)
+  diff = float(np.max(np.abs(native - reference)))
+  if not diff <= MAX_ABS_DIFF:
+    raise errors.TfvaeError(
+        f"the native decoder loaded from checkpoint {source.prefix} differs "
+        f"from the same weights computed in numpy by {diff:.3g} (more than "
+        f"{MAX_ABS_DIFF}); not publishing")
+  logging.info("Verified: max |native - numpy| = %.3g on %d latent points",
+               diff, len(z))
+  record = {"source": "TF1 checkpoint mapped into a native decoder",
+            "checkpoint": os.path.abspath(source.prefix),
+            "decoder": spec.to_dict(), "matched": how, "mapping": assignment,
+            "unused_weights": unused_weights,
+            "unused_optimizer_state": unused_state}
+  return _publish_decoder(decoder, export_dir, version, device_name,
+                          f"checkpoint {source.prefix}", record)
 
 
 def _build_from_meta_graph(source, meta_path, export_dir, version,

@@ -2,17 +2,28 @@
 
   tfvae-build-generator --checkpoint=SOURCE --export_dir=DIR [--version=N]
 
-For a TF1 checkpoint with its `.meta` (beside the prefix or --meta_graph), the
-decode path between the latent tensor z and the decoder output is cut out of
-the TF1 graph, run on TF2 variables holding the checkpoint's values, checked
-against the TF1 session on fixed latent points and published as
-DIR/<version>/ with `decode` and `generate` signatures.
+The result is DIR/<version>/ with `decode` and `generate` signatures, checked
+on the reloaded SavedModel before it is published. SOURCE is one of:
+
+  * a tfvae run directory (or a TF2 checkpoint in its ckpt/): the run's
+    decoder, checked against the restored model;
+  * a TF1 checkpoint with its `.meta` (beside the prefix or --meta_graph):
+    the decode path between the latent tensor z and the decoder output is cut
+    out of the TF1 graph and checked against the TF1 session;
+  * a TF1 checkpoint without a graph (or --no_meta, or --map/--map_file): its
+    variables are loaded into a native decoder described by --network,
+    --latent_dim, --hidden_sizes, --activation, --likelihood and
+    --image_shape, by name (--map decoder/mlp/linear_0/w=Variable_3,...) or
+    by shape when shapes are unique, and checked against a numpy
+    re-computation from the checkpoint's arrays.
 """
 from absl import app
 from absl import flags
 from absl import logging
 
+from tfvae import errors
 from tfvae import legacy
+from tfvae import mapping
 from tools import _cli
 
 flags.DEFINE_string("checkpoint", None,
@@ -33,14 +44,71 @@ flags.DEFINE_string("output_tensor", None,
 flags.DEFINE_string("output_collection", None,
                     "Collection holding the decoder output (e.g. recon).")
 flags.DEFINE_string("image_shape", None,
-                    "H,W,C of the images; default: from the output's shape, "
-                    "or a square single-channel image for a flat output.")
+                    "H,W,C of the images; default: from the TF1 output's "
+                    "shape (a square single-channel image for a flat output),"
+                    " or 28,28,1 for a checkpoint without a graph.")
 flags.DEFINE_enum("device", "auto", ["auto", "cpu", "gpu"],
                   "Where to build and verify: auto uses a GPU if present.")
 flags.DEFINE_bool("allow_unsafe_ops", False,
                   "Build even if the decode path has ops that touch files or "
                   "run Python (only for graphs you trust).")
+flags.DEFINE_bool("no_meta", False,
+                  "Ignore the .meta beside a TF1 checkpoint and map its "
+                  "variables into a native decoder instead.")
+flags.DEFINE_multi_string(
+    "map", None,
+    "DECODER_WEIGHT=CHECKPOINT_VARIABLE, repeatable or comma-separated, e.g. "
+    "decoder/mlp/linear_0/w=Variable_3,decoder/mlp/linear_0/b=Variable_8; "
+    "must name every decoder weight. Default: match by shape.")
+flags.DEFINE_string("map_file", None,
+                    "JSON file {DECODER_WEIGHT: CHECKPOINT_VARIABLE} instead "
+                    "of --map.")
+flags.DEFINE_enum("network", "mlp", list(mapping.NETWORKS),
+                  "Mapped decoder: architecture (mlp: dense layers; conv: "
+                  "dense -> reshape to H/2,W/2 -> stride-2 transposed conv "
+                  "-> conv, 3x3 kernels, SAME padding).")
+flags.DEFINE_integer("latent_dim", 2, "Mapped decoder: width of z.")
+flags.DEFINE_list("hidden_sizes", ["512"],
+                  "Mapped decoder: mlp hidden widths from z upwards.")
+flags.DEFINE_list("conv_channels", ["64", "32"],
+                  "Mapped decoder: conv channels after the dense layer and "
+                  "after the transposed convolution.")
+flags.DEFINE_string("activation", "tanh",
+                    "Mapped decoder: hidden activation (tanh, relu, sigmoid, "
+                    "elu, softplus, leaky_relu, gelu, swish).")
+flags.DEFINE_enum("likelihood", "bernoulli", list(mapping.LIKELIHOODS),
+                  "Mapped decoder: bernoulli (the TF1 output is "
+                  "sigmoid(logits)) or gaussian (the TF1 output is the pixel "
+                  "mean).")
+flags.DEFINE_float("gaussian_scale", 0.1,
+                   "Mapped gaussian decoder: the pixel standard deviation its "
+                   "`scale` output reports.")
 FLAGS = flags.FLAGS
+
+
+def _ints(flag, values):
+  try:
+    return tuple(int(v) for v in values)
+  except ValueError:
+    raise errors.TfvaeError(
+        f"--{flag} must be integers, not {','.join(values)}") from None
+
+
+def _decoder_spec():
+  return mapping.DecoderSpec(
+      network=FLAGS.network, latent_size=FLAGS.latent_dim,
+      hidden_sizes=_ints("hidden_sizes", FLAGS.hidden_sizes),
+      activation=FLAGS.activation, likelihood=FLAGS.likelihood,
+      gaussian_scale=FLAGS.gaussian_scale,
+      conv_channels=_ints("conv_channels", FLAGS.conv_channels))
+
+
+def _variable_map():
+  if FLAGS.map and FLAGS.map_file:
+    raise app.UsageError("pass either --map or --map_file, not both")
+  if FLAGS.map_file:
+    return mapping.read_mapping_file(FLAGS.map_file)
+  return mapping.parse_mapping(FLAGS.map) or None
 
 
 def main(argv):
@@ -54,7 +122,8 @@ def main(argv):
       output_tensor=FLAGS.output_tensor,
       output_collection=FLAGS.output_collection,
       image_shape=FLAGS.image_shape, device=FLAGS.device,
-      allow_unsafe_ops=FLAGS.allow_unsafe_ops)
+      allow_unsafe_ops=FLAGS.allow_unsafe_ops, no_meta=FLAGS.no_meta,
+      decoder_spec=_decoder_spec(), variable_map=_variable_map())
   logging.info("Published %s", path)
   print(path)
 
