@@ -4,6 +4,8 @@ import setuptools
 CONSOLE_SCRIPTS = [
     "tfvae-train=tools.train:run_main",
     "tfvae-download-data=tools.download_data:run_main",
+    "tfvae-evaluate=tools.evaluate:run_main",
+    "tfvae-plot=tools.plot:run_main",
 ]
 
 setuptools.setup(

@@ -8,12 +8,15 @@ decoder on its own.
 from tfvae import config
 from tfvae import data
 from tfvae import errors
+from tfvae import evaluation
 from tfvae import export
 from tfvae import images
 from tfvae import likelihoods
 from tfvae import models
 from tfvae import nets
 from tfvae import objectives
+from tfvae import plots
+from tfvae import presets
 from tfvae import runs
 from tfvae import training
 from tfvae.config import Config
@@ -32,6 +35,7 @@ __all__ = [
     "data",
     "elbo",
     "errors",
+    "evaluation",
     "export",
     "images",
     "iwae_bound",
@@ -39,6 +43,8 @@ __all__ = [
     "models",
     "nets",
     "objectives",
+    "plots",
+    "presets",
     "runs",
     "training",
 ]
