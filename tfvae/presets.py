@@ -38,3 +38,24 @@ def get(name):
     KeyError: If there is no such preset.
   """
   return dict(PRESETS[name])
+
+
+def apply(name, fields, explicit):
+  """Fills in a preset's values where no flag was given explicitly.
+
+  Args:
+    name: A preset name, or None for no preset.
+    fields: {field: value} of the requested config (flag values).
+    explicit: Names of the fields set explicitly on the command line.
+
+  Returns:
+    (fields, explicit): new dicts/sets in which the preset's fields that
+    were not explicit take its values and count as explicit (so resuming a
+    run trained with other values is refused).
+  """
+  fields, explicit = dict(fields), set(explicit)
+  if name:
+    overrides = {f: v for f, v in get(name).items() if f not in explicit}
+    fields.update(overrides)
+    explicit |= set(overrides)
+  return fields, explicit

@@ -106,11 +106,7 @@ def main(argv):
         f"--hidden_sizes={','.join(FLAGS.hidden_sizes)}: expected "
         "comma-separated integers") from None
   explicit = {f for f in fields if FLAGS[f].present}
-  if FLAGS.preset:
-    overrides = {f: v for f, v in presets.get(FLAGS.preset).items()
-                 if f not in explicit}
-    fields.update(overrides)
-    explicit |= set(overrides)
+  fields, explicit = presets.apply(FLAGS.preset, fields, explicit)
   config = config_lib.Config(**fields)
   training.run(config, FLAGS.run_dir, explicit=explicit)
 
