@@ -549,7 +549,8 @@ def reconstruction_errors(images, outputs):
 def _is_continuous_bernoulli_mean(outputs):
   """Whether "mean" is not sigmoid(logits) (a continuous Bernoulli)."""
   logits = np.asarray(outputs["logits"], np.float64)
-  return not np.allclose(1 / (1 + np.exp(-logits)), outputs["mean"],
+  sigmoid = 0.5 * (1.0 + np.tanh(0.5 * logits))
+  return not np.allclose(sigmoid, outputs["mean"],
                          atol=1e-4)
 
 

@@ -95,7 +95,7 @@ def grid_figure(images, columns, title, scale=2):
     scale: Output pixels per image pixel (integer).
 
   Returns:
-    A matplotlib Figure; `figure.tiles` holds (rows, columns).
+    A matplotlib Figure.
   """
   picture = images_lib.grid(images, columns=columns, pad=1, pad_value=1.0)
   if picture.shape[-1] == 1:
@@ -108,8 +108,6 @@ def grid_figure(images, columns, title, scale=2):
   figure.figimage(picture, xo=_MARGIN_PIXELS, yo=_MARGIN_PIXELS, origin="upper")
   figure.text(0.5, 1 - 0.5 * _TITLE_PIXELS / fig_height, title,
               ha="center", va="center", fontsize=8, wrap=True)
-  n = len(images)
-  figure.tiles = (-(-n // columns), min(columns, n))
   return figure
 
 
