@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae import config as config_lib
 from tfvae import errors
 from tfvae import evaluation
 from tfvae import objectives
@@ -229,7 +230,6 @@ class EvaluateTest(tf.test.TestCase):
 class PresetTest(tf.test.TestCase):
 
   def test_iwae_preset_is_burda_et_al_table_1(self):
-    from tfvae import config as config_lib  # pylint: disable=g-import-not-at-top
     config = config_lib.Config(**presets.get("iwae_mnist_1layer"))
     self.assertEqual(config.hidden_sizes, (200, 200))
     self.assertEqual(config.hidden_activation, "tanh")
@@ -239,7 +239,6 @@ class PresetTest(tf.test.TestCase):
     self.assertEqual(config.dataset, "mnist")
 
   def test_explicit_flags_override_the_preset(self):
-    from tfvae import config as config_lib  # pylint: disable=g-import-not-at-top
     defaults = config_lib.Config().to_dict()
     fields, explicit = presets.apply(
         "iwae_mnist_1layer", {**defaults, "dataset": "fashion_mnist",

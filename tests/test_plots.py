@@ -104,21 +104,26 @@ def _export_module(model):
     return {"mean": model.decoder.outputs(model.approx_posterior(x).mean())[
         "mean"]}
 
-  # Another input name than "x": the adapter matches inputs by dtype/rank.
+  # Another seed name: matched as the one integer input.
   @tf.function(input_signature=[
-      tf.TensorSpec([None, *shape], tf.float32, name="images"),
-      tf.TensorSpec([], tf.int64, name="seed")])
-  def elbo(images, seed):
-    noise = tf.random.stateless_normal([tf.shape(images)[0], latent],
-                                       tf.stack([seed, tf.constant(0, tf.int64)]))
+      tf.TensorSpec([None, *shape], tf.float32, name="x"),
+      tf.TensorSpec([], tf.int64, name="random_seed")])
+  def elbo(x, random_seed):
+    images, seed = x, random_seed
+    noise = tf.random.stateless_normal(
+        [tf.shape(images)[0], latent],
+        tf.stack([seed, tf.constant(0, tf.int64)]))
     bound = objectives.elbo(model, images, noise=noise)
     return bound._asdict()
 
+  # A seed of shape [1] and another image name: matched by dtype and rank.
   @tf.function(input_signature=[
-      tf.TensorSpec([None, *shape], tf.float32, name="x"),
-      tf.TensorSpec([], tf.int64, name="seed"),
+      tf.TensorSpec([None, *shape], tf.float32, name="images"),
+      tf.TensorSpec([1], tf.int64, name="seed"),
       tf.TensorSpec([], tf.int32, name="num_samples")])
-  def log_importance_weights(x, seed, num_samples):
+  def log_importance_weights(images, seed, num_samples):
+    x = images
+    seed = seed[0]
     noise = tf.random.stateless_normal(
         [num_samples, tf.shape(x)[0], latent],
         tf.stack([seed, tf.constant(1, tf.int64)]))

@@ -223,8 +223,9 @@ def _seed_of(seed, batch_index, start):
 class ExportedModel:
   """A tfvae SavedModel export, used through its signatures only.
 
-  The export's signatures (inputs are matched by dtype and rank, so their
-  names may differ):
+  The export's signatures (inputs are found by these names, else by dtype
+  and rank, so other names work where that is unambiguous; a seed may be a
+  scalar or [1]):
 
     encode(x float32 [None, H, W, C]) -> loc, scale [None, D]
     decode(z float32 [None, D]) -> mean [None, H, W, C] (+ logits or
@@ -269,28 +270,45 @@ class ExportedModel:
     self.latent_size = int(z_spec.shape[1])
 
   def _input(self, signature, dtype, rank):
-    """The name and spec of the input of `signature` with dtype and rank."""
-    return self._inputs(signature)[(dtype, rank)][1]
+    """The spec of the input of `signature` with this dtype and rank."""
+    for spec in signature.structured_input_signature[1].values():
+      if spec.dtype == dtype and spec.shape.rank == rank:
+        return spec
+    raise errors.TfvaeError(
+        f"{self.path}: a signature has no {dtype.name} input of rank {rank} "
+        f"(inputs: {signature.structured_input_signature[1]})")
 
-  @staticmethod
-  def _inputs(signature):
-    specs = signature.structured_input_signature[1]
-    return {(spec.dtype, spec.shape.rank): (name, spec)
-            for name, spec in specs.items()}
+  def _call(self, name, **roles):
+    """Calls signature `name`, matching tensors to its inputs.
 
-  def _call(self, name, *args):
-    """Calls signature `name` with tensors matched to inputs by dtype/rank."""
+    Each role (x, z, seed, num_samples) goes to the input of that name if
+    there is one, else to the one remaining input of its dtype and rank; it
+    is cast to the input's dtype, and a scalar seed fills a [1] input.
+    """
     signature = self._signatures[name]
-    inputs = self._inputs(signature)
+    specs = dict(signature.structured_input_signature[1])
     kwargs = {}
-    for value in args:
-      key = (value.dtype, value.shape.rank)
-      if key not in inputs:
-        raise errors.TfvaeError(
-            f"{self.path}: signature {name} has no input of dtype "
-            f"{value.dtype.name} and rank {value.shape.rank} (inputs: "
-            f"{', '.join(n for n, _ in inputs.values())})")
-      kwargs[inputs[key][0]] = value
+    # Inputs named like their role first, so that the others match by type
+    # among the inputs left.
+    for role, value in sorted(roles.items(), key=lambda r: r[0] not in specs):
+      if role in specs:
+        input_name = role
+      else:
+        candidates = [n for n, spec in specs.items()
+                      if spec.dtype.is_floating == value.dtype.is_floating
+                      and spec.shape.rank in (value.shape.rank,
+                                              value.shape.rank + 1)]
+        if len(candidates) != 1:
+          raise errors.TfvaeError(
+              f"{self.path}: cannot tell which input of signature {name} "
+              f"takes the {role} (inputs: "
+              f"{_describe(specs)})")
+        input_name = candidates[0]
+      spec = specs.pop(input_name)
+      value = tf.cast(value, spec.dtype)
+      if spec.shape.rank == value.shape.rank + 1:
+        value = value[None]
+      kwargs[input_name] = value
     return signature(**kwargs)
 
   def _output(self, name, outputs, key):
@@ -301,38 +319,39 @@ class ExportedModel:
     return outputs[key].numpy()
 
   def encode(self, images):
-    out = self._call("encode", tf.convert_to_tensor(images, tf.float32))
+    out = self._call("encode", x=tf.convert_to_tensor(images, tf.float32))
     return (self._output("encode", out, "loc"),
             self._output("encode", out, "scale"))
 
   def decode(self, z):
-    out = self._call("decode", tf.convert_to_tensor(z, tf.float32))
+    out = self._call("decode", z=tf.convert_to_tensor(z, tf.float32))
     self._output("decode", out, "mean")
     return {k: v.numpy() for k, v in out.items()}
 
   def generate(self, seeds):
-    out = self._call("generate", tf.constant(seeds, tf.int64))
+    out = self._call("generate", seed=tf.constant(seeds, tf.int64))
     return (self._output("generate", out, "images"),
             self._output("generate", out, "z"))
 
   def elbo(self, images, seed, batch_index):
-    elbo_spec = dict(self._inputs(self._signatures["elbo"]))
-    seed_rank = 0 if (tf.int64, 0) in elbo_spec else 1
-    the_seed = _seed_of(seed, _ELBO_SEED_OFFSET + batch_index, 0)
-    seed_tensor = tf.constant(the_seed if seed_rank == 0 else [the_seed],
-                              tf.int64)
-    out = self._call("elbo", tf.convert_to_tensor(images, tf.float32),
-                     seed_tensor)
+    out = self._call(
+        "elbo", x=tf.convert_to_tensor(images, tf.float32),
+        seed=tf.constant(_seed_of(seed, _ELBO_SEED_OFFSET + batch_index, 0),
+                         tf.int64))
     return tuple(self._output("elbo", out, k)
                  for k in ("elbo", "rate", "distortion"))
 
   def log_weights(self, images, seed, batch_index, start, count):
-    out = self._call("log_importance_weights",
-                     tf.convert_to_tensor(images, tf.float32),
-                     tf.constant(_seed_of(seed, batch_index, start),
-                                 tf.int64),
-                     tf.constant(count, tf.int32))
+    out = self._call(
+        "log_importance_weights", x=tf.convert_to_tensor(images, tf.float32),
+        seed=tf.constant(_seed_of(seed, batch_index, start), tf.int64),
+        num_samples=tf.constant(count, tf.int32))
     return self._output("log_importance_weights", out, "log_weights")
+
+
+def _describe(specs):
+  return ", ".join(f"{n} {spec.dtype.name}{spec.shape}"
+                   for n, spec in specs.items())
 
 
 def _first_line(e):

@@ -270,7 +270,8 @@ def read_scalars(directory):
     step (a resumed run) replaces an earlier one.
   """
   found = {}
-  for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents*"))):
+  pattern = os.path.join(directory, "events.out.tfevents*")
+  for path in sorted(glob.glob(pattern)):
     try:
       for record in tf.data.TFRecordDataset(path):
         event = tf.compat.v1.Event.FromString(record.numpy())
@@ -369,7 +370,8 @@ def auroc(negatives, positives):
   start = 0
   while start < len(scores):
     end = start
-    while end + 1 < len(scores) and sorted_scores[end + 1] == sorted_scores[start]:
+    while (end + 1 < len(scores)
+           and sorted_scores[end + 1] == sorted_scores[start]):
       end += 1
     ranks[order[start:end + 1]] = 0.5 * (start + end) + 1
     start = end + 1
