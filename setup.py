@@ -7,6 +7,8 @@ CONSOLE_SCRIPTS = [
     "tfvae-inspect=tools.inspect_checkpoint:run_main",
     "tfvae-extract=tools.extract:run_main",
     "tfvae-build-generator=tools.build_generator:run_main",
+    "tfvae-evaluate=tools.evaluate:run_main",
+    "tfvae-plot=tools.plot:run_main",
 ]
 
 setuptools.setup(

@@ -9,6 +9,7 @@ from tfvae import checkpoints
 from tfvae import config
 from tfvae import data
 from tfvae import errors
+from tfvae import evaluation
 from tfvae import export
 from tfvae import images
 from tfvae import legacy
@@ -17,6 +18,8 @@ from tfvae import mapping
 from tfvae import models
 from tfvae import nets
 from tfvae import objectives
+from tfvae import plots
+from tfvae import presets
 from tfvae import runs
 from tfvae import training
 from tfvae.config import Config
@@ -36,6 +39,7 @@ __all__ = [
     "data",
     "elbo",
     "errors",
+    "evaluation",
     "export",
     "images",
     "iwae_bound",
@@ -45,6 +49,8 @@ __all__ = [
     "models",
     "nets",
     "objectives",
+    "plots",
+    "presets",
     "runs",
     "training",
 ]

@@ -9,8 +9,15 @@ on a rerun take the run's saved values; `--epochs` may grow to train on.
 from absl import app
 from absl import flags
 
+from tfvae import presets
 from tools import _cli
 
+flags.DEFINE_enum("preset", None, presets.names(),
+                  "A named configuration from the literature (see "
+                  "tfvae/presets.py): iwae_mnist_1layer is the VAE of Burda "
+                  "et al. 2015, Table 1 (MLP 200-200 tanh, latent 50, "
+                  "Bernoulli, dynamically binarised MNIST, batch 20). Flags "
+                  "given explicitly override its values.")
 flags.DEFINE_enum("dataset", "fashion_mnist", ["fashion_mnist", "mnist"],
                   "Data set to train on.")
 flags.DEFINE_string("data_dir", None,
@@ -79,7 +86,7 @@ flags.DEFINE_integer("log_every_steps", 200,
 FLAGS = flags.FLAGS
 
 # Flags that are not part of the run's config.
-_NOT_CONFIG = {"run_dir"}
+_NOT_CONFIG = {"run_dir", "preset"}
 
 
 def main(argv):
@@ -98,8 +105,9 @@ def main(argv):
     raise app.UsageError(
         f"--hidden_sizes={','.join(FLAGS.hidden_sizes)}: expected "
         "comma-separated integers") from None
-  config = config_lib.Config(**fields)
   explicit = {f for f in fields if FLAGS[f].present}
+  fields, explicit = presets.apply(FLAGS.preset, fields, explicit)
+  config = config_lib.Config(**fields)
   training.run(config, FLAGS.run_dir, explicit=explicit)
 
 

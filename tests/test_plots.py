@@ -1,0 +1,417 @@
+"""Tests of the pictures, the export adapter and tfvae-evaluate/tfvae-plot.
+
+One tiny Fashion-MNIST run is trained once for the whole module.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import parameterized
+import numpy as np
+import PIL.Image
+import tensorflow as tf
+
+from tfvae import config as config_lib
+from tfvae import data
+from tfvae import errors
+from tfvae import evaluation
+from tfvae import export as export_lib
+from tfvae import models
+from tfvae import objectives
+from tfvae import plots
+from tfvae import runs
+from tfvae import training
+
+_RUN = {}
+
+
+def setUpModule():
+  full = data.load("fashion_mnist")
+  dataset = data.Dataset(
+      name="fashion_mnist",
+      train=data.Split(full.train.images[:512], full.train.labels[:512]),
+      test=data.Split(full.test.images[:200], full.test.labels[:200]),
+      class_names=full.class_names, source="test slice")
+  root = tempfile.mkdtemp(prefix="tfvae_plots_")
+  run_dir = os.path.join(root, "run")
+  training.run(config_lib.Config(epochs=2, batch_size=32, hidden_sizes=(32,),
+                                 latent_dim=2, save_every_steps=10**6,
+                                 log_every_steps=10**6), run_dir,
+               dataset=dataset)
+  _RUN.update(root=root, run_dir=run_dir, dataset=dataset)
+
+
+def _images():
+  return evaluation.load_images("fashion_mnist", "test", "none",
+                                dataset=_RUN["dataset"])
+
+
+def _read_png(path):
+  """The PNG as a float array [H, W] of grey levels 0..255."""
+  with PIL.Image.open(path) as picture:
+    self_format = picture.format
+    grey = np.asarray(picture.convert("L"), np.float64)
+  assert self_format == "PNG", self_format
+  return grey
+
+
+def _runs(flags):
+  """Lengths of the runs of True in a 1-D boolean array."""
+  lengths, current = [], 0
+  for flag in flags:
+    if flag:
+      current += 1
+    elif current:
+      lengths.append(current)
+      current = 0
+  if current:
+    lengths.append(current)
+  return lengths
+
+
+def _tiles(grey):
+  """(rows, columns, tile height, tile width) of an image grid picture.
+
+  Tiles are the blocks of non-white pixels below the title band, separated
+  by white lines (Fashion-MNIST images have dark backgrounds).
+  """
+  body = grey[plots._TITLE_PIXELS:] < 250  # pylint: disable=protected-access
+  row_runs = _runs(body.any(axis=1))
+  column_runs = _runs(body.any(axis=0))
+  return len(row_runs), len(column_runs), row_runs[0], column_runs[0]
+
+
+def _export_module(model):
+  """A tf.Module with the signatures of a tfvae export, for one model."""
+  module = tf.Module()
+  module.model = model
+  shape = list(model.image_shape)
+  latent = model.latent_size
+  decode, generate = export_lib.generator_functions(model.decoder.outputs,
+                                                    latent)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, *shape], tf.float32, name="x")])
+  def encode(x):
+    q = model.approx_posterior(x)
+    return {"loc": q.mean(), "scale": q.stddev()}
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, *shape], tf.float32, name="x")])
+  def reconstruct(x):
+    return {"mean": model.decoder.outputs(model.approx_posterior(x).mean())[
+        "mean"]}
+
+  # Another seed name: matched as the one integer input.
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, *shape], tf.float32, name="x"),
+      tf.TensorSpec([], tf.int64, name="random_seed")])
+  def elbo(x, random_seed):
+    images, seed = x, random_seed
+    noise = tf.random.stateless_normal(
+        [tf.shape(images)[0], latent],
+        tf.stack([seed, tf.constant(0, tf.int64)]))
+    bound = objectives.elbo(model, images, noise=noise)
+    return bound._asdict()
+
+  # A seed of shape [1] and another image name: matched by dtype and rank.
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, *shape], tf.float32, name="images"),
+      tf.TensorSpec([1], tf.int64, name="seed"),
+      tf.TensorSpec([], tf.int32, name="num_samples")])
+  def log_importance_weights(images, seed, num_samples):
+    x = images
+    seed = seed[0]
+    noise = tf.random.stateless_normal(
+        [num_samples, tf.shape(x)[0], latent],
+        tf.stack([seed, tf.constant(1, tf.int64)]))
+    return {"log_weights": objectives.log_importance_weights(
+        model, x, num_samples, noise=noise)}
+
+  signatures = {"encode": encode, "decode": decode, "generate": generate,
+                "reconstruct": reconstruct, "elbo": elbo,
+                "log_importance_weights": log_importance_weights}
+  for name, function in signatures.items():
+    setattr(module, name, function)
+  return module, signatures
+
+
+class PlotsTest(tf.test.TestCase, parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    loaded = evaluation.load_model(_RUN["run_dir"])
+    cls.loaded = loaded
+    cls.model = loaded.model
+    cls.images = _images()
+
+  def _save(self, figure, name):
+    path = os.path.join(self.get_temp_dir(), name + ".png")
+    plots.save(figure, path)
+    grey = _read_png(path)
+    self.assertGreater(grey.std(), 1.0)
+    self.assertLess(os.path.getsize(path), 400_000)
+    return path, grey
+
+  def test_manifold_has_the_grid_of_decoded_images(self):
+    figure, dims = plots.manifold(self.model, None, grid_size=6)
+    self.assertEqual(dims, (0, 1))
+    _, grey = self._save(figure, "manifold")
+    self.assertEqual(_tiles(grey), (6, 6, 28, 28))
+
+  def test_manifold_of_a_wider_latent_picks_the_most_varied_dims(self):
+    config = self.loaded.config.replace(latent_dim=4)
+    native = evaluation.NativeModel(models.build_model(config))
+    means = plots.posterior_means(native, self.images)
+    expected = tuple(np.argsort(-np.var(means, axis=0))[:2])
+    figure, dims = plots.manifold(native, self.images, grid_size=4)
+    self.assertEqual(dims, expected)
+    title = figure.texts[0].get_text()
+    self.assertIn(f"z[{expected[0]}] and z[{expected[1]}]", title)
+    self.assertIn("highest variance", title)
+    self._save(figure, "manifold4")
+
+  def test_latent_scatter_has_a_legend_of_class_names(self):
+    figure = plots.latent(self.model, self.images)
+    self.assertLen(figure.axes, 1)
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    present = sorted(set(self.images.labels.tolist()))
+    self.assertEqual(legend,
+                     [self.images.class_names[c] for c in present])
+    _, grey = self._save(figure, "latent")
+    self.assertEqual(grey.shape, (600, 700))
+
+  def test_latent_of_a_wider_latent_uses_pca(self):
+    config = self.loaded.config.replace(latent_dim=5)
+    native = evaluation.NativeModel(models.build_model(config))
+    figure = plots.latent(native, self.images)
+    self.assertIn("PC 1", figure.axes[0].get_xlabel())
+    self._save(figure, "latent_pca")
+
+  def test_latent_without_labels_is_refused(self):
+    unlabelled = evaluation.Images(self.images.images, None, None,
+                                   "images.idx")
+    with self.assertRaisesRegex(errors.TfvaeError,
+                                "^--kind=latent .* images.idx has no labels"):
+      plots.latent(self.model, unlabelled)
+
+  def test_reconstructions_show_originals_above_reconstructions(self):
+    figure = plots.reconstructions(self.model, self.images, count=8)
+    _, grey = self._save(figure, "reconstructions")
+    self.assertEqual(_tiles(grey), (2, 8, 56, 56))
+    # Drawn pixel for pixel at scale 2: the first tile is the first image.
+    body = grey[plots._TITLE_PIXELS:]  # pylint: disable=protected-access
+    top = np.argmax((body < 250).any(axis=1))
+    left = np.argmax((body < 250).any(axis=0))
+    tile = body[top:top + 56:2, left:left + 56:2]
+    self.assertAllClose(self.images.images[0, :, :, 0], tile, atol=1.0)
+
+  def test_samples(self):
+    figure = plots.samples(self.model, count=16, seed=3)
+    self.assertEqual(_tiles(self._save(figure, "samples")[1]),
+                     (2, 8, 56, 56))
+
+  def test_interpolation_has_both_ends_and_the_steps(self):
+    figure = plots.interpolation(self.model, self.images, steps=5,
+                                 first=2, second=7)
+    self.assertEqual(_tiles(self._save(figure, "interpolation")[1]),
+                     (1, 7, 84, 84))
+    with self.assertRaisesRegex(errors.TfvaeError, "has 200"):
+      plots.interpolation(self.model, self.images, first=0, second=200)
+
+  def test_curves_plot_the_runs_metrics_per_epoch(self):
+    figure = plots.curves(_RUN["run_dir"])
+    self.assertLen(figure.axes, 3)
+    with open(runs.metrics_path(_RUN["run_dir"])) as f:
+      records = [json.loads(line) for line in f]
+    for axes, metric in zip(figure.axes, plots.CURVE_METRICS):
+      lines = {line.get_label(): line for line in axes.get_lines()}
+      self.assertEqual(sorted(lines), ["test", "train"])
+      for split in ("train", "test"):
+        xs, ys = lines[split].get_data()
+        self.assertAllClose([1.0, 2.0], xs)
+        self.assertAllClose([r[f"{split}_{metric}"] for r in records], ys,
+                            rtol=1e-5)
+    self._save(figure, "curves")
+
+  def test_curves_need_a_run_directory(self):
+    with self.assertRaisesRegex(errors.TfvaeError, "must be a run directory"):
+      plots.curves(None)
+
+  def test_anomaly_separates_noise_from_fashion_mnist(self):
+    noise = evaluation.Images(plots.noise_images(100, (28, 28, 1), 0), None,
+                              None, "uniform noise")
+    figure, area = plots.anomaly(self.model, self.images, noise)
+    self.assertGreater(area, 0.95)
+    self.assertIn(f"AUROC of -ELBO as anomaly score: {area:.4f}",
+                  figure.axes[0].get_title())
+    self._save(figure, "anomaly")
+
+  def test_unknown_kind_is_refused(self):
+    with self.assertRaisesRegex(errors.TfvaeError,
+                                "^--kind=histogram: unknown kind; choose"):
+      plots.check_kind("histogram")
+
+
+class AurocTest(tf.test.TestCase):
+
+  def test_matches_pairwise_count_with_ties(self):
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+      negatives = rng.integers(0, 8, size=rng.integers(1, 40))
+      positives = rng.integers(2, 10, size=rng.integers(1, 40))
+      wins = (positives[:, None] > negatives[None, :]).sum()
+      ties = (positives[:, None] == negatives[None, :]).sum()
+      expected = (wins + 0.5 * ties) / (len(negatives) * len(positives))
+      self.assertAllClose(expected, plots.auroc(negatives, positives))
+
+  def test_perfect_and_reversed_separation(self):
+    self.assertEqual(plots.auroc([0, 1], [2, 3]), 1.0)
+    self.assertEqual(plots.auroc([2, 3], [0, 1]), 0.0)
+
+
+class ExportedModelTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    _, model, _ = runs.restore_model(_RUN["run_dir"])
+    cls.native = evaluation.NativeModel(model)
+    cls.export_dir = os.path.join(_RUN["root"], "export")
+    module, signatures = _export_module(model)
+    for version in (1, 2):
+      tf.saved_model.save(module, os.path.join(cls.export_dir, str(version)),
+                          signatures=signatures)
+    cls.images = _images()
+
+  def test_the_highest_version_is_loaded(self):
+    exported = evaluation.ExportedModel(self.export_dir)
+    self.assertEqual(exported.path, os.path.join(self.export_dir, "2"))
+    self.assertEqual(exported.image_shape, (28, 28, 1))
+    self.assertEqual(exported.latent_size, 2)
+
+  def test_deterministic_signatures_agree_with_the_model(self):
+    exported = evaluation.ExportedModel(self.export_dir)
+    x = self.images.images[:10].astype(np.float32) / 255.0
+    for got, expected in zip(exported.encode(x), self.native.encode(x)):
+      self.assertAllClose(expected, got, atol=1e-5)
+    z = self.native.encode(x)[0]
+    self.assertAllClose(self.native.decode(z)["mean"],
+                        exported.decode(z)["mean"], atol=1e-5)
+    seeds = np.arange(4, dtype=np.int64)
+    self.assertAllClose(self.native.generate(seeds)[0],
+                        exported.generate(seeds)[0], atol=1e-5)
+    self.assertEqual(exported.log_weights(x, 0, 0, 0, 7).shape, (7, 10))
+
+  def test_evaluate_through_the_export_agrees_with_the_run(self):
+    exported = evaluation.ExportedModel(self.export_dir)
+    images = evaluation.Images(self.images.images[:100], None, None, "x")
+    got = evaluation.evaluate(exported, images, num_importance_samples=20,
+                              chunk_size=8, batch_size=50)
+    expected = evaluation.evaluate(self.native, images,
+                                   num_importance_samples=20, chunk_size=8,
+                                   batch_size=50)
+    for key in ("reconstruction_mse", "reconstruction_bce",
+                "kl_per_dimension", "active_unit_variance", "active_units"):
+      self.assertAllClose(expected[key], got[key], rtol=1e-4)
+    # Other noise, the same quantities: equal within Monte Carlo error.
+    for key in ("elbo", "rate", "nll"):
+      self.assertAllClose(expected[key], got[key], atol=3.0)
+    self.assertLess(got["elbo"], got["iwae_log_px"])
+
+  def test_a_missing_signature_is_named(self):
+    _, model, _ = runs.restore_model(_RUN["run_dir"])
+    module, signatures = _export_module(model)
+    del signatures["log_importance_weights"]
+    path = os.path.join(self.get_temp_dir(), "partial", "1")
+    tf.saved_model.save(module, path, signatures=signatures)
+    with self.assertRaisesRegex(errors.TfvaeError,
+                                "lacks the signature\\(s\\) "
+                                "log_importance_weights"):
+      evaluation.ExportedModel(os.path.dirname(path))
+
+  def test_neither_run_nor_export_is_refused(self):
+    with self.assertRaisesRegex(errors.TfvaeError,
+                                "neither a run directory"):
+      evaluation.load_model(self.get_temp_dir())
+
+
+class CommandLineTest(tf.test.TestCase):
+  """Runs the programs once each, side by side (start-up dominates)."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    root = tempfile.mkdtemp(prefix="tfvae_cli_")
+    cls.metrics_file = os.path.join(root, "metrics.json")
+    cls.samples_file = os.path.join(root, "samples.png")
+    images_file = os.path.join(root, "images.idx")
+    data.write_idx(images_file, _images().images[:10, :, :, 0])
+    model = f"--model={_RUN['run_dir']}"
+    commands = {
+        "evaluate": ["evaluate", model, "--num_importance_samples=5",
+                     "--max_examples=40", f"--out={cls.metrics_file}"],
+        "plot": ["plot", model, "--kind=samples", "--count=4",
+                 f"--out={cls.samples_file}"],
+        "bad_k": ["evaluate", model, "--num_importance_samples=0"],
+        "no_labels": ["plot", model, "--kind=latent",
+                      f"--images={images_file}",
+                      f"--out={os.path.join(root, 'latent.png')}"],
+    }
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", f"tools.{tool}", *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, (tool, *flags) in commands.items()}
+    cls.results = {}
+    for name, process in processes.items():
+      stdout, stderr = process.communicate(timeout=300)
+      cls.results[name] = (process.returncode, stdout, stderr)
+    cls.root = root
+
+  def test_evaluate_writes_metrics(self):
+    returncode, stdout, stderr = self.results["evaluate"]
+    self.assertEqual(returncode, 0, stderr[-3000:])
+    with open(self.metrics_file) as f:
+      metrics = json.load(f)
+    self.assertEqual(metrics["num_examples"], 40)
+    self.assertEqual(metrics["num_importance_samples"], 5)
+    self.assertEqual(metrics["split"], "test")
+    self.assertEqual(metrics["active_unit_threshold"], 0.01)
+    self.assertLess(metrics["elbo"], metrics["iwae_log_px"])
+    self.assertIn("nll_bits_per_dim", stdout)
+    self.assertIn("40/40 examples", stderr)  # the progress line
+
+  def test_plot_writes_a_png(self):
+    returncode, _, stderr = self.results["plot"]
+    self.assertEqual(returncode, 0, stderr[-3000:])
+    self.assertEqual(_tiles(_read_png(self.samples_file))[:2], (2, 8))
+
+  def test_bad_input_is_one_line(self):
+    for name, tool, message in [
+        ("bad_k", "evaluate",
+         "--num_importance_samples=0: must be at least 1"),
+        ("no_labels", "plot", "--kind=latent colours points by class, but "
+         ".*images.idx has no labels"),
+    ]:
+      returncode, _, stderr = self.results[name]
+      self.assertEqual(returncode, 1, stderr[-3000:])
+      last = stderr.strip().splitlines()[-1]
+      self.assertRegex(last, f"^{tool}.py: error: {message}")
+    self.assertFalse(os.path.exists(os.path.join(self.root, "latent.png")))
+
+
+class ValidationTest(tf.test.TestCase):
+
+  def test_unknown_split_is_one_line(self):
+    with self.assertRaisesRegex(errors.DataError,
+                                "^--split=valid: no such split"):
+      evaluation.load_images("fashion_mnist", "valid", "none",
+                             dataset=_RUN["dataset"])
+
+
+if __name__ == "__main__":
+  tf.test.main()

@@ -1,0 +1,730 @@
+"""Evaluating a trained model: bounds on log p(x), reconstructions, latents.
+
+The numbers people compare VAEs by (Burda et al., 2015):
+
+  elbo      mean over the split of E_q[log p(x | z)] - KL(q(z | x) || p(z))
+  iwae_k    mean of log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x),
+            the importance-weighted estimate of log p(x); NLL = -iwae_k.
+            elbo <= iwae_k <= iwae_{k+1} <= log p(x) in expectation.
+  bits/dim  NLL / (H * W * C * ln 2)
+  active units
+            dimensions u with A_u = Cov_x(E_q[z_u | x]) > 0.01 (Burda et al.,
+            section 5.2), the variance over the data of the posterior mean.
+
+For k up to thousands the k samples of one batch do not fit in memory at
+once, so they are drawn in chunks of `chunk_size` and the log-mean-exp is
+accumulated chunk by chunk (`ChunkedLogMeanExp`). For models built in Python
+the noise of importance sample i of batch b is drawn from the stateless seed
+(seed, b) folded with i, so the estimate does not depend on the chunk size.
+
+A model is evaluated through an adapter (`NativeModel` for a model restored
+from a run directory, `ExportedModel` for a SavedModel export) offering the
+same few methods, so the evaluation and plotting code is written once.
+"""
+import dataclasses
+import json
+import math
+import os
+import re
+import tempfile
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from tfvae import config as config_lib
+from tfvae import data
+from tfvae import errors
+from tfvae import export as export_lib
+from tfvae import objectives
+from tfvae import runs
+
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+# Signatures an export needs for evaluation and plots (see `ExportedModel`).
+EXPORT_SIGNATURES = ("encode", "decode", "generate", "reconstruct", "elbo",
+                     "log_importance_weights")
+
+# Offset of the stateless seeds of the ELBO's samples, apart from the
+# importance samples'.
+_ELBO_SEED_OFFSET = 1 << 20
+# A clip keeping log(mean) finite in the binary cross-entropy of models whose
+# decoder does not give logits.
+_BCE_EPS = 1e-6
+_VERSION_RE = re.compile(r"^[0-9]+$")
+
+
+# ----------------------------------------------------------------------------
+# Chunked importance sampling.
+
+
+class ChunkedLogMeanExp:
+  """A running log (1/k) sum_i exp(a_i) over chunks of a_i, per example.
+
+  Holds m = max_i a_i and s = sum_i exp(a_i - m) for the chunks seen so far,
+  so memory does not grow with k and nothing is exponentiated unshifted.
+
+  Args:
+    batch: Number of examples, B.
+  """
+
+  def __init__(self, batch):
+    self._max = np.full([batch], -np.inf)
+    self._sum = np.zeros([batch])
+    self.count = 0
+
+  def add(self, values):
+    """Adds a chunk of values, float [c, B]."""
+    values = np.asarray(values, np.float64)
+    if values.shape[0] == 0:
+      return
+    new_max = np.maximum(self._max, values.max(axis=0))
+    # exp(-inf - finite) is 0: the first chunk needs no special case.
+    with np.errstate(invalid="ignore"):
+      self._sum = (self._sum * np.exp(self._max - new_max)
+                   + np.exp(values - new_max).sum(axis=0))
+    self._max = new_max
+    self.count += values.shape[0]
+
+  def result(self):
+    """log (1/k) sum_i exp(a_i) over all values added, float64 [B]."""
+    if self.count == 0:
+      raise ValueError("no values were added")
+    return self._max + np.log(self._sum) - math.log(self.count)
+
+
+def importance_noise(seed, batch_index, start, num_samples, batch,
+                     latent_size):
+  """Standard-Normal noise of importance samples start..start+num_samples-1.
+
+  Sample i of batch b is drawn from the seed pair (seed, b) folded with i,
+  so the noise of a sample does not depend on the chunk it is drawn in.
+
+  Args:
+    seed: int64 scalar Tensor (or int), the evaluation's seed.
+    batch_index: int64 scalar Tensor, the index b of the batch.
+    start: int32 scalar Tensor, the index of the chunk's first sample.
+    num_samples: int32 scalar Tensor, c, the samples in the chunk.
+    batch: int32 scalar Tensor, B.
+    latent_size: int, D.
+
+  Returns:
+    float32 [c, B, D].
+  """
+  base = tf.stack([tf.cast(seed, tf.int64), tf.cast(batch_index, tf.int64)])
+
+  def one(i):
+    return tf.random.stateless_normal(
+        [batch, latent_size],
+        tf.random.experimental.stateless_fold_in(base, tf.cast(i, tf.int64)))
+
+  return tf.map_fn(one, tf.range(start, start + num_samples),
+                   fn_output_signature=tf.TensorSpec([None, latent_size],
+                                                     tf.float32))
+
+
+def iwae_in_chunks(log_weights_fn, num_samples, chunk_size, batch):
+  """log (1/k) sum_i w_i for k = num_samples, computed chunk by chunk.
+
+  Args:
+    log_weights_fn: `fn(start, count)` returning the log importance weights
+      of samples start..start+count-1, float [count, B].
+    num_samples: k.
+    chunk_size: Samples per call of `log_weights_fn`.
+    batch: B.
+
+  Returns:
+    float64 [B], the importance-weighted estimate of log p(x).
+  """
+  accumulator = ChunkedLogMeanExp(batch)
+  for start in range(0, num_samples, chunk_size):
+    count = min(chunk_size, num_samples - start)
+    accumulator.add(log_weights_fn(start, count))
+  return accumulator.result()
+
+
+# ----------------------------------------------------------------------------
+# Models behind one interface.
+
+
+class NativeModel:
+  """A tfvae model in this process (e.g. restored from a run directory).
+
+  Args:
+    model: An object with `prior()`, `approx_posterior(x)`, `likelihood(z)`
+      and `latent_size` (a `models.VAE`); `decoder.outputs(z)` is used for
+      pictures when present.
+    image_shape: (H, W, C); default `model.image_shape`.
+  """
+
+  def __init__(self, model, image_shape=None, jit=False):
+    self.model = model
+    self.latent_size = int(model.latent_size)
+    self.image_shape = tuple(image_shape or model.image_shape)
+    latent = self.latent_size
+
+    # The compiled edge of evaluation: one chunk of importance samples.
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, *self.image_shape], tf.float32),
+        tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64),
+        tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)],
+                 jit_compile=jit)
+    def chunk_log_weights(images, seed, batch_index, start, count):
+      noise = importance_noise(seed, batch_index, start, count,
+                               tf.shape(images)[0], latent)
+      return objectives.log_importance_weights(model, images, count,
+                                               noise=noise)
+
+    self._chunk_log_weights = chunk_log_weights
+
+  def encode(self, images):
+    """Posterior (loc, scale), each float32 numpy [B, D]."""
+    q = self.model.approx_posterior(tf.convert_to_tensor(images, tf.float32))
+    return q.mean().numpy(), q.stddev().numpy()
+
+  def decode(self, z):
+    """The decoder's named outputs ("mean", ...) as numpy [B, H, W, C]."""
+    z = tf.convert_to_tensor(z, tf.float32)
+    decoder = getattr(self.model, "decoder", None)
+    if decoder is not None and hasattr(decoder, "outputs"):
+      return {k: v.numpy() for k, v in decoder.outputs(z).items()}
+    return {"mean": self.model.likelihood(z).mean().numpy()}
+
+  def generate(self, seeds):
+    """Images decoded from z ~ p(z), one per int64 seed: (images, z)."""
+    z = export_lib.prior_latents(tf.constant(seeds, tf.int64),
+                                 self.latent_size)
+    return self.decode(z)["mean"], z.numpy()
+
+  def elbo(self, images, seed, batch_index):
+    """Per-example (elbo, rate, distortion), numpy [B] each."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    noise = tf.random.stateless_normal(
+        [tf.shape(images)[0], self.latent_size],
+        tf.constant([seed, _ELBO_SEED_OFFSET + batch_index], tf.int64))
+    bound = objectives.elbo(self.model, images, noise=noise)
+    return bound.elbo.numpy(), bound.rate.numpy(), bound.distortion.numpy()
+
+  def log_weights(self, images, seed, batch_index, start, count):
+    """Log importance weights of samples start..start+count-1: [count, B]."""
+    return self._chunk_log_weights(
+        tf.convert_to_tensor(images, tf.float32), tf.constant(seed, tf.int64),
+        tf.constant(batch_index, tf.int64), tf.constant(start, tf.int32),
+        tf.constant(count, tf.int32)).numpy()
+
+
+def _seed_of(seed, batch_index, start):
+  """An int64 seed for one call of an export's random signature."""
+  return (int(seed) * 1_000_003 + int(batch_index) * 10_007 + int(start)) % (
+      2**63)
+
+
+class ExportedModel:
+  """A tfvae SavedModel export, used through its signatures only.
+
+  The export's signatures (inputs are found by these names, else by dtype
+  and rank, so other names work where that is unambiguous; a seed may be a
+  scalar or [1]):
+
+    encode(x float32 [None, H, W, C]) -> loc, scale [None, D]
+    decode(z float32 [None, D]) -> mean [None, H, W, C] (+ logits or
+      loc/scale)
+    generate(seed int64 [None]) -> images, z
+    reconstruct(x) -> mean
+    elbo(x, seed int64) -> elbo, rate, distortion [None]
+    log_importance_weights(x, seed int64 scalar, num_samples int32 scalar)
+      -> log_weights [num_samples, None]
+
+  Random signatures are called with a seed derived from (seed, batch, chunk),
+  so an export's estimate depends on the chunk size through its noise only.
+
+  Args:
+    path: A version directory (with saved_model.pb) or the parent of numbered
+      versions, of which the highest is taken.
+
+  Raises:
+    errors.TfvaeError: If there is no SavedModel or a signature is missing.
+  """
+
+  def __init__(self, path):
+    self.path = resolve_export(path)
+    try:
+      loaded = tf.saved_model.load(self.path)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+      raise errors.TfvaeError(
+          f"{self.path}: cannot load the SavedModel: "
+          f"{_first_line(e)}") from None
+    self._loaded = loaded
+    missing = [n for n in EXPORT_SIGNATURES if n not in loaded.signatures]
+    if missing:
+      raise errors.TfvaeError(
+          f"{self.path}: the export lacks the signature(s) "
+          f"{', '.join(missing)} that evaluation needs (has: "
+          f"{', '.join(sorted(loaded.signatures)) or 'none'}); re-export "
+          "the run with a current tfvae-export")
+    self._signatures = loaded.signatures
+    x_spec = self._input(self._signatures["encode"], tf.float32, 4)
+    z_spec = self._input(self._signatures["decode"], tf.float32, 2)
+    self.image_shape = tuple(int(d) for d in x_spec.shape[1:])
+    self.latent_size = int(z_spec.shape[1])
+
+  def _input(self, signature, dtype, rank):
+    """The spec of the input of `signature` with this dtype and rank."""
+    for spec in signature.structured_input_signature[1].values():
+      if spec.dtype == dtype and spec.shape.rank == rank:
+        return spec
+    raise errors.TfvaeError(
+        f"{self.path}: a signature has no {dtype.name} input of rank {rank} "
+        f"(inputs: {signature.structured_input_signature[1]})")
+
+  def _call(self, name, **roles):
+    """Calls signature `name`, matching tensors to its inputs.
+
+    Each role (x, z, seed, num_samples) goes to the input of that name if
+    there is one, else to the one remaining input of its dtype and rank; it
+    is cast to the input's dtype, and a scalar seed fills a [1] input.
+    """
+    signature = self._signatures[name]
+    specs = dict(signature.structured_input_signature[1])
+    kwargs = {}
+    # Inputs named like their role first, so that the others match by type
+    # among the inputs left.
+    for role, value in sorted(roles.items(), key=lambda r: r[0] not in specs):
+      if role in specs:
+        input_name = role
+      else:
+        candidates = [n for n, spec in specs.items()
+                      if spec.dtype.is_floating == value.dtype.is_floating
+                      and spec.shape.rank in (value.shape.rank,
+                                              value.shape.rank + 1)]
+        if len(candidates) != 1:
+          raise errors.TfvaeError(
+              f"{self.path}: cannot tell which input of signature {name} "
+              f"takes the {role} (inputs: "
+              f"{_describe(specs)})")
+        input_name = candidates[0]
+      spec = specs.pop(input_name)
+      value = tf.cast(value, spec.dtype)
+      if spec.shape.rank == value.shape.rank + 1:
+        value = value[None]
+      kwargs[input_name] = value
+    return signature(**kwargs)
+
+  def _output(self, name, outputs, key):
+    if key not in outputs:
+      raise errors.TfvaeError(
+          f"{self.path}: signature {name} has no output {key!r} (outputs: "
+          f"{', '.join(sorted(outputs))})")
+    return outputs[key].numpy()
+
+  def encode(self, images):
+    out = self._call("encode", x=tf.convert_to_tensor(images, tf.float32))
+    return (self._output("encode", out, "loc"),
+            self._output("encode", out, "scale"))
+
+  def decode(self, z):
+    out = self._call("decode", z=tf.convert_to_tensor(z, tf.float32))
+    self._output("decode", out, "mean")
+    return {k: v.numpy() for k, v in out.items()}
+
+  def generate(self, seeds):
+    out = self._call("generate", seed=tf.constant(seeds, tf.int64))
+    return (self._output("generate", out, "images"),
+            self._output("generate", out, "z"))
+
+  def elbo(self, images, seed, batch_index):
+    out = self._call(
+        "elbo", x=tf.convert_to_tensor(images, tf.float32),
+        seed=tf.constant(_seed_of(seed, _ELBO_SEED_OFFSET + batch_index, 0),
+                         tf.int64))
+    return tuple(self._output("elbo", out, k)
+                 for k in ("elbo", "rate", "distortion"))
+
+  def log_weights(self, images, seed, batch_index, start, count):
+    out = self._call(
+        "log_importance_weights", x=tf.convert_to_tensor(images, tf.float32),
+        seed=tf.constant(_seed_of(seed, batch_index, start), tf.int64),
+        num_samples=tf.constant(count, tf.int32))
+    return self._output("log_importance_weights", out, "log_weights")
+
+
+def _describe(specs):
+  return ", ".join(f"{n} {spec.dtype.name}{spec.shape}"
+                   for n, spec in specs.items())
+
+
+def _first_line(e):
+  text = str(getattr(e, "message", None) or e).strip()
+  return text.splitlines()[0] if text else type(e).__name__
+
+
+def resolve_export(path):
+  """The version directory of an export path (highest numbered version)."""
+  if not os.path.isdir(path):
+    raise errors.TfvaeError(f"--model={path}: no such run directory or "
+                            "export")
+  if os.path.isfile(os.path.join(path, "saved_model.pb")):
+    return path
+  versions = sorted(int(n) for n in os.listdir(path)
+                    if _VERSION_RE.match(n) and os.path.isfile(
+                        os.path.join(path, n, "saved_model.pb")))
+  if not versions:
+    raise errors.TfvaeError(
+        f"--model={path}: neither a run directory (no config.json) nor an "
+        "export (no saved_model.pb in it or in a numbered version "
+        "directory)")
+  return os.path.join(path, str(versions[-1]))
+
+
+@dataclasses.dataclass
+class LoadedModel:
+  """A model to evaluate and what is known of its data.
+
+  Attributes:
+    model: A `NativeModel` or `ExportedModel`.
+    config: The run's `config.Config`, or None for an export without one.
+    run_dir: The run directory, or None for an export.
+    source: What was loaded (checkpoint prefix or export version path).
+  """
+  model: object
+  config: object
+  run_dir: str | None
+  source: str
+
+
+def load_model(path):
+  """Loads a run directory (newest intact checkpoint) or an export.
+
+  An export's `assets.extra/config.json`, when present, is read as the
+  config of the run it was exported from.
+
+  Raises:
+    errors.TfvaeError: If `path` is neither.
+  """
+  if runs.is_run_dir(path):
+    config, model, step = runs.restore_model(path)
+    logging.info("Restored %s at step %d.", path, step)
+    return LoadedModel(NativeModel(model, config.image_shape), config, path,
+                       f"{path} (step {step})")
+  exported = ExportedModel(path)
+  config = None
+  config_file = os.path.join(exported.path, "assets.extra", runs.CONFIG)
+  if os.path.isfile(config_file):
+    try:
+      config = config_lib.load(config_file)
+    except errors.TfvaeError as e:
+      logging.warning("ignoring %s: %s", config_file, e)
+  logging.info("Loaded export %s.", exported.path)
+  return LoadedModel(exported, config, None, exported.path)
+
+
+# ----------------------------------------------------------------------------
+# Data.
+
+
+@dataclasses.dataclass
+class Images:
+  """The images a model is evaluated or plotted on.
+
+  Attributes:
+    images: uint8 [N, H, W, C], as the model sees them (binarised to 0/255
+      when the run was).
+    labels: int64 [N], or None when the images have no labels.
+    class_names: Names of the labels, or None.
+    description: Where they came from, for messages and titles.
+  """
+  images: np.ndarray
+  labels: np.ndarray | None
+  class_names: tuple | None
+  description: str
+
+
+def load_images(dataset_name, split, binarize, data_dir=None, dataset=None,
+                images_file=None):
+  """Loads a split as training and evaluation see it.
+
+  The test split of a binarised run is binarised once with the fixed seed
+  training uses (`training.prepared_split`), the standard protocol.
+
+  Args:
+    dataset_name: A data set name (see `data.DATASET_NAMES`).
+    split: "train" or "test".
+    binarize: The run's binarisation, "none", "static" or "dynamic".
+    data_dir: Where to look for the data first.
+    dataset: A loaded `data.Dataset` to use instead of loading one.
+    images_file: An IDX or .npy file of uint8 images [N, H, W(, C)] to use
+      instead of the data set (no labels).
+
+  Returns:
+    An `Images`.
+  """
+  # Imported here: training imports a lot, and plots of exports need none.
+  from tfvae import training  # pylint: disable=g-import-not-at-top
+
+  if binarize not in training.BINARIZATIONS:
+    raise errors.TfvaeError(f"--binarize={binarize}: choose one of "
+                            f"{', '.join(training.BINARIZATIONS)}")
+  if images_file is not None:
+    images = read_images_file(images_file)
+    if binarize != "none":
+      images = data.static_binarize(images, training.TEST_BINARIZATION_SEED)
+    return Images(images, None, None, images_file)
+  if split not in ("train", "test"):
+    raise errors.DataError(f"--split={split}: no such split; choose train "
+                           "or test")
+  if dataset is None:
+    dataset = data.load(dataset_name, data_dir)
+  prepared = training.prepared_split(dataset, split, binarize)
+  return Images(prepared.images, prepared.labels, tuple(dataset.class_names),
+                f"{dataset.name} {split}")
+
+
+def read_images_file(path):
+  """Reads uint8 images [N, H, W, C] from an IDX or .npy file."""
+  if not os.path.isfile(path):
+    raise errors.DataError(f"{path}: no such file")
+  if path.endswith(".npy"):
+    try:
+      images = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise errors.DataError(f"{path}: not a .npy array: {e}") from None
+  else:
+    images = data.read_idx(path)
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.ndim != 4 or images.dtype != np.uint8 or not len(images):
+    raise errors.DataError(
+        f"{path}: expected uint8 images [N, H, W] or [N, H, W, C], got "
+        f"{images.dtype} {list(images.shape)}")
+  return images
+
+
+def check_image_shape(model, images):
+  """Raises unless the images have the shape the model was trained on."""
+  if tuple(images.images.shape[1:]) != tuple(model.image_shape):
+    raise errors.TfvaeError(
+        f"{images.description}: images of shape "
+        f"{list(images.images.shape[1:])} do not fit the model's "
+        f"{list(model.image_shape)}")
+
+
+def batches(images, batch_size):
+  """Yields (index, float32 [b, H, W, C] in [0, 1]) batches in order."""
+  for index, start in enumerate(range(0, len(images), batch_size)):
+    yield index, images[start:start + batch_size].astype(np.float32) / 255.0
+
+
+# ----------------------------------------------------------------------------
+# Metrics.
+
+
+def kl_per_dimension(loc, scale):
+  """KL(N(loc, scale^2) || N(0, 1)) per example and dimension, [B, D]."""
+  loc = np.asarray(loc, np.float64)
+  scale = np.asarray(scale, np.float64)
+  return 0.5 * (loc**2 + scale**2 - 1.0) - np.log(scale)
+
+
+def active_unit_variances(posterior_means):
+  """A_u = Cov_x(E_q[z_u | x]) per dimension u: the variance over examples.
+
+  Args:
+    posterior_means: float [N, D].
+
+  Returns:
+    float64 [D].
+  """
+  return np.var(np.asarray(posterior_means, np.float64), axis=0)
+
+
+def reconstruction_errors(images, outputs):
+  """Per-example squared error and binary cross-entropy of reconstructions.
+
+  Args:
+    images: float [B, H, W, C] in [0, 1].
+    outputs: The decoder's named outputs for the posterior means, with
+      "mean" and, for Bernoulli-type decoders, "logits".
+
+  Returns:
+    (mse [B], the mean over pixels; bce [B] in nats, the sum over pixels of
+    -x log p - (1 - x) log(1 - p) with p the reconstruction's mean).
+  """
+  x = np.asarray(images, np.float64).reshape(len(images), -1)
+  mean = np.asarray(outputs["mean"], np.float64).reshape(len(images), -1)
+  mse = np.mean((x - mean)**2, axis=1)
+  if "logits" in outputs and not _is_continuous_bernoulli_mean(outputs):
+    logits = np.asarray(outputs["logits"], np.float64).reshape(len(images),
+                                                               -1)
+    # -x log sigmoid(l) - (1 - x) log sigmoid(-l), from logits.
+    bce = np.sum(np.maximum(logits, 0) - logits * x
+                 + np.log1p(np.exp(-np.abs(logits))), axis=1)
+  else:
+    p = np.clip(mean, _BCE_EPS, 1 - _BCE_EPS)
+    bce = -np.sum(x * np.log(p) + (1 - x) * np.log1p(-p), axis=1)
+  return mse, bce
+
+
+def _is_continuous_bernoulli_mean(outputs):
+  """Whether "mean" is not sigmoid(logits) (a continuous Bernoulli)."""
+  logits = np.asarray(outputs["logits"], np.float64)
+  sigmoid = 0.5 * (1.0 + np.tanh(0.5 * logits))
+  return not np.allclose(sigmoid, outputs["mean"],
+                         atol=1e-4)
+
+
+def evaluate(model, images, num_importance_samples=1000, chunk_size=100,
+             batch_size=100, seed=0, log_every_seconds=10.0):
+  """Evaluates a model on images: bounds, reconstructions, latent usage.
+
+  Args:
+    model: A `NativeModel` or `ExportedModel`.
+    images: An `Images`.
+    num_importance_samples: k of the importance-weighted estimate.
+    chunk_size: Importance samples drawn at once (memory is proportional to
+      chunk_size * batch_size images).
+    batch_size: Examples per batch.
+    seed: Seed of all sampling; the same seed gives the same figures.
+    log_every_seconds: Interval of the progress lines.
+
+  Returns:
+    A dict of JSON-serialisable metrics (see `METRIC_DOCS`).
+
+  Raises:
+    errors.TfvaeError: For k, chunk or batch sizes below 1, or images that
+      do not fit the model.
+  """
+  for flag, value in (("num_importance_samples", num_importance_samples),
+                      ("chunk_size", chunk_size),
+                      ("batch_size", batch_size)):
+    if int(value) < 1:
+      raise errors.TfvaeError(f"--{flag}={value}: must be at least 1")
+  check_image_shape(model, images)
+  pixels = images.images
+  count = len(pixels)
+  chunk_size = min(chunk_size, num_importance_samples)
+  sums = {k: 0.0 for k in ("elbo", "rate", "distortion", "mse", "bce")}
+  log_px = np.zeros(count)
+  means = np.zeros([count, model.latent_size])
+  kl_sum = np.zeros(model.latent_size)
+  done = 0
+  started = last_log = time.time()
+  logging.info("Evaluating on %d examples of %s: k=%d importance samples in "
+               "chunks of %d, batches of %d.", count, images.description,
+               num_importance_samples, chunk_size, batch_size)
+  for index, x in batches(pixels, batch_size):
+    b = len(x)
+    elbo, rate, distortion = model.elbo(x, seed, index)
+    sums["elbo"] += float(np.sum(elbo, dtype=np.float64))
+    sums["rate"] += float(np.sum(rate, dtype=np.float64))
+    sums["distortion"] += float(np.sum(distortion, dtype=np.float64))
+    loc, scale = model.encode(x)
+    means[done:done + b] = loc
+    kl_sum += kl_per_dimension(loc, scale).sum(axis=0)
+    mse, bce = reconstruction_errors(x, model.decode(loc))
+    sums["mse"] += float(mse.sum())
+    sums["bce"] += float(bce.sum())
+    log_px[done:done + b] = iwae_in_chunks(
+        lambda start, c, x=x, index=index: model.log_weights(
+            x, seed, index, start, c),
+        num_importance_samples, chunk_size, b)
+    done += b
+    now = time.time()
+    if now - last_log >= log_every_seconds or done == count:
+      last_log = now
+      _log_progress(done, count, now - started)
+  if not np.all(np.isfinite(log_px)):
+    raise errors.TfvaeError(
+        f"the importance-weighted estimate is not finite for "
+        f"{int(np.sum(~np.isfinite(log_px)))} example(s) of "
+        f"{images.description}")
+  dims = math.prod(model.image_shape)
+  nats_to_bits = 1.0 / (dims * math.log(2.0))
+  variances = active_unit_variances(means)
+  nll = -log_px
+  mean_elbo = sums["elbo"] / count
+  return {
+      "num_examples": count,
+      "num_importance_samples": int(num_importance_samples),
+      "seed": int(seed),
+      "elbo": mean_elbo,
+      "rate": sums["rate"] / count,
+      "distortion": sums["distortion"] / count,
+      "elbo_bits_per_dim": -mean_elbo * nats_to_bits,
+      "iwae_log_px": float(np.mean(log_px)),
+      "nll": float(np.mean(nll)),
+      "nll_stderr": float(np.std(nll, ddof=1) / math.sqrt(count))
+                    if count > 1 else 0.0,
+      "nll_bits_per_dim": float(np.mean(nll)) * nats_to_bits,
+      "reconstruction_mse": sums["mse"] / count,
+      "reconstruction_bce": sums["bce"] / count,
+      "active_units": int(np.sum(variances > ACTIVE_UNIT_THRESHOLD)),
+      "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
+      "latent_size": int(model.latent_size),
+      "active_unit_variance": [float(v) for v in variances],
+      "kl_per_dimension": [float(v) for v in kl_sum / count],
+  }
+
+
+METRIC_DOCS = {
+    "elbo": "mean ELBO (nats)",
+    "rate": "mean KL(q(z|x) || p(z)) (nats)",
+    "distortion": "mean -E_q[log p(x|z)] (nats)",
+    "elbo_bits_per_dim": "-ELBO in bits per dimension",
+    "iwae_log_px": "mean importance-weighted estimate of log p(x) (nats)",
+    "nll": "-iwae_log_px, the NLL estimate (nats)",
+    "nll_stderr": "standard error of the mean NLL over examples (nats)",
+    "nll_bits_per_dim": "NLL in bits per dimension",
+    "reconstruction_mse": "mean squared error per pixel of the "
+                          "reconstruction from the posterior mean",
+    "reconstruction_bce": "binary cross-entropy of that reconstruction, "
+                          "summed over pixels (nats per image)",
+    "active_units": "latent dims with Cov_x(E_q[z_u|x]) > "
+                    "active_unit_threshold",
+}
+
+
+def _log_progress(done, total, seconds):
+  width = 20
+  filled = int(width * done / max(total, 1))
+  bar = "#" * filled + "." * (width - filled)
+  logging.info("evaluate [%s] %3d%% %d/%d examples, %.0f examples/s", bar,
+               100 * done // max(total, 1), done, total,
+               done / max(seconds, 1e-9))
+
+
+def format_table(metrics):
+  """The scalar metrics as an aligned two-column text table."""
+  rows = [(k, v) for k, v in metrics.items() if not isinstance(v, list)]
+  width = max(len(k) for k, _ in rows)
+  lines = []
+  for k, v in rows:
+    value = f"{v:.4f}" if isinstance(v, float) else str(v)
+    note = METRIC_DOCS.get(k, "")
+    lines.append(f"{k:<{width}}  {value:>12}  {note}".rstrip())
+  return "\n".join(lines)
+
+
+def write_json(path, value):
+  """Writes `value` as JSON to `path` atomically (temp file + rename)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+  try:
+    _readable(tmp)
+    with os.fdopen(fd, "w") as f:
+      json.dump(value, f, indent=2)
+      f.write("\n")
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+  return path
+
+
+def _readable(path):
+  """Gives a mkstemp file (mode 0600) the mode a plain open() would."""
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(path, 0o666 & ~umask)
