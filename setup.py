@@ -4,6 +4,7 @@ import setuptools
 CONSOLE_SCRIPTS = [
     "tfvae-train=tools.train:run_main",
     "tfvae-download-data=tools.download_data:run_main",
+    "tfvae-denoise=tools.denoise:run_main",
 ]
 
 setuptools.setup(

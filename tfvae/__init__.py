@@ -5,8 +5,10 @@ training is a `tf.function` step under a `tf.distribute.Strategy` with
 `tf.train.Checkpoint`s; exports are SavedModels whose signatures give the
 decoder on its own.
 """
+from tfvae import autoencoders
 from tfvae import config
 from tfvae import data
+from tfvae import denoising
 from tfvae import errors
 from tfvae import export
 from tfvae import images
@@ -16,20 +18,26 @@ from tfvae import nets
 from tfvae import objectives
 from tfvae import runs
 from tfvae import training
+from tfvae.autoencoders import Autoencoder
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
+from tfvae.models import CVAE
 from tfvae.models import VAE
 from tfvae.models import build_model
 from tfvae.objectives import elbo
 from tfvae.objectives import iwae_bound
 
 __all__ = [
+    "Autoencoder",
+    "CVAE",
     "Config",
     "TfvaeError",
     "VAE",
+    "autoencoders",
     "build_model",
     "config",
     "data",
+    "denoising",
     "elbo",
     "errors",
     "export",
