@@ -3,6 +3,7 @@ import functools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -212,19 +213,26 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
         atol=1e-3)
     self.assertTrue(np.any(kl < 0.05))
 
-  def test_iwae_with_one_sample_is_the_elbo(self):
+  def test_iwae_with_one_sample_is_one_log_weight(self):
     _, model = _model("iwae", latent_dim=3)
     x = data.scale(_fashion_mnist().test.images[:6])
     seed = tf.constant([3, 4], tf.int64)
-    iwae_1, m1 = objectives.IwaeObjective(1)(
-        model, x, objectives.ExampleNoise(seed, 6))
+    loss, m1 = objectives.IwaeObjective(1)(model, x,
+                                           objectives.ExampleNoise(seed, 6))
+    eps = objectives.ExampleNoise(seed, 6).normal([3])
+    q = model.approx_posterior(x)
+    z = q.mean() + q.stddev() * eps
+    log_w = (model.likelihood(z).log_prob(x) + model.prior().log_prob(z)
+             - q.log_prob(z))
+    self.assertAllClose(-loss, log_w, rtol=1e-5)
+    self.assertAllClose(m1["iwae_bound"], m1["elbo"], rtol=1e-5)
     _, elbo = objectives.ElboObjective()(model, x,
                                          objectives.ExampleNoise(seed, 6))
-    self.assertAllClose(-iwae_1, elbo["elbo"], rtol=1e-5)
-    self.assertAllClose(m1["iwae_bound"], m1["elbo"], rtol=1e-5)
-    _, m5 = objectives.IwaeObjective(50)(model, x,
-                                         objectives.ExampleNoise(seed, 6))
-    self.assertAllGreaterEqual(m5["iwae_bound"] - m5["elbo"], 0.0)
+    self.assertAllClose(elbo["distortion"], -model.likelihood(z).log_prob(x),
+                        rtol=1e-5)
+    _, m50 = objectives.IwaeObjective(50)(model, x,
+                                          objectives.ExampleNoise(seed, 6))
+    self.assertAllGreaterEqual(m50["iwae_bound"] - m50["elbo"], 0.0)
 
 
 class TrainingTest(tf.test.TestCase, parameterized.TestCase):
@@ -234,6 +242,7 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
     dataset = _small()
     run_dir = self.create_tempdir().full_path
     config = _config(model=kind, hidden_sizes=(64,), latent_dim=8,
+                     num_importance_samples=3,
                      image_shape=dataset.image_shape)
     trainer = training.Trainer(config, run_dir, dataset,
                                training.make_strategy("default"))
@@ -360,8 +369,8 @@ class ConditionalTest(tf.test.TestCase):
   def test_samples_drawn_with_a_label_are_classified_as_that_label(self):
     dataset = _small(num_train=4096, num_test=256)
     trainer, records = training.run(
-        _config(model="cvae", epochs=4, batch_size=64, hidden_sizes=(256,),
-                latent_dim=2),
+        _config(model="cvae", epochs=4, batch_size=64, hidden_sizes=(128,),
+                latent_dim=2, learning_rate=3e-3),
         self.create_tempdir().full_path, dataset=dataset)
     classify = _train_classifier(dataset.train.images, dataset.train.labels)
     test_accuracy = np.mean(classify(data.scale(dataset.test.images)).numpy()
@@ -374,8 +383,9 @@ class ConditionalTest(tf.test.TestCase):
     accuracy = np.mean(classify(samples).numpy() == labels)
     print(f"cvae samples classified as their label: {accuracy:.3f} "
           f"(classifier on real test images: {test_accuracy:.3f}; chance 0.1)")
-    self.assertGreater(test_accuracy, 0.6)
-    self.assertGreater(accuracy, 0.6)
+    # Measured: 0.70 of the samples (0.86 of real test images); chance 0.1.
+    self.assertGreater(test_accuracy, 0.7)
+    self.assertGreater(accuracy, 0.5)
     self.assertLess(records[-1]["test_elbo"], 0)
 
   def test_label_by_index_or_name(self):
@@ -536,26 +546,28 @@ class DenoiseToolTest(tf.test.TestCase):
     cleaned = np.load(cleaned_path)
     _, model, _ = runs.restore_model(run_dir)
     self.assertAllClose(cleaned, model.reconstruct(noisy), atol=1e-5)
-    line = [l for l in result.stdout.splitlines() if l.startswith("PSNR")]
-    self.assertLen(line, 1)
-    self.assertIn("over 256 images", line[0])
-    numbers = [float(t) for t in line[0].replace("(", " ").split()
-               if t.replace(".", "").replace("+", "").isdigit()]
-    self.assertAllClose(numbers[1], np.mean(autoencoders.psnr(clean, noisy)),
+    match = re.search(r"^PSNR over 256 images .*: noisy ([0-9.]+) dB, "
+                      r"cleaned ([0-9.]+) dB", result.stdout, re.M)
+    self.assertIsNotNone(match, result.stdout)
+    self.assertAllClose(float(match.group(1)),
+                        np.mean(autoencoders.psnr(clean, noisy)), atol=0.006)
+    self.assertAllClose(float(match.group(2)),
+                        np.mean(autoencoders.psnr(clean, cleaned)),
                         atol=0.006)
-    self.assertAllClose(numbers[2], np.mean(autoencoders.psnr(clean,
-                                                              cleaned)),
-                        atol=0.006)
-    # A noisy file of the wrong shape: one line naming --input, no picture.
-    bad = os.path.join(self.create_tempdir().full_path, "noisy.npy")
-    np.save(bad, np.zeros([2, 5, 5], np.uint8))
-    bad_out = os.path.join(self.create_tempdir().full_path, "x.png")
-    result = _run_tool("tools.denoise", f"--model={run_dir}",
-                       f"--input={bad}", f"--out={bad_out}")
-    self.assertEqual(result.returncode, 1)
-    self.assertRegex(result.stderr.strip().splitlines()[-1],
-                     r"^denoise.py: error: --input=.*expected images")
-    self.assertFalse(os.path.exists(bad_out))
+
+  def test_bad_input_file_names_the_flag_and_writes_nothing(self):
+    run_dir = self.create_tempdir().full_path
+    training.run(_config(model="ae", epochs=1), run_dir, dataset=_small())
+    out = os.path.join(run_dir, "d.png")
+    for array, message in (
+        (np.zeros([2, 5, 5], np.uint8), "--input=.*expected images"),
+        (np.full([2, 28, 28], 2.0, np.float32), r"--input=.*in \[0, 1\]"),
+        (np.zeros([2, 28, 28], np.int32), "--input=.*uint8 or float")):
+      with self.assertRaisesRegex(errors.TfvaeError, message):
+        denoising.run(run_dir, out, input_path=self._save(array))
+      self.assertFalse(os.path.exists(out))
+    with self.assertRaisesRegex(errors.TfvaeError, "--input=.*cannot read"):
+      denoising.run(run_dir, out, input_path=os.path.join(run_dir, "none"))
 
   def test_input_file_with_reference(self):
     run_dir = self.create_tempdir().full_path
@@ -581,7 +593,8 @@ class DenoiseToolTest(tf.test.TestCase):
 
   def test_help_documents_every_flag(self):
     result = _run_tool("tools.train", "--help")
-    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    # absl exits with status 1 after --help.
+    self.assertIn(result.returncode, (0, 1), result.stderr[-2000:])
     for kind in models.MODEL_KINDS:
       self.assertIn(kind, result.stdout)
     for flag in ("kl_schedule", "free_bits", "num_importance_samples",
