@@ -156,9 +156,11 @@ class ExampleNoise:
 class Objective:
   """What a model is trained on: a per-example loss and named metrics.
 
-  Subclasses set `metric_names` and implement `__call__`.
+  Subclasses set `metric_names` and implement `__call__`; those that need
+  the batch's class labels set `uses_labels` and take a `labels` argument.
   """
   metric_names = ()
+  uses_labels = False
 
   def __call__(self, model, images, noise, step=None, labels=None):
     """Returns (loss [B], {name: [B] for name in metric_names}).
@@ -292,6 +294,7 @@ class ElboObjective(Objective):
     self.kl_schedule = kl_schedule or KlSchedule()
     self.free_bits = float(free_bits)
     self.conditional = conditional
+    self.uses_labels = conditional
     self.metric_names = ("elbo", "rate", "distortion")
     if self.kl_schedule.kind != "constant":
       self.metric_names += ("kl_weight",)

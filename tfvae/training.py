@@ -247,6 +247,10 @@ class Trainer:
 
   # The compiled edge.
 
+  def _labels_arg(self, labels):
+    """The class labels, for objectives of conditional models only."""
+    return {"labels": labels} if self.objective.uses_labels else {}
+
   def _loss_and_grads(self, images, seed, start, local, labels=None):
     global_batch = self.config.batch_size
     noise = objectives.ExampleNoise(seed, global_batch, start, local)
@@ -255,8 +259,8 @@ class Trainer:
       x = data.binarize(x, noise.uniform(self.config.image_shape))
     variables = self.model.trainable_variables
     with tf.GradientTape() as tape:
-      per_example_loss, metrics = self.objective(self.model, x, noise,
-                                                 self.step, labels=labels)
+      per_example_loss, metrics = self.objective(
+          self.model, x, noise, self.step, **self._labels_arg(labels))
       # Sum over this replica's examples / global batch: the all-reduce (a
       # sum) of the replicas' gradients is then the gradient of the mean.
       loss = tf.reduce_sum(per_example_loss) / global_batch
@@ -310,7 +314,7 @@ class Trainer:
       """Sums of the objective's metrics over a batch (fixed noise)."""
       noise = objectives.ExampleNoise(seed, tf.shape(images)[0])
       _, metrics = self.objective(self.model, data.scale(images), noise,
-                                  self.step, labels=labels)
+                                  self.step, **self._labels_arg(labels))
       return tf.stack([tf.reduce_sum(metrics[name])
                        for name in self.objective.metric_names])
 
