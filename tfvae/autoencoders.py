@@ -59,16 +59,17 @@ class Corruption:
     level: The probability p (in [0, 1]) or the standard deviation s (>= 0).
   """
 
-  def __init__(self, kind, level):
+  def __init__(self, kind, level, spec=None):
+    spec = spec or f"{kind}:{level}"
     if kind not in CORRUPTIONS:
       raise errors.TfvaeError(
-          f"--noise={kind}:{level}: unknown corruption {kind!r}; choose one "
+          f"--noise={spec}: unknown corruption {kind!r}; choose one "
           f"of {', '.join(CORRUPTIONS)}")
     level = float(level)
     if not math.isfinite(level) or level < 0 or (
         kind != "gaussian" and level > 1):
       raise errors.TfvaeError(
-          f"--noise={kind}:{level}: the level must be "
+          f"--noise={spec}: the level must be "
           f"{'a probability in [0, 1]' if kind != 'gaussian' else '>= 0'}")
     self.kind = kind
     self.level = level
@@ -89,7 +90,7 @@ class Corruption:
       raise errors.TfvaeError(
           f"--noise={spec}: expected KIND:LEVEL with KIND one of "
           f"{', '.join(CORRUPTIONS)}, e.g. salt_and_pepper:0.1")
-    return cls(kind, value)
+    return cls(kind, value, spec)
 
   def __str__(self):
     return f"{self.kind}:{self.level:g}"

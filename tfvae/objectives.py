@@ -287,6 +287,7 @@ class ElboObjective(Objective):
     free_bits: lambda, nats per latent dimension (0 disables).
     conditional: Whether the model takes labels (a CVAE).
   """
+  metric_names = ("elbo", "rate", "distortion")
 
   def __init__(self, beta=1.0, kl_schedule=None, free_bits=0.0,
                conditional=False):
@@ -295,9 +296,8 @@ class ElboObjective(Objective):
     self.free_bits = float(free_bits)
     self.conditional = conditional
     self.uses_labels = conditional
-    self.metric_names = ("elbo", "rate", "distortion")
     if self.kl_schedule.kind != "constant":
-      self.metric_names += ("kl_weight",)
+      self.metric_names = ElboObjective.metric_names + ("kl_weight",)
 
   def __call__(self, model, images, noise, step=None, labels=None):
     if self.conditional:
