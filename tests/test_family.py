@@ -512,6 +512,10 @@ class SavedModelTest(tf.test.TestCase, parameterized.TestCase):
     self.assertNotAllClose(generated["images"][0], generated["images"][2])
     self.assertAllClose(loaded["reconstruct"](x=x, label=label)["mean"],
                         model.decoder.outputs(z, label)["mean"])
+    for bad in ([10, 0, 0], [0, -1, 0]):
+      with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                  "label must be a class index"):
+        loaded["generate"](seed=seed, label=tf.constant(bad, tf.int64))
 
 
 def _run_tool(*args):

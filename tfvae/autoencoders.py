@@ -364,6 +364,9 @@ class SparseObjective(objectives.Objective):
                   "mean_activation")
 
   def __init__(self, weight, target=0.05, penalty="kl"):
+    if penalty not in SPARSITY_PENALTIES:
+      raise ValueError(f"unknown sparsity penalty {penalty!r}; choose one of "
+                       f"{', '.join(SPARSITY_PENALTIES)}")
     self.weight = float(weight)
     self.target = float(target)
     self.penalty = penalty

@@ -162,6 +162,25 @@ class VAE(tf.Module):
     return self.decoder(z)
 
 
+def one_hot_labels(labels, num_classes, dtype=tf.float32):
+  """One-hot codes [B, K] of class labels [B], checked to lie in [0, K).
+
+  tf.one_hot alone would turn a label out of range into a zero vector, and
+  the model would silently draw from no class.
+
+  Raises:
+    tf.errors.InvalidArgumentError: naming the tensor `label`, if a label is
+      out of range.
+  """
+  labels = tf.convert_to_tensor(labels)
+  tf.debugging.assert_non_negative(
+      labels, message="label must be a class index >= 0")
+  tf.debugging.assert_less(
+      labels, tf.cast(num_classes, labels.dtype),
+      message=f"label must be a class index < {num_classes}")
+  return tf.one_hot(labels, num_classes, dtype=dtype)
+
+
 class ConditionalGaussianEncoder(tf.Module):
   """Maps images and class labels to q(z | x, y), a diagonal Normal.
 
@@ -206,7 +225,7 @@ class ConditionalGaussianEncoder(tf.Module):
       images: float32 [B, H, W, C] in [0, 1].
       labels: int [B] class indices in [0, K).
     """
-    one_hot = tf.one_hot(labels, self.num_classes, dtype=images.dtype)
+    one_hot = one_hot_labels(labels, self.num_classes, images.dtype)
     if self._network == "mlp":
       inputs = tf.concat([flatten(images), one_hot], axis=-1)
     else:
@@ -248,7 +267,7 @@ class ConditionalDecoder(tf.Module):
   @tf.Module.with_name_scope
   def params(self, z, labels):
     """Returns the raw likelihood parameters [B, H, W, C * num_params]."""
-    one_hot = tf.one_hot(labels, self.num_classes, dtype=z.dtype)
+    one_hot = one_hot_labels(labels, self.num_classes, z.dtype)
     return self.body.params(tf.concat([z, one_hot], axis=-1))
 
   def __call__(self, z, labels):
