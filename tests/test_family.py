@@ -526,17 +526,22 @@ def _run_tool(*args):
 
 class DenoiseToolTest(tf.test.TestCase):
 
-  def test_denoise_cli_prints_psnrs_and_writes_three_rows(self):
+  def test_denoise_cli_raises_the_psnr_and_writes_three_rows(self):
     data_dir = self.create_tempdir().full_path
-    dataset = _small(num_train=512, num_test=256)
+    dataset = _small(num_train=4096, num_test=256)
     for prefix, split in (("train", dataset.train), ("t10k", dataset.test)):
       data.write_idx(os.path.join(data_dir, f"{prefix}-images-idx3-ubyte"),
                      split.images[..., 0])
       data.write_idx(os.path.join(data_dir, f"{prefix}-labels-idx1-ubyte"),
                      split.labels.astype(np.uint8))
     run_dir = self.create_tempdir().full_path
-    training.run(_config(model="denoising_ae", data_dir=data_dir, epochs=1),
-                 run_dir)
+    _, records = training.run(
+        _config(model="denoising_ae", data_dir=data_dir, epochs=4,
+                batch_size=64, hidden_sizes=(256,), latent_dim=32,
+                learning_rate=2e-3), run_dir)
+    # Measured: 13.9 dB noisy, 16.9 dB denoised after these 256 steps.
+    self.assertGreater(records[-1]["test_psnr_denoised"],
+                       records[-1]["test_psnr_noisy"] + 2.0)
     out = os.path.join(self.create_tempdir().full_path, "clean.png")
     cleaned_path = out + ".npy"
     result = _run_tool("tools.denoise", f"--model={run_dir}",
@@ -558,6 +563,7 @@ class DenoiseToolTest(tf.test.TestCase):
     self.assertAllClose(float(match.group(2)),
                         np.mean(autoencoders.psnr(clean, cleaned)),
                         atol=0.006)
+    self.assertGreater(float(match.group(2)), float(match.group(1)) + 2.0)
 
   def test_bad_input_file_names_the_flag_and_writes_nothing(self):
     run_dir = self.create_tempdir().full_path
