@@ -9,6 +9,7 @@ CONSOLE_SCRIPTS = [
     "tfvae-build-generator=tools.build_generator:run_main",
     "tfvae-evaluate=tools.evaluate:run_main",
     "tfvae-plot=tools.plot:run_main",
+    "tfvae-denoise=tools.denoise:run_main",
 ]
 
 setuptools.setup(

@@ -5,9 +5,11 @@ training is a `tf.function` step under a `tf.distribute.Strategy` with
 `tf.train.Checkpoint`s; exports are SavedModels whose signatures give the
 decoder on its own.
 """
+from tfvae import autoencoders
 from tfvae import checkpoints
 from tfvae import config
 from tfvae import data
+from tfvae import denoising
 from tfvae import errors
 from tfvae import evaluation
 from tfvae import export
@@ -22,21 +24,27 @@ from tfvae import plots
 from tfvae import presets
 from tfvae import runs
 from tfvae import training
+from tfvae.autoencoders import Autoencoder
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
+from tfvae.models import CVAE
 from tfvae.models import VAE
 from tfvae.models import build_model
 from tfvae.objectives import elbo
 from tfvae.objectives import iwae_bound
 
 __all__ = [
+    "Autoencoder",
+    "CVAE",
     "Config",
     "TfvaeError",
     "VAE",
+    "autoencoders",
     "build_model",
     "checkpoints",
     "config",
     "data",
+    "denoising",
     "elbo",
     "errors",
     "evaluation",

@@ -25,7 +25,8 @@ class Config:
   Attributes:
     dataset: "fashion_mnist" or "mnist".
     data_dir: Where to look for the data first (None: the default places).
-    model: The kind of model ("vae").
+    model: The kind of model (see `models.MODEL_KINDS`): vae, iwae, cvae,
+      ae, denoising_ae, sparse_ae or contractive_ae.
     network: "mlp" or "conv".
     latent_dim: Dimension of z.
     hidden_sizes: Hidden widths of the MLP encoder (the decoder mirrors them).
@@ -35,6 +36,20 @@ class Config:
     gaussian_scale: Pixel standard deviation of the fixed-scale Gaussian.
     binarize: "none", "static" or "dynamic".
     beta: Weight of the rate (KL) term in the training loss.
+    kl_schedule: Annealing of the rate's weight (vae, cvae): "constant",
+      "linear:STEPS" or "cyclical:PERIOD" (see `objectives.KlSchedule`).
+    free_bits: Nats per latent dimension below which the rate is not
+      penalised (vae, cvae; 0 disables).
+    num_importance_samples: k of the importance-weighted bound (iwae).
+    num_classes: Number of class labels (cvae).
+    noise: Corruption of the denoising autoencoder's inputs, "KIND:LEVEL"
+      (see `autoencoders.Corruption`).
+    sparsity_penalty: "kl" (to --sparsity_target) or "l1" (sparse_ae).
+    sparsity_weight: Weight of the sparsity penalty (sparse_ae).
+    sparsity_target: Target mean activation of the code units (sparse_ae,
+      kl penalty).
+    contractive_weight: Weight of the squared Frobenius norm of the encoder
+      Jacobian (contractive_ae).
     seed: Seed of initialisation, data order and sampling.
     batch_size: Global batch size (split across replicas).
     epochs: Number of passes over the training split.
@@ -62,6 +77,15 @@ class Config:
   gaussian_scale: float = 0.1
   binarize: str = "none"
   beta: float = 1.0
+  kl_schedule: str = "constant"
+  free_bits: float = 0.0
+  num_importance_samples: int = 5
+  num_classes: int = 10
+  noise: str = "salt_and_pepper:0.1"
+  sparsity_penalty: str = "kl"
+  sparsity_weight: float = 0.1
+  sparsity_target: float = 0.05
+  contractive_weight: float = 0.1
   seed: int = 0
   batch_size: int = 64
   epochs: int = 10

@@ -9,6 +9,7 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae import errors
 from tfvae import likelihoods as likelihoods_lib
 from tfvae import nets
 
@@ -161,16 +162,281 @@ class VAE(tf.Module):
     return self.decoder(z)
 
 
-MODEL_KINDS = ("vae",)
+def one_hot_labels(labels, num_classes, dtype=tf.float32):
+  """One-hot codes [B, K] of class labels [B], checked to lie in [0, K).
+
+  tf.one_hot alone would turn a label out of range into a zero vector, and
+  the model would silently draw from no class.
+
+  Raises:
+    tf.errors.InvalidArgumentError: naming the tensor `label`, if a label is
+      out of range.
+  """
+  labels = tf.convert_to_tensor(labels)
+  tf.debugging.assert_non_negative(
+      labels, message="label must be a class index >= 0")
+  tf.debugging.assert_less(
+      labels, tf.cast(num_classes, labels.dtype),
+      message=f"label must be a class index < {num_classes}")
+  return tf.one_hot(labels, num_classes, dtype=dtype)
+
+
+class ConditionalGaussianEncoder(tf.Module):
+  """Maps images and class labels to q(z | x, y), a diagonal Normal.
+
+  The one-hot label is appended to the flattened pixels (mlp) or, broadcast
+  over the image, to its channels (conv).
+
+  Args:
+    image_shape: (H, W, C) of the input images.
+    num_classes: Number of classes K.
+    latent_size: Dimension of z.
+    network: "mlp" or "conv".
+    hidden_sizes: Hidden widths (mlp only).
+    activation: Hidden activation name.
+    name: Module name.
+  """
+
+  def __init__(self, image_shape, num_classes, latent_size, network="mlp",
+               hidden_sizes=(512,), activation="tanh", name=None):
+    super().__init__(name=name)
+    self.image_shape = tuple(image_shape)
+    self.num_classes = num_classes
+    self.latent_size = latent_size
+    self._network = network
+    height, width, channels = image_shape
+    with self.name_scope:
+      if network == "mlp":
+        self.net = nets.MLP(math.prod(image_shape) + num_classes,
+                            [*hidden_sizes, 2 * latent_size], activation,
+                            name="mlp")
+      elif network == "conv":
+        self.net = nets.ConvEncoderNet((height, width, channels + num_classes),
+                                       2 * latent_size, activation,
+                                       name="conv")
+      else:
+        raise ValueError(f"unknown network {network!r}; choose mlp or conv")
+
+  @tf.Module.with_name_scope
+  def __call__(self, images, labels):
+    """Returns q(z | x, y): batch shape [B], event shape [latent_size].
+
+    Args:
+      images: float32 [B, H, W, C] in [0, 1].
+      labels: int [B] class indices in [0, K).
+    """
+    one_hot = one_hot_labels(labels, self.num_classes, images.dtype)
+    if self._network == "mlp":
+      inputs = tf.concat([flatten(images), one_hot], axis=-1)
+    else:
+      planes = tf.ones_like(images[..., :1]) * one_hot[:, None, None, :]
+      inputs = tf.concat([images, planes], axis=-1)
+    loc, raw_scale = tf.split(self.net(inputs), 2, axis=-1)
+    return tfd.MultivariateNormalDiag(
+        loc=loc, scale_diag=tf.nn.softplus(raw_scale) + _MIN_POSTERIOR_SCALE)
+
+
+class ConditionalDecoder(tf.Module):
+  """Maps latent points and class labels to p(x | z, y).
+
+  A `Decoder` whose input is [z, one_hot(y)].
+
+  Args:
+    latent_size: Dimension of z.
+    num_classes: Number of classes K.
+    image_shape: (H, W, C) of the images.
+    likelihood: A `likelihoods` object.
+    network: "mlp" or "conv".
+    hidden_sizes: Hidden widths (mlp only), from z upwards.
+    activation: Hidden activation name.
+    name: Module name.
+  """
+
+  def __init__(self, latent_size, num_classes, image_shape, likelihood,
+               network="mlp", hidden_sizes=(512,), activation="tanh",
+               name=None):
+    super().__init__(name=name)
+    self.latent_size = latent_size
+    self.num_classes = num_classes
+    self.image_shape = tuple(image_shape)
+    self.likelihood = likelihood
+    with self.name_scope:
+      self.body = Decoder(latent_size + num_classes, image_shape, likelihood,
+                          network, hidden_sizes, activation, name="body")
+
+  @tf.Module.with_name_scope
+  def params(self, z, labels):
+    """Returns the raw likelihood parameters [B, H, W, C * num_params]."""
+    one_hot = one_hot_labels(labels, self.num_classes, z.dtype)
+    return self.body.params(tf.concat([z, one_hot], axis=-1))
+
+  def __call__(self, z, labels):
+    """Returns p(x | z, y): batch shape [B], event shape [H, W, C].
+
+    Args:
+      z: float32 [B, latent_size].
+      labels: int [B] class indices in [0, K).
+    """
+    return self.likelihood.distribution(self.params(z, labels))
+
+  def outputs(self, z, labels):
+    """Returns the named tensors of p(x | z, y): "mean" and its parameters."""
+    return self.likelihood.outputs(self.params(z, labels))
+
+
+class CVAE(tf.Module):
+  """A conditional VAE on class labels (Sohn et al., 2015).
+
+  prior p(z) = N(0, I), encoder q(z | x, y), decoder p(x | z, y); the ELBO
+  bounds log p(x | y). Drawing z ~ p(z) and decoding with label y draws an
+  image of class y.
+
+  Args:
+    image_shape: (H, W, C) of the images.
+    num_classes: Number of classes K.
+    latent_size: Dimension of z.
+    network: "mlp" or "conv".
+    hidden_sizes: MLP hidden widths of the encoder (decoder reversed).
+    activation: Hidden activation name.
+    likelihood: A likelihood name or object.
+    gaussian_scale: Pixel scale of the fixed-scale Gaussian likelihood.
+    name: Module name.
+  """
+
+  def __init__(self, image_shape, num_classes=10, latent_size=2,
+               network="mlp", hidden_sizes=(512,), activation="tanh",
+               likelihood="bernoulli", gaussian_scale=0.1, name=None):
+    super().__init__(name=name)
+    self.image_shape = tuple(int(d) for d in image_shape)
+    self.num_classes = int(num_classes)
+    self.latent_size = int(latent_size)
+    if isinstance(likelihood, str):
+      likelihood = likelihoods_lib.get(likelihood, gaussian_scale)
+    with self.name_scope:
+      self.encoder = ConditionalGaussianEncoder(
+          self.image_shape, self.num_classes, self.latent_size, network,
+          hidden_sizes, activation, name="encoder")
+      self.decoder = ConditionalDecoder(
+          self.latent_size, self.num_classes, self.image_shape, likelihood,
+          network, tuple(reversed(hidden_sizes)), activation, name="decoder")
+
+  def prior(self):
+    """Returns p(z) = N(0, I) with event shape [latent_size]."""
+    return tfd.MultivariateNormalDiag(loc=tf.zeros([self.latent_size]))
+
+  def approx_posterior(self, images, labels):
+    """Returns q(z | x, y) for images [B, H, W, C] and labels [B]."""
+    return self.encoder(images, labels)
+
+  def likelihood(self, z, labels):
+    """Returns p(x | z, y) for z [B, latent_size] and labels [B]."""
+    return self.decoder(z, labels)
+
+
+MODEL_KINDS = ("vae", "iwae", "cvae", "ae", "denoising_ae", "sparse_ae",
+               "contractive_ae")
 
 
 def build_model(config):
   """Builds the model a `config.Config` (with `image_shape` set) describes."""
   if config.image_shape is None:
     raise ValueError("config.image_shape must be set (from the data set)")
-  if config.model == "vae":
+  if config.model in ("vae", "iwae"):
     return VAE(config.image_shape, config.latent_dim, config.network,
                config.hidden_sizes, config.hidden_activation,
-               config.likelihood, config.gaussian_scale, name="vae")
+               config.likelihood, config.gaussian_scale, name=config.model)
+  if config.model == "cvae":
+    return CVAE(config.image_shape, config.num_classes, config.latent_dim,
+                config.network, config.hidden_sizes, config.hidden_activation,
+                config.likelihood, config.gaussian_scale, name="cvae")
+  # autoencoders builds on this module's Decoder.
+  from tfvae import autoencoders  # pylint: disable=g-import-not-at-top
+  if config.model in autoencoders.KINDS:
+    return autoencoders.build(config)
   raise ValueError(f"unknown model {config.model!r}; choose one of "
                    f"{', '.join(MODEL_KINDS)}")
+
+
+def is_conditional(model):
+  """Whether `model` takes class labels (a `CVAE`)."""
+  return isinstance(model, CVAE)
+
+
+def can_generate(model):
+  """Whether `model` has a prior to sample (autoencoders do not)."""
+  return getattr(model, "generative", True)
+
+
+def reconstruction_means(model, images, labels=None):
+  """Reconstructions of images by any tfvae model, [B, H, W, C].
+
+  VAEs decode the posterior mean, CVAEs the posterior mean with the image's
+  label, autoencoders their code.
+
+  Args:
+    model: A model built by `build_model`.
+    images: float32 [B, H, W, C] in [0, 1].
+    labels: int [B] class labels (conditional models only).
+  """
+  images = tf.convert_to_tensor(images, tf.float32)
+  if hasattr(model, "reconstruct"):
+    return model.reconstruct(images)
+  if is_conditional(model):
+    labels = tf.convert_to_tensor(labels)
+    return model.decoder.outputs(model.approx_posterior(images, labels).mean(),
+                                 labels)["mean"]
+  return model.decoder.outputs(model.approx_posterior(images).mean())["mean"]
+
+
+def sample_means(model, num, seed):
+  """Decoded prior samples for pictures: (means [N, H, W, C], columns).
+
+  A CVAE gives one row per class, the same `num` latent points in every row
+  (so a column keeps its style and changes its class); other VAEs give `num`
+  samples in rows of 8.
+
+  Args:
+    model: A generative model (see `can_generate`).
+    num: Samples (per class for a CVAE).
+    seed: int seed of the latent points.
+
+  Raises:
+    errors.TfvaeError: If the model cannot generate.
+  """
+  if not can_generate(model):
+    model.prior()  # Raises a TfvaeError that names the model kind.
+  z = tf.random.stateless_normal([num, model.latent_size], [seed, 7])
+  if is_conditional(model):
+    labels = tf.repeat(tf.range(model.num_classes), num)
+    z = tf.tile(z, [model.num_classes, 1])
+    return model.decoder.outputs(z, labels)["mean"], num
+  return model.decoder.outputs(z)["mean"], 8
+
+
+def class_label(spec, class_names, flag="--label"):
+  """Reads a class label given as an index ("7") or a name ("Sneaker").
+
+  Args:
+    spec: The user's text (or int).
+    class_names: The data set's class names, indexed by label.
+    flag: The flag named in errors.
+
+  Returns:
+    The int label in [0, len(class_names)).
+
+  Raises:
+    errors.TfvaeError: If `spec` is neither a valid index nor a class name
+      (names compare case-insensitively).
+  """
+  text = str(spec).strip()
+  if text.lstrip("-").isdigit():
+    label = int(text)
+    if 0 <= label < len(class_names):
+      return label
+  else:
+    by_name = {name.lower(): i for i, name in enumerate(class_names)}
+    if text.lower() in by_name:
+      return by_name[text.lower()]
+  choices = ", ".join(f"{i}={name}" for i, name in enumerate(class_names))
+  raise errors.TfvaeError(f"{flag}={spec}: not a class of this data set; "
+                          f"choose one of {choices}")

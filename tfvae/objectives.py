@@ -14,6 +14,8 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae import errors
+
 tfd = tfp.distributions
 
 # Stateless draws name their algorithm: the default ("auto_select") lets the
@@ -201,11 +203,13 @@ class ReplayedNoise:
 class Objective:
   """What a model is trained on: a per-example loss and named metrics.
 
-  Subclasses set `metric_names` and implement `__call__`.
+  Subclasses set `metric_names` and implement `__call__`; those that need
+  the batch's class labels set `uses_labels` and take a `labels` argument.
   """
   metric_names = ()
+  uses_labels = False
 
-  def __call__(self, model, images, noise, step=None):
+  def __call__(self, model, images, noise, step=None, labels=None):
     """Returns (loss [B], {name: [B] for name in metric_names}).
 
     Args:
@@ -213,30 +217,191 @@ class Objective:
       images: float32 [B, H, W, C], the (binarised) training targets.
       noise: An `ExampleNoise` for this batch.
       step: The training step (int64 scalar Tensor), for schedules.
+      labels: int64 [B] class labels of the batch (used by conditional
+        models only).
     """
     raise NotImplementedError
 
 
+KL_SCHEDULES = ("constant", "linear", "cyclical")
+
+
+class KlSchedule:
+  """The weight w(t) in [0, 1] of the rate at training step t.
+
+    constant      w(t) = 1
+    linear:N      w(t) = min(1, t / N)            (KL annealing / warm-up)
+    cyclical:P    w(t) = min(1, 2 (t mod P) / P)  (Fu et al., 2019: each
+                  period ramps up over its first half, then holds 1)
+
+  The loss is distortion + beta * w(t) * rate. w is a pure function of the
+  step, which every checkpoint holds, so a resumed run continues the
+  schedule exactly where it stopped.
+
+  Args:
+    kind: One of `KL_SCHEDULES`.
+    steps: N or P (ignored for "constant").
+  """
+
+  def __init__(self, kind="constant", steps=0):
+    if kind not in KL_SCHEDULES:
+      raise errors.TfvaeError(
+          f"--kl_schedule={kind}: choose constant, linear:STEPS or "
+          "cyclical:PERIOD")
+    if kind != "constant" and (int(steps) != steps or steps <= 0):
+      raise errors.TfvaeError(
+          f"--kl_schedule={kind}:{steps}: the number of steps must be a "
+          "positive integer")
+    self.kind = kind
+    self.steps = int(steps)
+
+  @classmethod
+  def parse(cls, spec):
+    """Parses "constant", "linear:STEPS" or "cyclical:PERIOD".
+
+    Raises:
+      errors.TfvaeError: naming --kl_schedule, if `spec` is malformed.
+    """
+    kind, sep, steps = str(spec).partition(":")
+    if kind == "constant" and not sep:
+      return cls("constant")
+    try:
+      value = int(steps)
+    except ValueError:
+      value = None
+    if kind not in ("linear", "cyclical") or value is None:
+      raise errors.TfvaeError(
+          f"--kl_schedule={spec}: expected constant, linear:STEPS or "
+          "cyclical:PERIOD with a positive integer")
+    return cls(kind, value)
+
+  def __str__(self):
+    return self.kind if self.kind == "constant" else f"{self.kind}:{self.steps}"
+
+  def weight(self, step):
+    """w(step) as a float32 scalar Tensor (1 when `step` is None)."""
+    if self.kind == "constant" or step is None:
+      return tf.constant(1.0)
+    t = tf.cast(step, tf.float32)
+    if self.kind == "linear":
+      return tf.minimum(1.0, t / self.steps)
+    phase = tf.cast(tf.math.floormod(tf.cast(step, tf.int64), self.steps),
+                    tf.float32)
+    return tf.minimum(1.0, 2.0 * phase / self.steps)
+
+
+def rate_per_dimension(approx_posterior):
+  """KL(q(z_j | x) || N(0, 1)) per example and latent dimension, [B, D].
+
+  For a diagonal Normal q with mean m and scale s:
+  0.5 (m^2 + s^2 - 1) - log s. It sums to the analytic rate.
+  """
+  return tfd.kl_divergence(
+      tfd.Normal(approx_posterior.mean(), approx_posterior.stddev()),
+      tfd.Normal(0.0, 1.0))
+
+
+class _LabelledModel:
+  """Presents a conditional model with fixed labels as an unconditional one,
+  so that `elbo` and friends apply to it unchanged."""
+
+  def __init__(self, model, labels):
+    self._model = model
+    self._labels = labels
+    self.latent_size = model.latent_size
+
+  def prior(self):
+    return self._model.prior()
+
+  def approx_posterior(self, images):
+    return self._model.approx_posterior(images, self._labels)
+
+  def likelihood(self, z):
+    return self._model.likelihood(z, self._labels)
+
+
 class ElboObjective(Objective):
-  """Minimises distortion + beta * rate, i.e. -ELBO when beta = 1.
+  """Minimises distortion + beta * w(step) * rate, i.e. -ELBO when beta = 1.
+
+  With free bits lambda > 0 the rate term of the loss becomes
+  sum_j max(lambda, KL_j), KL_j the rate of latent dimension j (Kingma et
+  al., 2016), taken per example so that an example's loss does not depend
+  on the rest of its batch; the reported rate stays the true KL.
 
   Args:
     beta: Weight of the rate term.
+    kl_schedule: A `KlSchedule` (default constant).
+    free_bits: lambda, nats per latent dimension (0 disables).
+    conditional: Whether the model takes labels (a CVAE).
   """
   metric_names = ("elbo", "rate", "distortion")
 
-  def __init__(self, beta=1.0):
+  def __init__(self, beta=1.0, kl_schedule=None, free_bits=0.0,
+               conditional=False):
     self.beta = float(beta)
+    self.kl_schedule = kl_schedule or KlSchedule()
+    self.free_bits = float(free_bits)
+    self.conditional = conditional
+    self.uses_labels = conditional
+    if self.kl_schedule.kind != "constant":
+      self.metric_names = ElboObjective.metric_names + ("kl_weight",)
 
-  def __call__(self, model, images, noise, step=None):
-    bound = elbo(model, images, noise=noise.normal([model.latent_size]))
-    loss = bound.distortion + self.beta * bound.rate
-    return loss, {"elbo": bound.elbo, "rate": bound.rate,
-                  "distortion": bound.distortion}
+  def __call__(self, model, images, noise, step=None, labels=None):
+    if self.conditional:
+      model = _LabelledModel(model, labels)
+    approx_posterior = model.approx_posterior(images)
+    z = reparameterize(approx_posterior, noise.normal([model.latent_size]))
+    the_rate = rate(approx_posterior, model.prior(), z)
+    distortion = -model.likelihood(z).log_prob(images)
+    penalised_rate = the_rate
+    if self.free_bits > 0:
+      penalised_rate = tf.reduce_sum(
+          tf.maximum(self.free_bits, rate_per_dimension(approx_posterior)),
+          axis=-1)
+    kl_weight = self.kl_schedule.weight(step)
+    loss = distortion + self.beta * kl_weight * penalised_rate
+    metrics = {"elbo": -(distortion + the_rate), "rate": the_rate,
+               "distortion": distortion}
+    if "kl_weight" in self.metric_names:
+      metrics["kl_weight"] = tf.fill(tf.shape(distortion), kl_weight)
+    return loss, metrics
+
+
+class IwaeObjective(Objective):
+  """Maximises the importance-weighted bound iwae_k (Burda et al., 2015).
+
+  Metrics: iwae_bound (iwae_k) and elbo (the mean of the k log weights, an
+  estimate of the ELBO from the same samples).
+
+  Args:
+    num_samples: k.
+  """
+  metric_names = ("iwae_bound", "elbo")
+
+  def __init__(self, num_samples):
+    self.num_samples = int(num_samples)
+
+  def __call__(self, model, images, noise, step=None, labels=None):
+    # Drawn [B, k, D] so that ExampleNoise slices examples, then [k, B, D].
+    eps = tf.transpose(noise.normal([self.num_samples, model.latent_size]),
+                       [1, 0, 2])
+    log_w = log_importance_weights(model, images, self.num_samples,
+                                   noise=eps)
+    bound = tf.reduce_logsumexp(log_w, axis=0) - math.log(self.num_samples)
+    return -bound, {"iwae_bound": bound,
+                    "elbo": tf.reduce_mean(log_w, axis=0)}
 
 
 def for_config(config):
   """The training objective of a `config.Config`'s model kind."""
-  if config.model == "vae":
-    return ElboObjective(config.beta)
+  if config.model in ("vae", "cvae"):
+    return ElboObjective(config.beta, KlSchedule.parse(config.kl_schedule),
+                         config.free_bits,
+                         conditional=config.model == "cvae")
+  if config.model == "iwae":
+    return IwaeObjective(config.num_importance_samples)
+  # autoencoders builds on this module's Objective.
+  from tfvae import autoencoders  # pylint: disable=g-import-not-at-top
+  if config.model in autoencoders.KINDS:
+    return autoencoders.objective_for_config(config)
   raise ValueError(f"no objective for model {config.model!r}")

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tfvae import autoencoders
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae import errors
@@ -126,6 +127,18 @@ def validate(config):
       (config.save_every_steps > 0, "save_every_steps", "must be positive"),
       (config.keep_checkpoints > 0, "keep_checkpoints", "must be positive"),
       (config.clip_norm >= 0, "clip_norm", "must not be negative"),
+      # The model family's fields (issue 6).
+      (config.free_bits >= 0, "free_bits", "must not be negative"),
+      (config.num_importance_samples > 0, "num_importance_samples",
+       "must be positive"),
+      (config.num_classes > 0, "num_classes", "must be positive"),
+      (config.sparsity_penalty in autoencoders.SPARSITY_PENALTIES,
+       "sparsity_penalty", "choose kl or l1"),
+      (config.sparsity_weight >= 0, "sparsity_weight", "must not be negative"),
+      (0 < config.sparsity_target < 1, "sparsity_target",
+       "must be in (0, 1)"),
+      (config.contractive_weight >= 0, "contractive_weight",
+       "must not be negative"),
   ]
   for ok, flag, why in checks:
     if not ok:
@@ -139,6 +152,8 @@ def validate(config):
     models.nets.get_activation(config.hidden_activation)
   except ValueError as e:
     raise errors.TfvaeError(f"--activation: {e}") from None
+  objectives.KlSchedule.parse(config.kl_schedule)
+  autoencoders.Corruption.parse(config.noise)
 
 
 def resolve_config(run_dir, requested, explicit=None):
@@ -232,7 +247,11 @@ class Trainer:
 
   # The compiled edge.
 
-  def _loss_and_grads(self, images, noise):
+  def _labels_arg(self, labels):
+    """The class labels, for objectives of conditional models only."""
+    return {"labels": labels} if self.objective.uses_labels else {}
+
+  def _loss_and_grads(self, images, noise, labels=None):
     """Loss, [loss, *metric means] and gradients on this replica's batch."""
     global_batch = self.config.batch_size
     x = data.scale(images)
@@ -240,8 +259,8 @@ class Trainer:
       x = data.binarize(x, noise.uniform(self.config.image_shape))
     variables = self.model.trainable_variables
     with tf.GradientTape() as tape:
-      per_example_loss, metrics = self.objective(self.model, x, noise,
-                                                 self.step)
+      per_example_loss, metrics = self.objective(
+          self.model, x, noise, self.step, **self._labels_arg(labels))
       # Sum over this replica's examples / global batch: the all-reduce (a
       # sum) of the replicas' gradients is then the gradient of the mean.
       loss = tf.reduce_sum(per_example_loss) / global_batch
@@ -251,7 +270,7 @@ class Trainer:
         for name in self.objective.metric_names])
     return loss, sums, grads
 
-  def _replica_step(self, images, step_seed):
+  def _replica_step(self, images, step_seed, labels=None):
     """One step on this replica's slice of the global batch."""
     ctx = tf.distribute.get_replica_context()
     local = tf.shape(images)[0]
@@ -263,9 +282,9 @@ class Trainer:
       # kernels: the noise is drawn outside the compiled part so that --jit
       # trains on the same noise as a run without it.
       drawn = [getattr(noise, kind)(shape) for kind, shape in self._draws]
-      loss, sums, grads = self._compiled(images, drawn)
+      loss, sums, grads = self._compiled(images, drawn, labels)
     else:
-      loss, sums, grads = self._loss_and_grads(images, noise)
+      loss, sums, grads = self._loss_and_grads(images, noise, labels)
     checked = tf.debugging.check_numerics(loss, "non-finite training loss")
     with tf.control_dependencies([checked]):
       self.optimizer.apply_gradients(
@@ -277,11 +296,11 @@ class Trainer:
       recorder = objectives.RecordedNoise()
       images = tf.zeros([1, *self.config.image_shape], tf.uint8)
       # An eager pass on one example tells which noise the step draws.
-      self._loss_and_grads(images, recorder)
+      self._loss_and_grads(images, recorder, tf.zeros([1], tf.int64))
       self._draws = recorder.draws
       self._compiled = tf.function(
-          lambda images, drawn: self._loss_and_grads(
-              images, objectives.ReplayedNoise(drawn)),
+          lambda images, drawn, labels: self._loss_and_grads(
+              images, objectives.ReplayedNoise(drawn), labels),
           jit_compile=True)
     seed = tf.constant(self.config.seed, tf.int64)
 
@@ -292,8 +311,9 @@ class Trainer:
       for _ in tf.range(num_steps):
         batch = next(iterator)
         step_seed = tf.stack([seed, self.step])
-        per_replica = self.strategy.run(self._replica_step,
-                                        args=(batch["image"], step_seed))
+        per_replica = self.strategy.run(
+            self._replica_step, args=(batch["image"], step_seed,
+                                      batch["label"]))
         sums += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
                                      axis=None)
         self.step.assign_add(1)
@@ -304,11 +324,11 @@ class Trainer:
   def _make_eval_batch(self):
 
     @tf.function
-    def eval_batch(images, seed):
+    def eval_batch(images, labels, seed):
       """Sums of the objective's metrics over a batch (fixed noise)."""
       noise = objectives.ExampleNoise(seed, tf.shape(images)[0])
       _, metrics = self.objective(self.model, data.scale(images), noise,
-                                  self.step)
+                                  self.step, **self._labels_arg(labels))
       return tf.stack([tf.reduce_sum(metrics[name])
                        for name in self.objective.metric_names])
 
@@ -325,7 +345,8 @@ class Trainer:
     count = 0
     for i, batch in enumerate(data.eval_dataset(self.test_split, batch_size)):
       seed = tf.constant([self.config.seed, _EVAL_SEED_OFFSET + i], tf.int64)
-      totals += self._eval_batch(batch["image"], seed).numpy()
+      totals += self._eval_batch(batch["image"], batch["label"],
+                                 seed).numpy()
       count += int(batch["image"].shape[0])
     return {f"test_{name}": float(total / max(count, 1))
             for name, total in zip(self.objective.metric_names, totals)}
@@ -353,18 +374,25 @@ class Trainer:
     return manager.save(checkpoint_number=int(self.step))
 
   def _write_pictures(self, epoch):
-    """Writes samples and reconstructions as PNGs and image summaries."""
-    z = tf.random.stateless_normal(
-        [_NUM_PICTURE_SAMPLES, self.config.latent_dim],
-        [self.config.seed, 7])
-    samples = self.model.decoder.outputs(z)["mean"].numpy()
+    """Writes samples and reconstructions as PNGs and image summaries.
+
+    Autoencoders cannot sample (sample_grid is then None); a CVAE's samples
+    have one row per class.
+    """
     originals = data.scale(self.test_split.images[:16]).numpy()
-    recon = self.model.decoder.outputs(
-        self.model.approx_posterior(originals).mean())["mean"].numpy()
+    recon = models.reconstruction_means(
+        self.model, originals, self.test_split.labels[:16]).numpy()
     pictures = runs.pictures_dir(self.run_dir)
-    sample_grid = images_lib.grid(samples, columns=8)
-    images_lib.write_png(
-        os.path.join(pictures, f"samples_epoch_{epoch:03d}.png"), sample_grid)
+    sample_grid = None
+    if models.can_generate(self.model):
+      per_row = 8 if models.is_conditional(self.model) else \
+          _NUM_PICTURE_SAMPLES
+      samples, columns = models.sample_means(self.model, per_row,
+                                             self.config.seed)
+      sample_grid = images_lib.grid(samples.numpy(), columns=columns)
+      images_lib.write_png(
+          os.path.join(pictures, f"samples_epoch_{epoch:03d}.png"),
+          sample_grid)
     recon_grid = images_lib.grid(np.concatenate([originals, recon]),
                                  columns=16)
     images_lib.write_png(
@@ -425,7 +453,7 @@ class Trainer:
                                    config.seed, epoch_index,
                                    skip_batches=into_epoch)
       iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
-      sums = np.zeros(4)
+      sums = np.zeros(1 + len(self.objective.metric_names))
       steps_this_epoch = 0
       train_seconds = 0.0
       epoch_end = (epoch_index + 1) * self.steps_per_epoch
@@ -478,7 +506,9 @@ class Trainer:
     with eval_writer.as_default(step=step):
       for name, value in test.items():
         tf.summary.scalar(name, value)
-      tf.summary.image("samples", sample_grid[None].astype(np.float32) / 255.)
+      if sample_grid is not None:
+        tf.summary.image("samples",
+                         sample_grid[None].astype(np.float32) / 255.)
       tf.summary.image("reconstructions",
                        recon_grid[None].astype(np.float32) / 255.)
     eval_writer.flush()
@@ -550,6 +580,10 @@ def run(config, run_dir, explicit=None, dataset=None):
         f"{run_dir} was trained on images of shape {config.image_shape}, "
         f"but {dataset.source} holds {dataset.image_shape}")
   config = config.replace(image_shape=tuple(dataset.image_shape))
+  if config.model == "cvae" and config.num_classes != len(dataset.class_names):
+    raise errors.TfvaeError(
+        f"--num_classes={config.num_classes}: {dataset.source} has "
+        f"{len(dataset.class_names)} classes")
   strategy = make_strategy(config.strategy)
   trainer = Trainer(config, run_dir, dataset, strategy)
   os.makedirs(run_dir, exist_ok=True)

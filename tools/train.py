@@ -2,6 +2,8 @@ r"""Trains a tfvae model, resuming from the run directory's checkpoints.
 
   tfvae-train --dataset=fashion_mnist --model=vae --network=mlp \
       --latent_dim=2 --epochs=10 --run_dir=checkpoints/fm_mlp
+  tfvae-train --model=denoising_ae --noise=salt_and_pepper:0.1 \
+      --latent_dim=32 --run_dir=checkpoints/fm_dae
 
 Rerunning the same command resumes from the newest checkpoint. Flags left out
 on a rerun take the run's saved values; `--epochs` may grow to train on.
@@ -24,7 +26,16 @@ flags.DEFINE_string("data_dir", None,
                     "Directory searched first for the data set's IDX files "
                     "or mnist.npz (then $TFVAE_DATA_DIR, ~/.keras/datasets, "
                     "/usr/share/datasets/fashion-mnist).")
-flags.DEFINE_enum("model", "vae", ["vae"], "Kind of model.")
+flags.DEFINE_enum("model", "vae",
+                  ["vae", "iwae", "cvae", "ae", "denoising_ae", "sparse_ae",
+                   "contractive_ae"],
+                  "Kind of model: vae (ELBO, see --beta, --kl_schedule, "
+                  "--free_bits), iwae (importance-weighted bound, see "
+                  "--num_importance_samples), cvae (conditional on the class "
+                  "label), ae (deterministic autoencoder), denoising_ae (see "
+                  "--noise), sparse_ae (see --sparsity_*), contractive_ae "
+                  "(see --contractive_weight). Autoencoders cannot generate; "
+                  "for them --latent_dim is the code width.")
 flags.DEFINE_enum("network", "mlp", ["mlp", "conv"],
                   "Encoder/decoder architecture: mlp (784-512-latent by "
                   "default) or conv (conv 32, 64/2, 64, 64, dense 32; "
@@ -51,6 +62,38 @@ flags.DEFINE_enum("binarize", "none", ["none", "static", "dynamic"],
                   "every batch). The test split of a binarised run is "
                   "binarised once with a fixed seed.")
 flags.DEFINE_float("beta", 1.0, "Weight of the KL (rate) term in the loss.")
+flags.DEFINE_string("kl_schedule", "constant",
+                    "Annealing of the KL weight (vae, cvae): constant, "
+                    "linear:STEPS (0 to --beta over STEPS steps) or "
+                    "cyclical:PERIOD (0 to --beta over the first half of "
+                    "every PERIOD steps, then --beta). A function of the "
+                    "checkpointed step, so resuming continues it.")
+flags.DEFINE_float("free_bits", 0.0,
+                   "Free bits (vae, cvae): nats per latent dimension and "
+                   "example below which the KL is not penalised (0: off).")
+flags.DEFINE_integer("num_importance_samples", 5,
+                     "k, importance samples per example of the iwae bound "
+                     "(iwae).")
+flags.DEFINE_integer("num_classes", 10,
+                     "Number of class labels fed to the cvae; must match the "
+                     "data set.")
+flags.DEFINE_string("noise", "salt_and_pepper:0.1",
+                    "Training-time corruption of the denoising_ae's input: "
+                    "salt_and_pepper:P (pixel set to 0 or 1 with probability "
+                    "P), gaussian:S (add S * N(0,1), clip to [0,1]) or "
+                    "masking:P (pixel set to 0 with probability P).")
+flags.DEFINE_enum("sparsity_penalty", "kl", ["kl", "l1"],
+                  "Sparsity penalty of the sparse_ae's sigmoid code: kl "
+                  "(KL from --sparsity_target to each unit's mean activation "
+                  "over the batch) or l1 (sum of activations per example).")
+flags.DEFINE_float("sparsity_weight", 0.1,
+                   "Weight of the sparse_ae's sparsity penalty.")
+flags.DEFINE_float("sparsity_target", 0.05,
+                   "Target mean activation of the sparse_ae's code units "
+                   "(kl penalty), in (0, 1).")
+flags.DEFINE_float("contractive_weight", 0.1,
+                   "Weight of the contractive_ae's penalty, the squared "
+                   "Frobenius norm of the encoder Jacobian.")
 flags.DEFINE_integer("seed", 0,
                      "Seed of initialisation, data order and sampling; the "
                      "same flags and seed give the same loss curve.")
