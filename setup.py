@@ -4,6 +4,8 @@ import setuptools
 CONSOLE_SCRIPTS = [
     "tfvae-train=tools.train:run_main",
     "tfvae-download-data=tools.download_data:run_main",
+    "tfvae-export=tools.export:run_main",
+    "tfvae-generate=tools.generate:run_main",
 ]
 
 setuptools.setup(
@@ -25,7 +27,8 @@ setuptools.setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "tensorflow-serving-api>=2.16,<2.22"],
+        "serving": ["tensorflow-serving-api>=2.16,<2.22"],
     },
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )
