@@ -9,6 +9,7 @@ from tfvae import config
 from tfvae import data
 from tfvae import errors
 from tfvae import export
+from tfvae import generation
 from tfvae import images
 from tfvae import likelihoods
 from tfvae import models
@@ -16,6 +17,7 @@ from tfvae import nets
 from tfvae import objectives
 from tfvae import runs
 from tfvae import training
+from tfvae import warmup
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
 from tfvae.models import VAE
@@ -33,6 +35,7 @@ __all__ = [
     "elbo",
     "errors",
     "export",
+    "generation",
     "images",
     "iwae_bound",
     "likelihoods",
@@ -41,4 +44,5 @@ __all__ = [
     "objectives",
     "runs",
     "training",
+    "warmup",
 ]

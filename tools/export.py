@@ -15,8 +15,9 @@ see README "Exported signatures".
 """
 from absl import app
 from absl import flags
+from absl import logging
 
-from tools import quiet_start  # pylint: disable=unused-import
+from tfvae import export
 from tools import _cli
 
 flags.DEFINE_string("run_dir", None,
@@ -45,9 +46,6 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  from tfvae import export  # pylint: disable=g-import-not-at-top
-
   path = export.export_run(FLAGS.run_dir, FLAGS.export_dir,
                            checkpoint=FLAGS.checkpoint, version=FLAGS.version,
                            part=FLAGS.part)

@@ -12,8 +12,11 @@ picture shows the decoder's mean (pixel probabilities for Bernoulli models).
 """
 from absl import app
 from absl import flags
+from absl import logging
 
-from tools import quiet_start  # pylint: disable=unused-import
+from tfvae import errors
+from tfvae import generation
+from tfvae import images
 from tools import _cli
 
 flags.DEFINE_string("model", None,
@@ -50,10 +53,6 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  from tfvae import errors  # pylint: disable=g-import-not-at-top
-  from tfvae import generation  # pylint: disable=g-import-not-at-top
-  from tfvae import images  # pylint: disable=g-import-not-at-top
 
   chosen = [name for name in ("z", "z_file", "grid")
             if FLAGS[name].value is not None]
