@@ -349,6 +349,24 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(sample["z"], encoded["loc"] + encoded["scale"] * noise,
                         atol=1e-5)
 
+  def test_one_seed_serves_every_image(self):
+    x = self.inputs["elbo"]["x"]
+    together = self.loaded.signatures["elbo"](
+        x=tf.constant(x), seed=tf.constant([9], tf.int64))
+    for i in (0, 3):
+      alone = self.loaded.signatures["elbo"](
+          x=tf.constant(x[i:i + 1]), seed=tf.constant([9], tf.int64))
+      self.assertAllClose(together["elbo"][i], alone["elbo"][0], rtol=1e-5)
+    broadcast = self.loaded.signatures["encode_sample"](
+        x=tf.constant(x), seed=tf.constant([9], tf.int64))
+    per_image = self.loaded.signatures["encode_sample"](
+        x=tf.constant(x), seed=tf.constant([9] * len(x), tf.int64))
+    self.assertAllClose(broadcast["z"], per_image["z"])
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                "one entry per image"):
+      self.loaded.signatures["elbo"](x=tf.constant(x),
+                                     seed=tf.constant([1, 2], tf.int64))
+
   def test_reconstruct_decodes_the_posterior_mean(self):
     loc = self._loaded_outputs("encode")["loc"]
     self.assertAllClose(
@@ -388,7 +406,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
                                 "num_samples must be positive"):
       self.loaded.signatures["log_importance_weights"](
           x=tf.constant(x), seed=tf.constant(seed, tf.int64),
-          num_samples=tf.constant(0))
+          num_samples=tf.constant(-2))
 
   # Who else loads it.
 

@@ -113,7 +113,12 @@ def publish(module, export_dir, version=None, signatures=None, verify=None,
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_path, 0o777 & ~umask)
-    os.rename(tmp_path, final_path)
+    try:
+      os.rename(tmp_path, final_path)
+    except OSError as e:  # Another export took the version meanwhile.
+      raise errors.TfvaeError(
+          f"could not rename the export into {final_path}: {e.strerror}; "
+          "not overwriting it") from None
   except BaseException:
     shutil.rmtree(tmp_path, ignore_errors=True)
     raise
@@ -227,13 +232,16 @@ def export_module(model, part="full"):
     generate(seed int64 [B]) -> "images" [B, H, W, C], "z" [B, D]: one
       prior sample per seed entry (`prior_latents`), decoded to its mean.
     encode(x [B, H, W, C]) -> "loc", "scale" [B, D] of q(z | x).
-    encode_sample(x [B, H, W, C], seed int64 [B]) -> "z", "loc", "scale"
-      [B, D]: z = loc + scale * eps, eps = per_example_normal(seed, [D],
-      POSTERIOR_STREAM), one draw per entry.
+    encode_sample(x [B, H, W, C], seed int64 [B] or [1]) -> "z", "loc",
+      "scale" [B, D]: z = loc + scale * eps, eps = per_example_normal(seed,
+      [D], POSTERIOR_STREAM), one draw per entry; a single seed is used for
+      every image (each image's result still depends on it and the image
+      alone).
     reconstruct(x [B, H, W, C]) -> "mean" [B, H, W, C]: the decoder's mean
       at the posterior mean.
-    elbo(x [B, H, W, C], seed int64 [B]) -> "elbo", "rate", "distortion" [B]
-      (nats), with the same z as encode_sample for the same seeds.
+    elbo(x [B, H, W, C], seed int64 [B] or [1]) -> "elbo", "rate",
+      "distortion" [B] (nats), with the same z as encode_sample for the
+      same seeds.
     log_importance_weights(x [B, H, W, C], seed int64 [], num_samples int32
       []) -> "log_weights" [num_samples, B]: log p(x, z_i) - log q(z_i | x)
       with z_i = loc + scale * eps_i, eps = stateless_normal([num_samples,
@@ -278,9 +286,12 @@ def export_module(model, part="full"):
 
   def posterior_sample(x, seed):
     approx_posterior = model.approx_posterior(x)
-    tf.debugging.assert_equal(
-        tf.shape(seed)[0], tf.shape(x)[0],
-        message="seed must have one entry per image of x")
+    batch, seeds = tf.shape(x)[0], tf.shape(seed)[0]
+    check = tf.debugging.assert_equal(
+        tf.logical_or(tf.equal(seeds, batch), tf.equal(seeds, 1)), True,
+        message="seed must have one entry per image of x, or one for all")
+    with tf.control_dependencies([check]):
+      seed = tf.broadcast_to(seed, [batch])
     noise = per_example_normal(seed, [latent_size], POSTERIOR_STREAM)
     return approx_posterior, noise
 
@@ -313,11 +324,12 @@ def export_module(model, part="full"):
       image_spec, tf.TensorSpec([], tf.int64, name="seed"),
       tf.TensorSpec([], tf.int32, name="num_samples")])
   def log_importance_weights(x, seed, num_samples):
-    tf.debugging.assert_positive(num_samples,
-                                 message="num_samples must be positive")
-    noise = tf.random.stateless_normal(
-        [num_samples, tf.shape(x)[0], latent_size],
-        seed=tf.stack([seed, tf.constant(IMPORTANCE_STREAM, tf.int64)]))
+    check = tf.debugging.assert_positive(
+        num_samples, message="num_samples must be positive")
+    with tf.control_dependencies([check]):
+      noise = tf.random.stateless_normal(
+          [num_samples, tf.shape(x)[0], latent_size],
+          seed=tf.stack([seed, tf.constant(IMPORTANCE_STREAM, tf.int64)]))
     return {"log_weights": objectives.log_importance_weights(
         model, x, num_samples, noise=noise)}
 
