@@ -38,11 +38,13 @@ SERVING_TAG = "serve"
 METADATA_FILE = "tfvae_export.json"
 
 # Stateless noise streams: the same seed gives independent draws for the
-# prior (generate) and the posterior (encode_sample, elbo), and for the
-# importance samples of log_importance_weights.
+# prior (generate, `prior_latents`) and the posterior (encode_sample, elbo),
+# and for the importance samples of log_importance_weights.
 PRIOR_STREAM = 0
 POSTERIOR_STREAM = 1
 IMPORTANCE_STREAM = 2
+# A named algorithm: the same seed draws the same noise on CPU, GPU or XLA.
+_RNG_ALG = "philox"
 
 
 def existing_versions(export_dir):
@@ -138,13 +140,14 @@ def per_example_normal(seed, shape, stream=0):
 
   Returns:
     float32 Tensor [N, *shape]; row i is
-    `tf.random.stateless_normal(shape, seed=[seed[i], stream])`.
+    `tf.random.stateless_normal(shape, seed=[seed[i], stream], alg="philox")`.
   """
   seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
   stream = tf.constant(stream, tf.int64)
 
   def one(s):
-    return tf.random.stateless_normal(shape, seed=tf.stack([s, stream]))
+    return tf.random.stateless_normal(shape, seed=tf.stack([s, stream]),
+                                      alg=_RNG_ALG)
 
   return tf.map_fn(one, seed, fn_output_signature=tf.TensorSpec(
       shape, tf.float32))
@@ -161,7 +164,13 @@ def prior_latents(seed, latent_size):
   Returns:
     float32 Tensor [N, latent_size].
   """
-  return per_example_normal(seed, [latent_size], stream=PRIOR_STREAM)
+  seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+
+  def one(s):
+    return tf.random.stateless_normal([latent_size], seed=tf.stack([s, 0]))
+
+  return tf.map_fn(one, seed, fn_output_signature=tf.TensorSpec(
+      [latent_size], tf.float32))
 
 
 def generator_functions(decode_fn, latent_size):
@@ -327,9 +336,11 @@ def export_module(model, part="full"):
     check = tf.debugging.assert_positive(
         num_samples, message="num_samples must be positive")
     with tf.control_dependencies([check]):
-      noise = tf.random.stateless_normal(
-          [num_samples, tf.shape(x)[0], latent_size],
-          seed=tf.stack([seed, tf.constant(IMPORTANCE_STREAM, tf.int64)]))
+      num_samples = tf.identity(num_samples)
+    noise = tf.random.stateless_normal(
+        [num_samples, tf.shape(x)[0], latent_size],
+        seed=tf.stack([seed, tf.constant(IMPORTANCE_STREAM, tf.int64)]),
+        alg=_RNG_ALG)
     return {"log_weights": objectives.log_importance_weights(
         model, x, num_samples, noise=noise)}
 

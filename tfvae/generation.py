@@ -39,7 +39,7 @@ class Generator:
     self.source = source
 
   def decode(self, z):
-    """Decodes latent points float [N, latent_size] to image means [N, H, W, C]."""
+    """Decodes points float [N, latent_size] to image means [N, H, W, C]."""
     z = np.asarray(z, np.float32)
     return self._decode(z=tf.constant(z))["mean"].numpy()
 
