@@ -6,6 +6,12 @@ layout TF Serving watches. A version is written under a temporary name in the
 same parent, loaded back and verified, and only then renamed into place, so a
 failed export never leaves a numeric directory behind and an existing version
 is never overwritten.
+
+`export_module(model, part)` wraps a model in a `tf.Module` whose functions are
+the exported signatures (decode, generate, encode, encode_sample,
+reconstruct, elbo, log_importance_weights; see README "Exported
+signatures"); `export_model` and `export_run` publish it with TF Serving
+warmup requests, after replaying them through the reloaded SavedModel.
 """
 import json
 import os
