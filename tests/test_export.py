@@ -499,6 +499,22 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_no_device_pins(self):
     self.assertEqual(export.device_pins(self.saved_model), [])
+    # Everything pinned in the whole file is TensorFlow's checkpoint saver.
+    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+    with open(os.path.join(self.saved_model, "saved_model.pb"), "rb") as f:
+      meta_graph = saved_model_pb2.SavedModel.FromString(
+          f.read()).meta_graphs[0]
+    graph = meta_graph.graph_def
+    saver_inputs = {name for node in graph.node
+                    if node.name == meta_graph.saver_def.save_tensor_name
+                    .split(":")[0] for name in node.input}
+    for node in graph.node:
+      if node.device:
+        self.assertIn(node.name, saver_inputs)
+    for function in graph.library.function:
+      if any(node.device for node in function.node_def):
+        self.assertRegex(function.signature.name,
+                         r"^__inference__traced_(save|restore)_\d+$")
     # The check finds pins where there are some.
     module = tf.Module()
     module.v = tf.Variable(1.0)
