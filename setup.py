@@ -10,6 +10,8 @@ CONSOLE_SCRIPTS = [
     "tfvae-evaluate=tools.evaluate:run_main",
     "tfvae-plot=tools.plot:run_main",
     "tfvae-denoise=tools.denoise:run_main",
+    "tfvae-export=tools.export:run_main",
+    "tfvae-generate=tools.generate:run_main",
 ]
 
 setuptools.setup(
@@ -31,7 +33,8 @@ setuptools.setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "tensorflow-serving-api>=2.16,<2.22"],
+        "serving": ["tensorflow-serving-api>=2.16,<2.22"],
     },
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
 )

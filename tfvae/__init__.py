@@ -13,6 +13,7 @@ from tfvae import denoising
 from tfvae import errors
 from tfvae import evaluation
 from tfvae import export
+from tfvae import generation
 from tfvae import images
 from tfvae import legacy
 from tfvae import likelihoods
@@ -24,6 +25,7 @@ from tfvae import plots
 from tfvae import presets
 from tfvae import runs
 from tfvae import training
+from tfvae import warmup
 from tfvae.autoencoders import Autoencoder
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
@@ -49,6 +51,7 @@ __all__ = [
     "errors",
     "evaluation",
     "export",
+    "generation",
     "images",
     "iwae_bound",
     "legacy",
@@ -61,4 +64,5 @@ __all__ = [
     "presets",
     "runs",
     "training",
+    "warmup",
 ]

@@ -1,0 +1,196 @@
+"""Drawing and decoding images with an exported or trained generator.
+
+A generator is anything with the `decode` and `generate` signatures of
+`export.generator_functions`: a tfvae SavedModel (any part, or an export of a
+migrated TF1 model), an export directory of versions, or a run directory
+(whose newest checkpoint is restored in-process).
+"""
+import os
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from tfvae import errors
+from tfvae import export
+from tfvae import runs
+
+# More images than this in one call is almost surely a typo (64 MB of
+# 28x28 floats already).
+MAX_IMAGES = 10000
+# Prior seed of image i of `sample_seeds(seed, n)`: seed * SEED_STRIDE + i, so
+# different --seed values never share images.
+SEED_STRIDE = 1 << 32
+GRID_RADIUS = 3.0
+
+
+class Generator:
+  """The decode/generate pair of a model, from wherever it is stored.
+
+  Attributes:
+    source: The SavedModel or run directory the functions come from.
+    latent_size: Width of z.
+  """
+
+  def __init__(self, decode, generate, latent_size, source):
+    self._decode = decode
+    self._generate = generate
+    self.latent_size = int(latent_size)
+    self.source = source
+
+  def decode(self, z):
+    """Decodes points float [N, latent_size] to image means [N, H, W, C]."""
+    z = np.asarray(z, np.float32)
+    return self._decode(z=tf.constant(z))["mean"].numpy()
+
+  def generate(self, seeds):
+    """Draws one prior sample per int64 seed [N]; returns (images, z)."""
+    out = self._generate(seed=tf.constant(np.asarray(seeds, np.int64)))
+    return out["images"].numpy(), out["z"].numpy()
+
+
+def load(path):
+  """Opens the generator that `path` names.
+
+  Args:
+    path: A SavedModel directory, an export directory (its highest version is
+      used) or a tfvae run directory (its newest intact checkpoint).
+
+  Returns:
+    A `Generator`.
+
+  Raises:
+    errors.TfvaeError: If `path` is none of these, or lacks the decode or
+      generate signature.
+  """
+  if not os.path.exists(path):
+    raise errors.TfvaeError(f"--model={path}: no such file or directory")
+  if runs.is_run_dir(path):
+    _, model, _ = runs.restore_model(path)
+    module = export.export_module(model, "generator")
+    return Generator(module.decode, module.generate, model.latent_size, path)
+  saved_model_dir = export.find_saved_model(path)
+  if saved_model_dir is None:
+    raise errors.TfvaeError(
+        f"--model={path}: not a SavedModel (no saved_model.pb), an export "
+        "directory of numbered versions, or a run directory (config.json)")
+  try:
+    loaded = tf.saved_model.load(saved_model_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    # A damaged saved_model.pb fails in protobuf, TF or Python alike.
+    raise errors.TfvaeError(
+        f"--model={path}: {saved_model_dir} could not be loaded: "
+        f"{str(e).strip().splitlines()[0]}") from None
+  missing = [name for name in ("decode", "generate")
+             if name not in loaded.signatures]
+  if missing:
+    raise errors.TfvaeError(
+        f"--model={path}: {saved_model_dir} has no {' or '.join(missing)} "
+        f"signature (it has: {', '.join(sorted(loaded.signatures))})")
+  decode = loaded.signatures["decode"]
+  z_spec = decode.structured_input_signature[1]["z"]
+  return Generator(decode, loaded.signatures["generate"], z_spec.shape[-1],
+                   saved_model_dir)
+
+
+def check_count(num):
+  """Raises unless 1 <= num <= MAX_IMAGES."""
+  if not 1 <= num <= MAX_IMAGES:
+    raise errors.TfvaeError(
+        f"--num={num}: must be between 1 and {MAX_IMAGES}")
+
+
+def sample_seeds(seed, num):
+  """The prior seeds of `num` samples for a user's `seed`: int64 [num]."""
+  check_count(num)
+  if not 0 <= seed < 1 << 31:
+    raise errors.TfvaeError(f"--seed={seed}: must be in [0, 2^31)")
+  return seed * SEED_STRIDE + np.arange(num, dtype=np.int64)
+
+
+def _check_points(points, latent_size, what):
+  if points.ndim != 2 or points.shape[0] == 0:
+    raise errors.TfvaeError(
+        f"{what}: expected latent points [N, {latent_size}], got shape "
+        f"{list(points.shape)}")
+  if points.shape[1] != latent_size:
+    raise errors.TfvaeError(
+        f"{what}: points have {points.shape[1]} coordinates, but the model's "
+        f"latent space has {latent_size}")
+  check_count(points.shape[0])
+  if not np.all(np.isfinite(points)):
+    raise errors.TfvaeError(f"{what}: points must be finite numbers")
+  return points.astype(np.float32)
+
+
+def parse_points(text, latent_size):
+  """Parses "z1,z2;z1,z2" (points separated by ';') into float32 [N, D].
+
+  Raises:
+    errors.TfvaeError: On malformed numbers or the wrong width.
+  """
+  rows = []
+  for i, row in enumerate(text.split(";")):
+    try:
+      rows.append([float(v) for v in row.split(",")])
+    except ValueError:
+      raise errors.TfvaeError(
+          f"--z={text}: point {i + 1} ({row.strip()!r}) is not "
+          "comma-separated numbers") from None
+    if len(rows[-1]) != latent_size:
+      raise errors.TfvaeError(
+          f"--z={text}: point {i + 1} has {len(rows[-1])} coordinates, but "
+          f"the model's latent space has {latent_size}")
+  return _check_points(np.array(rows, np.float64), latent_size, f"--z={text}")
+
+
+def load_points(path, latent_size):
+  """Reads latent points float [N, D] (or one point [D]) from a .npy file."""
+  try:
+    points = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise errors.TfvaeError(f"--z_file={path}: not a readable .npy file: "
+                            f"{str(e).splitlines()[0]}") from None
+  if not np.issubdtype(points.dtype, np.number):
+    raise errors.TfvaeError(f"--z_file={path}: holds {points.dtype}, not "
+                            "numbers")
+  if points.ndim == 1:
+    points = points[None]
+  return _check_points(points.astype(np.float64), latent_size,
+                       f"--z_file={path}")
+
+
+def manifold_grid(size, latent_size, radius=GRID_RADIUS):
+  """Latent points on a size x size grid over [-radius, radius]^2.
+
+  Row r, column c of the picture decodes z = (x_c, y_r), x rising to the
+  right and y falling downwards (as in a plot of the latent plane).
+
+  Returns:
+    float32 [size * size, 2], row-major.
+  """
+  if latent_size != 2:
+    raise errors.TfvaeError(
+        f"--grid needs a 2-D latent space; this model's has {latent_size} "
+        "dimensions (use --z or --z_file)")
+  if not 2 <= size <= 100:
+    raise errors.TfvaeError(f"--grid={size}: must be between 2 and 100")
+  axis = np.linspace(-radius, radius, size, dtype=np.float32)
+  ys, xs = np.meshgrid(axis[::-1], axis, indexing="ij")
+  return np.stack([xs.ravel(), ys.ravel()], axis=-1)
+
+
+def save_npy(path, array):
+  """Writes `array` to a .npy file atomically (temp + rename)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=directory)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.save(f, np.asarray(array))
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+  return path

@@ -1,0 +1,61 @@
+r"""Exports a trained run as a SavedModel in TF Serving's versioned layout.
+
+  tfvae-export --run_dir=checkpoints/fm_mlp --export_dir=exports/fm_mlp
+
+writes exports/fm_mlp/<version>/ (saved_model.pb, variables/, assets.extra/
+with TF Serving warmup requests) for the run's newest intact checkpoint. The
+version is one above the highest already there unless --version is given; an
+existing version is never overwritten. The export is written under a
+temporary name, loaded back, its warmup requests replayed and compared with
+the in-process model, and only then renamed into place.
+
+Signatures: decode (also serving_default), generate, and with --part=full
+also encode, encode_sample, reconstruct, elbo and log_importance_weights;
+see README "Exported signatures".
+"""
+from absl import app
+from absl import flags
+from absl import logging
+
+from tfvae import export
+from tools import _cli
+
+flags.DEFINE_string("run_dir", None,
+                    "Run directory written by tfvae-train (config.json and "
+                    "ckpt/).")
+flags.DEFINE_string("export_dir", None,
+                    "Export directory: versions are written as "
+                    "EXPORT_DIR/<version>/ (TF Serving's model base path).")
+flags.DEFINE_string("checkpoint", None,
+                    "Checkpoint to export: a prefix (RUN_DIR/ckpt/ckpt-1000) "
+                    "or the name of one in RUN_DIR/ckpt (ckpt-1000); default "
+                    "the newest intact checkpoint.")
+flags.DEFINE_integer("version", None,
+                     "Positive integer version to write; default one above "
+                     "the highest already in --export_dir. Refused if it "
+                     "exists.")
+flags.DEFINE_enum("part", "full", ["full", "generator"],
+                  "What to export: full (encoder, decoder and bounds: every "
+                  "signature) or generator (decode and generate only; the "
+                  "file holds no encoder variables).")
+flags.mark_flags_as_required(["run_dir", "export_dir"])
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  path = export.export_run(FLAGS.run_dir, FLAGS.export_dir,
+                           checkpoint=FLAGS.checkpoint, version=FLAGS.version,
+                           part=FLAGS.part)
+  logging.info("Exported %s", path)
+  print(path)
+
+
+def run_main():
+  _cli.run(main)
+
+
+if __name__ == "__main__":
+  run_main()
