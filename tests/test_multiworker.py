@@ -22,6 +22,7 @@ import tensorflow as tf
 from tfvae import data
 from tfvae import distribute
 from tfvae import errors
+from tfvae import runs
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NUM_TRAIN = 4096
@@ -215,6 +216,14 @@ class MultiWorkerTrainingTest(tf.test.TestCase):
     self._assert_same_state(_final_state(run_dir), self._reference_state())
     self.assertEqual(_tree(run_dir), _tree(self.reference_dir))
     self.assertEqual(_checkpoint_steps(run_dir), [200, 250, 256])
+    # Later programs read the run like a one-machine run.
+    config, model, step = runs.restore_model(run_dir)
+    self.assertEqual((config.strategy, step), ("multi_worker", _TOTAL_STEPS))
+    weights = {v.name: v.numpy() for v in model.trainable_variables}
+    _, reference_model, _ = runs.restore_model(self.reference_dir)
+    for v in reference_model.trainable_variables:
+      self.assertAllClose(weights[v.name], v.numpy(), rtol=0,
+                          atol=_WEIGHT_ATOL)
     # The other worker's temporary run directory is gone.
     self.assertEqual([n for n in os.listdir(tmp_dir)
                       if n.startswith("tfvae-worker")], [])

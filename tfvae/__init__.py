@@ -7,6 +7,7 @@ decoder on its own.
 """
 from tfvae import config
 from tfvae import data
+from tfvae import distribute
 from tfvae import errors
 from tfvae import export
 from tfvae import images
@@ -30,6 +31,7 @@ __all__ = [
     "build_model",
     "config",
     "data",
+    "distribute",
     "elbo",
     "errors",
     "export",
