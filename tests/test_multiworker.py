@@ -340,6 +340,25 @@ class ClusterConfigTest(tf.test.TestCase, parameterized.TestCase):
       distribute.multi_worker_strategy()
 
 
+class ClusterFlagsCliTest(tf.test.TestCase):
+
+  def test_bad_tf_config_is_one_line_and_writes_nothing(self):
+    run_dir = os.path.join(self.get_temp_dir(), "run")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+               TF_CONFIG='{"cluster": {"worker": ["127.0.0.1:1"]}, '
+               '"task": {"type": "worker", "index": 3}}')
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.train", "--strategy=multi_worker",
+         f"--run_dir={run_dir}"], cwd=_REPO, env=env, capture_output=True,
+        text=True, timeout=120, check=False)
+    self.assertEqual(result.returncode, 1, result.stderr[-2000:])
+    self.assertEqual(
+        result.stderr.strip().splitlines()[-1],
+        "train.py: error: TF_CONFIG: task.index=3 is not an index of "
+        "cluster.worker")
+    self.assertFalse(os.path.exists(run_dir))
+
+
 class ReplicaBatchesTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.named_parameters(
