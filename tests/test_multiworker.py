@@ -9,10 +9,12 @@ under a deadline and is killed in tearDown.
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl.testing import parameterized
@@ -138,9 +140,7 @@ class MultiWorkerTrainingTest(tf.test.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.work_dir = os.path.join(
-        os.environ.get("TEST_TMPDIR", "/tmp"),
-        f"tfvae_multiworker_{os.getpid()}_{time.time_ns()}")
+    cls.work_dir = tempfile.mkdtemp(prefix="tfvae_multiworker_")
     cls.data_dir = os.path.join(cls.work_dir, "data")
     _write_data(cls.data_dir)
     # The reference runs while the first test's workers start.
@@ -154,6 +154,7 @@ class MultiWorkerTrainingTest(tf.test.TestCase):
   @classmethod
   def tearDownClass(cls):
     cls.reference.kill()
+    shutil.rmtree(cls.work_dir, ignore_errors=True)
     super().tearDownClass()
 
   def setUp(self):
