@@ -10,6 +10,7 @@ from tfvae import checkpoints
 from tfvae import config
 from tfvae import data
 from tfvae import denoising
+from tfvae import distribute
 from tfvae import errors
 from tfvae import evaluation
 from tfvae import export
@@ -47,6 +48,7 @@ __all__ = [
     "config",
     "data",
     "denoising",
+    "distribute",
     "elbo",
     "errors",
     "evaluation",

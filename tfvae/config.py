@@ -57,7 +57,7 @@ class Config:
     learning_rate: Optimizer step size.
     clip_norm: Clip gradients to this global norm; 0 disables clipping.
     jit: Compile the loss and gradient computation with XLA.
-    strategy: "default" or "mirrored".
+    strategy: "default", "mirrored" or "multi_worker".
     steps_per_call: Training steps run per call of the compiled step.
     save_every_steps: Save a checkpoint every this many steps (and at each
       epoch end).

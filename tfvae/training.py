@@ -24,7 +24,7 @@ from tfvae import models
 from tfvae import objectives
 from tfvae import runs
 
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adam", "rmsprop")
 BINARIZATIONS = ("none", "static", "dynamic")
 # Fixed seeds of static binarisation: every run, whatever its --seed, sees the
@@ -55,8 +55,12 @@ def configure_cpu_devices(count):
 def make_strategy(name):
   """Returns the `tf.distribute.Strategy` called `name` (see STRATEGIES).
 
-  "mirrored" uses every GPU, or, without GPUs, every logical CPU device.
+  "mirrored" uses every GPU, or, without GPUs, every logical CPU device;
+  "multi_worker" is the cluster's strategy, started by `distribute.start`.
   """
+  if name == "multi_worker":
+    from tfvae import distribute  # pylint: disable=g-import-not-at-top
+    return distribute.multi_worker_strategy()
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "mirrored":
@@ -351,6 +355,13 @@ class Trainer:
     return {f"test_{name}": float(total / max(count, 1))
             for name, total in zip(self.objective.metric_names, totals)}
 
+  def _epoch_input(self, epoch, skip_batches):
+    """The distributed batches of epoch `epoch` after its first few."""
+    dataset = data.train_dataset(self.train_split, self.config.batch_size,
+                                 self.config.seed, epoch,
+                                 skip_batches=skip_batches)
+    return self.strategy.experimental_distribute_dataset(dataset)
+
   def _restore(self):
     newest = runs.recover_checkpoints(runs.ckpt_dir(self.run_dir))
     if newest is None:
@@ -449,10 +460,7 @@ class Trainer:
     while step < total_steps:
       epoch_index = step // self.steps_per_epoch
       into_epoch = step % self.steps_per_epoch
-      dataset = data.train_dataset(self.train_split, config.batch_size,
-                                   config.seed, epoch_index,
-                                   skip_batches=into_epoch)
-      iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+      iterator = iter(self._epoch_input(epoch_index, into_epoch))
       sums = np.zeros(1 + len(self.objective.metric_names))
       steps_this_epoch = 0
       train_seconds = 0.0
@@ -585,6 +593,11 @@ def run(config, run_dir, explicit=None, dataset=None):
         f"--num_classes={config.num_classes}: {dataset.source} has "
         f"{len(dataset.class_names)} classes")
   strategy = make_strategy(config.strategy)
+  if config.strategy == "multi_worker":
+    # distribute builds on this module; it writes the run directory on the
+    # chief only.
+    from tfvae import distribute  # pylint: disable=g-import-not-at-top
+    return distribute.run(config, run_dir, dataset, strategy)
   trainer = Trainer(config, run_dir, dataset, strategy)
   os.makedirs(run_dir, exist_ok=True)
   config_lib.save(config, runs.config_path(run_dir))

@@ -108,9 +108,25 @@ flags.DEFINE_float("clip_norm", 0.0,
                    "Clip gradients to this global norm (0: no clipping).")
 flags.DEFINE_bool("jit", False,
                   "Compile the loss and gradients with XLA (jit_compile).")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
-                  "tf.distribute strategy: default (one device) or mirrored "
-                  "(all GPUs, or all logical CPUs; see --cpu_devices).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored",
+                                          "multi_worker"],
+                  "tf.distribute strategy: default (one device), mirrored "
+                  "(all GPUs, or all logical CPUs; see --cpu_devices) or "
+                  "multi_worker (MultiWorkerMirroredStrategy over the hosts "
+                  "of TF_CONFIG or --worker_hosts; run the same command on "
+                  "every worker).")
+flags.DEFINE_list("worker_hosts", [],
+                  "With --strategy=multi_worker: comma-separated host:port "
+                  "of every worker, the same list on each (worker 0 is the "
+                  "chief); builds TF_CONFIG. Leave empty to use TF_CONFIG.")
+flags.DEFINE_integer("task_index", None,
+                     "With --worker_hosts: this worker's index in the list.")
+flags.DEFINE_float("collective_timeout", 0.0,
+                   "With --strategy=multi_worker: seconds after which an "
+                   "all-reduce still waiting for a peer fails (0: wait while "
+                   "the peers are alive; a dead worker is noticed by "
+                   "heartbeats within about 10 s). Must exceed the chief's "
+                   "evaluation time at the end of an epoch.")
 flags.DEFINE_integer("cpu_devices", 0,
                      "Split the CPU into this many logical devices (for "
                      "--strategy=mirrored without GPUs); 0 leaves it alone.")
@@ -132,6 +148,17 @@ FLAGS = flags.FLAGS
 _NOT_CONFIG = {"run_dir", "preset"}
 
 
+def _start_cluster():
+  """Joins the multi-worker cluster; first, before TensorFlow runs any op."""
+  from tfvae import distribute  # pylint: disable=g-import-not-at-top
+  if FLAGS.cpu_devices > 1:
+    raise app.UsageError(
+        f"--cpu_devices={FLAGS.cpu_devices}: --strategy=multi_worker runs one "
+        "replica per worker on CPU; drop --cpu_devices")
+  distribute.start(FLAGS.worker_hosts, FLAGS.task_index,
+                   FLAGS.collective_timeout)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -139,6 +166,11 @@ def main(argv):
   from tfvae import config as config_lib  # pylint: disable=g-import-not-at-top
   from tfvae import training  # pylint: disable=g-import-not-at-top
 
+  if FLAGS.strategy == "multi_worker":
+    _start_cluster()
+  elif FLAGS.worker_hosts or FLAGS.task_index is not None:
+    raise app.UsageError("--worker_hosts/--task_index: only with "
+                         "--strategy=multi_worker")
   training.configure_cpu_devices(FLAGS.cpu_devices)
   fields = {f: FLAGS[f].value for f in config_lib.Config().to_dict()
             if f in FLAGS and f not in _NOT_CONFIG}
