@@ -10,9 +10,20 @@ EPOCHS="${EPOCHS:-5}"
 echo "[quickstart] training ${EPOCHS} epochs into ${RUN_DIR}"
 tfvae-train --dataset=fashion_mnist --model=vae --network=mlp --latent_dim=2 \
   --epochs="${EPOCHS}" --run_dir="${RUN_DIR}" --log_every_steps=300
+EXPORT_DIR="${EXPORT_DIR:-exports/quickstart}"
+echo "[quickstart] exporting the newest checkpoint to ${EXPORT_DIR}"
+VERSION_DIR="$(tfvae-export --run_dir="${RUN_DIR}" --export_dir="${EXPORT_DIR}")"
+echo "[quickstart] generating from the export"
+tfvae-generate --model="${EXPORT_DIR}" --num=64 --seed=0 \
+  --out="${RUN_DIR}/pictures/exported_samples.png"
+tfvae-generate --model="${EXPORT_DIR}" --z="3,3" \
+  --out="${RUN_DIR}/pictures/z_3_3.png"
 echo "[quickstart] done. Outputs:"
 echo "  run directory:   ${RUN_DIR}  (layout: WORKSPACE.md)"
 echo "  per-epoch stats: ${RUN_DIR}/metrics.jsonl"
 tail -n 1 "${RUN_DIR}/metrics.jsonl"
 echo "  pictures:        $(ls "${RUN_DIR}"/pictures/samples_epoch_*.png | tail -n 1)"
+echo "  export:          ${VERSION_DIR}  (SavedModel; signatures: README)"
+echo "  samples:         ${RUN_DIR}/pictures/exported_samples.png"
+echo "  decoded z=[3,3]: ${RUN_DIR}/pictures/z_3_3.png"
 echo "  TensorBoard:     tensorboard --logdir ${RUN_DIR}/summaries"

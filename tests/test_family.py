@@ -1,6 +1,5 @@
 """Tests of the model family: autoencoders, cvae, iwae, beta/KL schedules."""
 import functools
-import json
 import math
 import os
 import re

@@ -5,10 +5,9 @@ directory alone, so every field that defines the model or its data is here.
 """
 import dataclasses
 import json
-import os
-import tempfile
 
 from tfvae import errors
+from tfvae import files
 
 # Fields that may differ when a run is resumed: they change how the run is
 # executed or how long it goes on, not what is being trained.
@@ -137,18 +136,9 @@ class Config:
 
 def save(config, path):
   """Writes `config` as JSON to `path` atomically (temp file + rename)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=directory)
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(config.to_dict(), f, indent=2, sort_keys=True)
-      f.write("\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  with files.atomic_open(path, "w") as f:
+    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+    f.write("\n")
 
 
 def load(path):

@@ -4,8 +4,6 @@ The work behind `tfvae-denoise`. Quality is the peak signal-to-noise ratio
 against the clean originals, PSNR = 10 log10(1 / MSE) dB per image (pixels
 in [0, 1]), averaged over the images.
 """
-import os
-import tempfile
 
 from absl import logging
 import numpy as np
@@ -13,6 +11,7 @@ import numpy as np
 from tfvae import autoencoders
 from tfvae import data
 from tfvae import errors
+from tfvae import files
 from tfvae import images as images_lib
 from tfvae import models
 from tfvae import runs
@@ -97,17 +96,8 @@ def load_images(path, image_shape, flag="--input"):
 
 
 def _save_npy(path, array):
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.save(f, array)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  with files.atomic_open(path) as f:
+    np.save(f, array)
 
 
 def run(run_dir, out, noise="salt_and_pepper:0.1", seed=0, input_path=None,

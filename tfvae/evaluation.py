@@ -26,7 +26,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 
 from absl import logging
@@ -37,6 +36,7 @@ from tfvae import config as config_lib
 from tfvae import data
 from tfvae import errors
 from tfvae import export as export_lib
+from tfvae import files
 from tfvae import objectives
 from tfvae import runs
 
@@ -707,24 +707,8 @@ def format_table(metrics):
 
 def write_json(path, value):
   """Writes `value` as JSON to `path` atomically (temp file + rename)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-  try:
-    _readable(tmp)
-    with os.fdopen(fd, "w") as f:
-      json.dump(value, f, indent=2)
-      f.write("\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  with files.atomic_open(path, "w") as f:
+    json.dump(value, f, indent=2)
+    f.write("\n")
   return path
 
-
-def _readable(path):
-  """Gives a mkstemp file (mode 0600) the mode a plain open() would."""
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(path, 0o666 & ~umask)

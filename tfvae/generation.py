@@ -6,13 +6,13 @@ migrated TF1 model), an export directory of versions, or a run directory
 (whose newest checkpoint is restored in-process).
 """
 import os
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from tfvae import errors
 from tfvae import export
+from tfvae import files
 from tfvae import runs
 
 # More images than this in one call is almost surely a typo (64 MB of
@@ -182,15 +182,6 @@ def manifold_grid(size, latent_size, radius=GRID_RADIUS):
 
 def save_npy(path, array):
   """Writes `array` to a .npy file atomically (temp + rename)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.save(f, np.asarray(array))
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  with files.atomic_open(path) as f:
+    np.save(f, np.asarray(array))
   return path

@@ -1,10 +1,10 @@
 """Image grids and PNG files."""
 import math
-import os
-import tempfile
 
 import numpy as np
 import tensorflow as tf
+
+from tfvae import files
 
 
 def grid(images, columns=None, pad=1, pad_value=1.0):
@@ -38,15 +38,6 @@ def write_png(path, picture):
   if picture.ndim == 2:
     picture = picture[..., None]
   encoded = tf.io.encode_png(tf.convert_to_tensor(picture, tf.uint8)).numpy()
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(encoded)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  with files.atomic_open(path) as f:
+    f.write(encoded)
   return path

@@ -18,7 +18,6 @@ import glob
 import io
 import json
 import os
-import tempfile
 
 from matplotlib import colormaps
 from matplotlib.backends import backend_agg
@@ -29,6 +28,7 @@ import tensorflow as tf
 
 from tfvae import errors
 from tfvae import evaluation
+from tfvae import files
 from tfvae import images as images_lib
 from tfvae import runs
 
@@ -72,16 +72,8 @@ def save(figure, path):
      np.array_equal(pixels[..., 0], pixels[..., 2]):
     # Grey pictures (image grids) take a third of the space as such.
     picture = picture.convert("L")
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-  os.close(fd)
-  try:
-    _readable(tmp)
-    picture.save(tmp, format="PNG", optimize=True)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  with files.atomic_open(path) as f:
+    picture.save(f, format="PNG", optimize=True)
   return path
 
 
@@ -422,9 +414,3 @@ def noise_images(count, image_shape, seed):
   return np.random.default_rng(seed).integers(
       0, 256, size=(count, *image_shape), dtype=np.uint8)
 
-
-def _readable(path):
-  """Gives a mkstemp file (mode 0600) the mode a plain open() would."""
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(path, 0o666 & ~umask)

@@ -19,6 +19,7 @@ from tfvae import autoencoders
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae import errors
+from tfvae import files
 from tfvae import images as images_lib
 from tfvae import models
 from tfvae import objectives
@@ -558,12 +559,9 @@ def _read_metrics(run_dir):
 
 
 def _write_metrics(run_dir, records):
-  path = runs.metrics_path(run_dir)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
+  with files.atomic_open(runs.metrics_path(run_dir), "w") as f:
     for r in records:
       f.write(json.dumps(r) + "\n")
-  os.replace(tmp, path)
 
 
 def run(config, run_dir, explicit=None, dataset=None):

@@ -6,9 +6,7 @@
 Model weights only unless --include_slots. The file is written under a
 temporary name and renamed into place, so it is complete or absent.
 """
-import os
 import re
-import tempfile
 
 from absl import app
 from absl import flags
@@ -17,6 +15,7 @@ import numpy as np
 
 from tfvae import checkpoints
 from tfvae import errors
+from tfvae import files
 from tools import _cli
 
 flags.DEFINE_string("out", None, "The .npz file to write (required).")
@@ -62,17 +61,8 @@ def select(report, include_slots, include, exclude):
 
 def write_npz(path, arrays):
   """Writes `arrays` to `path` atomically (temp file + rename)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  with files.atomic_open(path) as f:
+    np.savez(f, **arrays)
 
 
 def main(argv):
