@@ -21,28 +21,20 @@ from tfvae import models
 from tfvae import objectives
 from tfvae import runs
 from tfvae import training
+from tests import util
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ALL_KINDS = ("vae", "iwae", "cvae", "ae", "denoising_ae", "sparse_ae",
               "contractive_ae")
 
 
-@functools.lru_cache(maxsize=None)
-def _fashion_mnist():
-  return data.load("fashion_mnist")
+_fashion_mnist = util.fashion_mnist
 
 
 @functools.lru_cache(maxsize=None)
 def _small(num_train=512, num_test=256):
   """The first images of real Fashion-MNIST's splits."""
-  full = _fashion_mnist()
-  return data.Dataset(
-      name="fashion_mnist",
-      train=data.Split(full.train.images[:num_train],
-                       full.train.labels[:num_train]),
-      test=data.Split(full.test.images[:num_test],
-                      full.test.labels[:num_test]),
-      class_names=full.class_names, source="first images of fashion_mnist")
+  return util.small_fashion_mnist(num_train, num_test)
 
 
 def _config(**changes):
