@@ -196,9 +196,12 @@ class Trainer:
     run_dir: Where checkpoints, summaries, metrics and pictures go.
     dataset: A `data.Dataset`.
     strategy: A `tf.distribute.Strategy`.
+    data_on_device: Keep the training split on the device and gather each
+      batch inside the compiled step (see `step_runner`); None: when the
+      strategy has a single replica.
   """
 
-  def __init__(self, config, run_dir, dataset, strategy):
+  def __init__(self, config, run_dir, dataset, strategy, data_on_device=None):
     self.config = config
     self.run_dir = run_dir
     self.dataset = dataset
@@ -227,6 +230,11 @@ class Trainer:
         model=self.model, optimizer=self.optimizer, step=self.step,
         epoch=self.epoch)
     self.objective = objectives.for_config(config)
+    if data_on_device is None:
+      data_on_device = strategy.num_replicas_in_sync == 1
+    self.data_on_device = data_on_device
+    if data_on_device:
+      self._train_images = tf.constant(self.train_split.images)
     self._train_steps = self._make_train_steps()
     self._eval_batch = self._make_eval_batch()
 
@@ -269,22 +277,83 @@ class Trainer:
     else:
       self._compute = self._loss_and_grads
     seed = tf.constant(self.config.seed, tf.int64)
+    num_sums = 1 + len(self.objective.metric_names)
+
+    def one_step(images):
+      step_seed = tf.stack([seed, self.step])
+      per_replica = self.strategy.run(self._replica_step,
+                                      args=(images, step_seed))
+      self.step.assign_add(1)
+      return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                                  axis=None)
 
     @tf.function
     def train_steps(iterator, num_steps):
       """Runs `num_steps` steps; returns the summed [loss, *metrics]."""
-      sums = tf.zeros([1 + len(self.objective.metric_names)])
+      sums = tf.zeros([num_sums])
       for _ in tf.range(num_steps):
-        batch = next(iterator)
-        step_seed = tf.stack([seed, self.step])
-        per_replica = self.strategy.run(self._replica_step,
-                                        args=(batch["image"], step_seed))
-        sums += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
-                                     axis=None)
-        self.step.assign_add(1)
+        sums += one_step(next(iterator)["image"])
       return sums
 
+    batch_size = self.config.batch_size
+
+    @tf.function
+    def train_steps_on_device(order, first_batch, num_steps):
+      """Runs `num_steps` steps on batches `first_batch`... of `order`.
+
+      Args:
+        order: int32 [N], the epoch's permutation of the training split.
+        first_batch: int32 scalar, the epoch's batch to start from.
+        num_steps: int32 scalar.
+
+      Returns:
+        The summed [loss, *metrics].
+      """
+      sums = tf.zeros([num_sums])
+      for i in tf.range(num_steps):
+        start = (first_batch + i) * batch_size
+        indices = tf.slice(order, [start], [batch_size])
+        sums += one_step(tf.gather(self._train_images, indices))
+      return sums
+
+    self._train_steps_on_device = train_steps_on_device
     return train_steps
+
+  def step_runner(self, epoch_index, into_epoch):
+    """Returns `run(num_steps) -> summed [loss, *metrics]` for one epoch.
+
+    Batches come in the order of `data.train_dataset(train_split,
+    batch_size, seed, epoch_index, skip_batches=into_epoch)`: the first call
+    runs that epoch's batch `into_epoch` onwards. With one replica the
+    training split lives on the device as one tensor and each step gathers
+    its batch by the epoch's permuted indices inside the compiled loop (no
+    tf.data hop per step); with several, a distributed tf.data iterator
+    feeds the replicas.
+    """
+    if self.data_on_device:
+      order = tf.constant(self.epoch_order(epoch_index), tf.int32)
+      position = [into_epoch]
+
+      def run_on_device(num_steps):
+        sums = self._train_steps_on_device(order, tf.constant(position[0]),
+                                           tf.constant(num_steps))
+        position[0] += num_steps
+        return sums
+
+      return run_on_device
+    dataset = data.train_dataset(self.train_split, self.config.batch_size,
+                                 self.config.seed, epoch_index,
+                                 skip_batches=into_epoch)
+    iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+    return lambda num_steps: self._train_steps(iterator,
+                                               tf.constant(num_steps))
+
+  def epoch_order(self, epoch_index):
+    """The permutation [N] of the training split that epoch `epoch_index`
+    visits, as `data.train_dataset` draws it."""
+    return np.random.default_rng(data.shuffle_seed(
+        self.config.seed, epoch_index)).permutation(
+            len(self.train_split.labels))
 
   def _make_eval_batch(self):
 
@@ -406,10 +475,7 @@ class Trainer:
     while step < total_steps:
       epoch_index = step // self.steps_per_epoch
       into_epoch = step % self.steps_per_epoch
-      dataset = data.train_dataset(self.train_split, config.batch_size,
-                                   config.seed, epoch_index,
-                                   skip_batches=into_epoch)
-      iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+      run_steps = self.step_runner(epoch_index, into_epoch)
       sums = np.zeros(4)
       steps_this_epoch = 0
       train_seconds = 0.0
@@ -418,7 +484,7 @@ class Trainer:
         num = min(config.steps_per_call, epoch_end - step)
         start = time.perf_counter()
         try:
-          sums += self._train_steps(iterator, tf.constant(num)).numpy()
+          sums += run_steps(num).numpy()
         except tf.errors.InvalidArgumentError as e:
           if "non-finite training loss" not in str(e):
             raise
