@@ -234,7 +234,9 @@ class Trainer:
       data_on_device = strategy.num_replicas_in_sync == 1
     self.data_on_device = data_on_device
     if data_on_device:
-      self._train_images = tf.constant(self.train_split.images)
+      # identity runs on the default device (the GPU, if any), so the split
+      # is copied there once, not at every call of the step.
+      self._train_images = tf.identity(tf.constant(self.train_split.images))
     self._train_steps = self._make_train_steps()
     self._eval_batch = self._make_eval_batch()
 
