@@ -85,7 +85,7 @@ def latencies(call, num_calls):
           float(np.percentile(times, 99) * 1e3))
 
 
-def matmul_peak(size=2048, calls=10, repetitions=5):
+def matmul_peak(size=2048, calls=5, repetitions=3):
   """This machine's dense float32 matmul rate in GFLOP/s (best median).
 
   A [size, size] x [size, size] product is 2 * size^3 FLOPs. Each product

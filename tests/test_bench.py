@@ -179,6 +179,8 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
     config = config_lib.Config()
     self.assertGreater(config.steps_per_call, 1)
     self.assertFalse(config.jit)  # XLA changes the rounding of results.
+    contender = suite.TfvaeTraining(_small_dataset(), "mlp", 16, 8)
+    self.assertTrue(contender.trainer.data_on_device)
 
 
 class BenchCliTest(tf.test.TestCase):

@@ -197,8 +197,9 @@ class Trainer:
     dataset: A `data.Dataset`.
     strategy: A `tf.distribute.Strategy`.
     data_on_device: Keep the training split on the device and gather each
-      batch inside the compiled step (see `step_runner`); None: when the
-      strategy has a single replica.
+      batch inside the compiled step (see `step_runner`); single replica
+      only. None (the default): when the strategy has a single replica, the
+      faster setting measured (BENCHMARKS.md); results are the same.
   """
 
   def __init__(self, config, run_dir, dataset, strategy, data_on_device=None):
@@ -232,6 +233,10 @@ class Trainer:
     self.objective = objectives.for_config(config)
     if data_on_device is None:
       data_on_device = strategy.num_replicas_in_sync == 1
+    if data_on_device and strategy.num_replicas_in_sync != 1:
+      raise errors.TfvaeError(
+          "data_on_device needs a single replica; the strategy has "
+          f"{strategy.num_replicas_in_sync}")
     self.data_on_device = data_on_device
     if data_on_device:
       # identity runs on the default device (the GPU, if any), so the split
@@ -326,11 +331,11 @@ class Trainer:
 
     Batches come in the order of `data.train_dataset(train_split,
     batch_size, seed, epoch_index, skip_batches=into_epoch)`: the first call
-    runs that epoch's batch `into_epoch` onwards. With one replica the
-    training split lives on the device as one tensor and each step gathers
-    its batch by the epoch's permuted indices inside the compiled loop (no
-    tf.data hop per step); with several, a distributed tf.data iterator
-    feeds the replicas.
+    runs that epoch's batch `into_epoch` onwards. With `data_on_device` (the
+    default for one replica) the training split lives on the device as one
+    tensor and each step gathers its batch by the epoch's permuted indices
+    inside the compiled loop, with no tf.data hop per step; otherwise a
+    distributed tf.data iterator feeds the replicas.
     """
     if self.data_on_device:
       order = tf.constant(self.epoch_order(epoch_index), tf.int32)
