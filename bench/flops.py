@@ -4,7 +4,9 @@ A layer that does M multiply-adds per example forward does M more for the
 gradient of its weights and M more for the gradient of its input, unless
 its input is the data (the encoder's first layer), which needs none. A
 multiply-add is 2 FLOPs. Biases, activations, the loss and the optimizer
-update are element-wise and left out: they are under 1% of the total here.
+update are element-wise and left out: about 3% of the arithmetic for the MLP
+at batch 64 (RMSProp's update of 0.8 M parameters, shared by the batch),
+under 1% at batch 256 and for the conv VAE.
 """
 import dataclasses
 import math
