@@ -93,7 +93,7 @@ class Config:
   clip_norm: float = 0.0
   jit: bool = False
   strategy: str = "default"
-  steps_per_call: int = 1
+  steps_per_call: int = 100
   save_every_steps: int = 1000
   keep_checkpoints: int = 3
   log_every_steps: int = 200

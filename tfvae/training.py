@@ -216,9 +216,13 @@ class Trainer:
     run_dir: Where checkpoints, summaries, metrics and pictures go.
     dataset: A `data.Dataset`.
     strategy: A `tf.distribute.Strategy`.
+    data_on_device: Keep the training split on the device and gather each
+      batch inside the compiled step (see `step_runner`); single replica
+      only. None (the default): when the strategy has a single replica, the
+      faster setting measured (BENCHMARKS.md); results are the same.
   """
 
-  def __init__(self, config, run_dir, dataset, strategy):
+  def __init__(self, config, run_dir, dataset, strategy, data_on_device=None):
     self.config = config
     self.run_dir = run_dir
     self.dataset = dataset
@@ -247,6 +251,19 @@ class Trainer:
         model=self.model, optimizer=self.optimizer, step=self.step,
         epoch=self.epoch)
     self.objective = objectives.for_config(config)
+    if data_on_device is None:
+      data_on_device = strategy.num_replicas_in_sync == 1
+    if data_on_device and strategy.num_replicas_in_sync != 1:
+      raise errors.TfvaeError(
+          "data_on_device needs a single replica; the strategy has "
+          f"{strategy.num_replicas_in_sync}")
+    self.data_on_device = data_on_device
+    if data_on_device:
+      # identity runs on the default device (the GPU, if any), so the split
+      # is copied there once, not at every call of the step.
+      self._train_images = tf.identity(tf.constant(self.train_split.images))
+      self._train_labels = tf.identity(tf.constant(
+          self.train_split.labels.astype(np.int64)))
     self._train_steps = self._make_train_steps()
     self._eval_batch = self._make_eval_batch()
 
@@ -308,23 +325,82 @@ class Trainer:
               images, objectives.ReplayedNoise(drawn), labels),
           jit_compile=True)
     seed = tf.constant(self.config.seed, tf.int64)
+    num_sums = 1 + len(self.objective.metric_names)
+
+    def one_step(images, labels):
+      step_seed = tf.stack([seed, self.step])
+      per_replica = self.strategy.run(self._replica_step,
+                                      args=(images, step_seed, labels))
+      self.step.assign_add(1)
+      return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                                  axis=None)
 
     @tf.function
     def train_steps(iterator, num_steps):
       """Runs `num_steps` steps; returns the summed [loss, *metrics]."""
-      sums = tf.zeros([1 + len(self.objective.metric_names)])
+      sums = tf.zeros([num_sums])
       for _ in tf.range(num_steps):
         batch = next(iterator)
-        step_seed = tf.stack([seed, self.step])
-        per_replica = self.strategy.run(
-            self._replica_step, args=(batch["image"], step_seed,
-                                      batch["label"]))
-        sums += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
-                                     axis=None)
-        self.step.assign_add(1)
+        sums += one_step(batch["image"], batch["label"])
       return sums
 
+    batch_size = self.config.batch_size
+
+    @tf.function
+    def train_steps_on_device(order, first_batch, num_steps):
+      """Runs `num_steps` steps on batches `first_batch`... of `order`.
+
+      Args:
+        order: int32 [N], the epoch's permutation of the training split.
+        first_batch: int32 scalar, the epoch's batch to start from.
+        num_steps: int32 scalar.
+
+      Returns:
+        The summed [loss, *metrics].
+      """
+      sums = tf.zeros([num_sums])
+      for i in tf.range(num_steps):
+        start = (first_batch + i) * batch_size
+        indices = tf.slice(order, [start], [batch_size])
+        sums += one_step(tf.gather(self._train_images, indices),
+                         tf.gather(self._train_labels, indices))
+      return sums
+
+    self._train_steps_on_device = train_steps_on_device
     return train_steps
+
+  def step_runner(self, epoch_index, into_epoch):
+    """Returns `run(num_steps) -> summed [loss, *metrics]` for one epoch.
+
+    Batches come in the order of `data.train_dataset(train_split,
+    batch_size, seed, epoch_index, skip_batches=into_epoch)`: the first call
+    runs that epoch's batch `into_epoch` onwards. With `data_on_device` (the
+    default for one replica) the training split lives on the device as one
+    tensor and each step gathers its batch by the epoch's permuted indices
+    inside the compiled loop, with no tf.data hop per step; otherwise a
+    distributed tf.data iterator feeds the replicas.
+    """
+    if self.data_on_device:
+      order = tf.constant(self.epoch_order(epoch_index), tf.int32)
+      position = [into_epoch]
+
+      def run_on_device(num_steps):
+        sums = self._train_steps_on_device(order, tf.constant(position[0]),
+                                           tf.constant(num_steps))
+        position[0] += num_steps
+        return sums
+
+      return run_on_device
+    iterator = iter(self._epoch_input(epoch_index, into_epoch))
+    return lambda num_steps: self._train_steps(iterator,
+                                               tf.constant(num_steps))
+
+  def epoch_order(self, epoch_index):
+    """The permutation [N] of the training split that epoch `epoch_index`
+    visits, as `data.train_dataset` draws it."""
+    return np.random.default_rng(data.shuffle_seed(
+        self.config.seed, epoch_index)).permutation(
+            len(self.train_split.labels))
 
   def _make_eval_batch(self):
 
@@ -461,7 +537,7 @@ class Trainer:
     while step < total_steps:
       epoch_index = step // self.steps_per_epoch
       into_epoch = step % self.steps_per_epoch
-      iterator = iter(self._epoch_input(epoch_index, into_epoch))
+      run_steps = self.step_runner(epoch_index, into_epoch)
       sums = np.zeros(1 + len(self.objective.metric_names))
       steps_this_epoch = 0
       train_seconds = 0.0
@@ -470,7 +546,7 @@ class Trainer:
         num = min(config.steps_per_call, epoch_end - step)
         start = time.perf_counter()
         try:
-          sums += self._train_steps(iterator, tf.constant(num)).numpy()
+          sums += run_steps(num).numpy()
         except tf.errors.InvalidArgumentError as e:
           if "non-finite training loss" not in str(e):
             raise

@@ -130,8 +130,10 @@ flags.DEFINE_float("collective_timeout", 0.0,
 flags.DEFINE_integer("cpu_devices", 0,
                      "Split the CPU into this many logical devices (for "
                      "--strategy=mirrored without GPUs); 0 leaves it alone.")
-flags.DEFINE_integer("steps_per_call", 1,
-                     "Training steps per call of the compiled step function.")
+flags.DEFINE_integer("steps_per_call", 100,
+                     "Training steps per call of the compiled step function "
+                     "(a tf.range loop; fewer Python round trips, same "
+                     "results; see BENCHMARKS.md).")
 flags.DEFINE_string("run_dir", "checkpoints/run",
                     "Run directory: config, checkpoints, summaries, metrics "
                     "and pictures (see WORKSPACE.md).")

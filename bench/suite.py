@@ -1,0 +1,429 @@
+"""The benchmark suite: training, FLOP utilisation, generation, input.
+
+Every comparison builds the contenders on the same data and the same
+initial weights (tfvae's, copied across), then times them in alternating
+repetitions (see `timing.alternate`) and reports medians.
+"""
+import dataclasses
+import os
+import tempfile
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from bench import flops as flops_lib
+from bench import keras_reference
+from bench import tf1_reference
+from bench import timing
+from tfvae import config as config_lib
+from tfvae import data
+from tfvae import export
+from tfvae import training
+
+Row = timing.Row
+LATENT_SIZE = 2
+LEARNING_RATE = 1e-3
+SEED = 0
+
+
+@dataclasses.dataclass
+class Settings:
+  """How much work each measurement does.
+
+  Attributes:
+    repetitions: Alternating rounds per comparison (medians reported).
+    mlp_batches: Batch sizes of the MLP training rows.
+    conv_batches: Batch sizes of the conv training rows.
+    mlp_examples: Examples timed per repetition, MLP training.
+    conv_examples: Examples timed per repetition, conv training.
+    warmup_steps: Untimed steps before the timed ones in each repetition of
+      Keras `fit` (its set-up runs inside the call); the others warm up once.
+    hidden_size: MLP hidden width.
+    mechanism_steps_per_call: steps_per_call of the mechanism rows.
+    latency_calls: Batch-1 decode calls per repetition.
+    predict_calls: Batch-1 `predict` calls per repetition (it is slow).
+    throughput_batch: Batch of the decode throughput rows.
+    throughput_calls: Calls per repetition at that batch.
+    pipeline_batches: Batches the input-pipeline row draws per repetition.
+    matmul_size: Side of the square matmul that measures the peak.
+    conv: Whether to run the conv rows.
+  """
+  repetitions: int = 5
+  mlp_batches: tuple = (64, 256)
+  conv_batches: tuple = (16, 128)
+  mlp_examples: int = 25600
+  conv_examples: int = 2048
+  warmup_steps: int = 5
+  hidden_size: int = 512
+  mechanism_steps_per_call: int = 100
+  latency_calls: int = 1000
+  predict_calls: int = 50
+  throughput_batch: int = 1024
+  throughput_calls: int = 10
+  pipeline_batches: int = 900
+  matmul_size: int = 2048
+  conv: bool = True
+
+
+FULL = Settings()
+QUICK = Settings(mlp_examples=3200, conv_examples=256, latency_calls=200,
+                 predict_calls=10, throughput_calls=2, pipeline_batches=200,
+                 mechanism_steps_per_call=50)
+
+
+# ---------------------------------------------------------------------------
+# Contenders.
+
+
+class TfvaeTraining:
+  """tfvae's Trainer step on a data set, driven as `Trainer.train` drives it.
+
+  Args:
+    dataset: A `data.Dataset`.
+    network: "mlp" or "conv".
+    batch_size: Examples per step.
+    hidden_size: MLP hidden width.
+    data_on_device: Passed to the Trainer (None: its default).
+    **overrides: Config fields to change (steps_per_call, jit).
+  """
+
+  def __init__(self, dataset, network, batch_size, hidden_size,
+               data_on_device=None, **overrides):
+    config = config_lib.Config(
+        network=network, batch_size=batch_size, hidden_sizes=(hidden_size,),
+        latent_dim=LATENT_SIZE, optimizer="rmsprop",
+        learning_rate=LEARNING_RATE, seed=SEED,
+        image_shape=dataset.image_shape, **overrides)
+    self.config = config
+    self.trainer = training.Trainer(
+        config, tempfile.mkdtemp(prefix="tfvae-bench-"), dataset,
+        tf.distribute.get_strategy(), data_on_device=data_on_device)
+    self.model = self.trainer.model
+    self._epoch, self._into = 0, 0
+    self._runner = self.trainer.step_runner(0, 0)
+
+  def run(self, num_steps):
+    """Runs `num_steps` steps, across epochs; returns summed [loss, ...]."""
+    per_call = self.config.steps_per_call
+    per_epoch = self.trainer.steps_per_epoch
+    sums = 0.0
+    while num_steps > 0:
+      if self._into == per_epoch:
+        self._epoch, self._into = self._epoch + 1, 0
+        self._runner = self.trainer.step_runner(self._epoch, 0)
+      num = min(per_call, num_steps, per_epoch - self._into)
+      sums = sums + self._runner(num).numpy()
+      self._into += num
+      num_steps -= num
+    return sums
+
+  def examples_per_sec(self, num_steps):
+    return timing.rate(lambda: self.run(num_steps),
+                       num_steps * self.config.batch_size)
+
+
+def mlp_weights(model):
+  """A tfvae MLP VAE's weights in the TF1 reference's order (NumPy)."""
+  return [v.numpy() for net in (model.encoder.net, model.decoder.net)
+          for layer in net.layers for v in (layer.w, layer.b)]
+
+
+class Tf1Training:
+  """The TF1 session version, fed batch by batch as `next_batch` would."""
+
+  def __init__(self, images, batch_size, hidden_size, weights):
+    self.batch_size = batch_size
+    self.images = images.reshape(len(images), -1)
+    self.reference = tf1_reference.Tf1MlpVae(
+        self.images.shape[1], hidden_size, LATENT_SIZE, LEARNING_RATE)
+    self.reference.set_weights(weights)
+    self._rng = np.random.default_rng(SEED)
+    self._epoch_images = self.images[self._rng.permutation(len(self.images))]
+    self._position = 0
+
+  def run(self, num_steps):
+    for _ in range(num_steps):
+      if self._position + self.batch_size > len(self._epoch_images):
+        self._epoch_images = self.images[
+            self._rng.permutation(len(self.images))]
+        self._position = 0
+      self.reference.train_step(
+          self._epoch_images[self._position:self._position + self.batch_size])
+      self._position += self.batch_size
+
+  def examples_per_sec(self, num_steps):
+    return timing.rate(lambda: self.run(num_steps),
+                       num_steps * self.batch_size)
+
+
+class _BatchClock(tf_keras.callbacks.Callback):
+  """Notes the time at the end of batch `start - 1` and of the last batch."""
+
+  def __init__(self, start):
+    super().__init__()
+    self._supports_tf_logs = True  # No conversion of the logs per batch.
+    self.start = start
+    self.first = self.last = None
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.last = time.perf_counter()
+    if batch == self.start - 1:
+      self.first = self.last
+
+
+class KerasTraining:
+  """The tf_keras version, trained with `fit` on NumPy arrays."""
+
+  def __init__(self, images, network, batch_size, hidden_size, model,
+               warmup_steps):
+    self.images = images
+    self.batch_size = batch_size
+    self.warmup_steps = warmup_steps
+    self.vae, self.generator = keras_reference.build(
+        network, images.shape[1:], LATENT_SIZE, hidden_size, LEARNING_RATE)
+    keras_reference.copy_weights_from_tfvae(self.vae, model)
+
+  def examples_per_sec(self, num_steps):
+    total = self.warmup_steps + num_steps
+    clock = _BatchClock(self.warmup_steps)
+    start = np.random.default_rng(num_steps).integers(
+        0, max(1, len(self.images) - total * self.batch_size))
+    self.vae.fit(self.images[start:start + total * self.batch_size],
+                 batch_size=self.batch_size, epochs=1, shuffle=True,
+                 verbose=0, callbacks=[clock])
+    return num_steps * self.batch_size / (clock.last - clock.first)
+
+
+# ---------------------------------------------------------------------------
+# The rows.
+
+
+def float_images(split):
+  """A split's images as float32 [N, H, W, C] in [0, 1], as Keras and TF1
+  users prepare them."""
+  return split.images.astype(np.float32) / 255.0
+
+
+def _steps(examples, batch_size, dataset):
+  steps = max(1, examples // batch_size)
+  return min(steps, data.steps_per_epoch(dataset.train, batch_size))
+
+
+def training_rows(dataset, settings):
+  """Training throughput rows (and FLOP utilisation rows) of the suite.
+
+  The matmul peak is measured before each case and the best figure is the
+  peak: on a machine shared with other work a single measurement can land
+  in a slow phase and understate it.
+  """
+  rows, flop_rows = [], []
+  peaks = []
+  images = float_images(dataset.train)
+  shape = dataset.image_shape
+  cases = [("mlp", b) for b in settings.mlp_batches]
+  if settings.conv:
+    cases += [("conv", b) for b in settings.conv_batches]
+  tfvae_rates = {}
+  for network, batch in cases:
+    examples = (settings.mlp_examples if network == "mlp"
+                else settings.conv_examples)
+    steps = _steps(examples, batch, dataset)
+    logging.info("training %s, batch %d: %d steps x %d repetitions",
+                 network, batch, steps, settings.repetitions)
+    peaks.append(timing.matmul_peak(settings.matmul_size))
+    logging.info("matmul peak %.1f GFLOP/s", peaks[-1])
+    ours = TfvaeTraining(dataset, network, batch, settings.hidden_size)
+    contenders = {"tfvae": ours}
+    if network == "mlp":
+      contenders["tf1 session"] = Tf1Training(
+          images, batch, settings.hidden_size, mlp_weights(ours.model))
+    contenders["keras fit"] = KerasTraining(
+        images, network, batch, settings.hidden_size, ours.model,
+        settings.warmup_steps)
+    for name, contender in contenders.items():
+      if name != "keras fit":
+        contender.run(min(steps, 2 * ours.config.steps_per_call))
+      else:
+        contender.examples_per_sec(1)
+    medians = timing.alternate(
+        {name: (lambda c=c: c.examples_per_sec(steps))
+         for name, c in contenders.items()}, settings.repetitions)
+    for name, value in medians.items():
+      if name != "tfvae":
+        rows.append(Row.compare(f"train {network} b{batch} vs {name}",
+                                medians["tfvae"], value, "examples/s",
+                                name))
+    tfvae_rates[(network, batch)] = medians["tfvae"]
+    if isinstance(contenders.get("tf1 session"), Tf1Training):
+      contenders["tf1 session"].reference.close()
+    layers = (flops_lib.mlp_vae_layers(shape, (settings.hidden_size,),
+                                       LATENT_SIZE) if network == "mlp"
+              else flops_lib.conv_vae_layers(shape, LATENT_SIZE))
+    per_example = flops_lib.training_flops(layers)
+    flop_rows.append((f"flops {network} b{batch} ({per_example / 1e6:.2f} "
+                      "MFLOP/ex)", medians["tfvae"] * per_example / 1e9))
+  peak = max(peaks)
+  rows += [Row.compare(name, achieved, peak, "GFLOP/s", "matmul peak",
+                       note="ratio = share of peak")
+           for name, achieved in flop_rows]
+  return rows, tfvae_rates
+
+
+def mechanism_rows(dataset, settings):
+  """What each training mechanism gains over the former defaults (MLP).
+
+  The baseline is one step per call fed by a tf.data iterator without XLA,
+  tfvae's step before this suite; every variant trains on the same batches
+  with the same noise, so only the speed differs.
+  """
+  batch = settings.mlp_batches[0]
+  steps = _steps(settings.mlp_examples, batch, dataset)
+  k = settings.mechanism_steps_per_call
+  variants = {
+      "baseline": dict(data_on_device=False, steps_per_call=1, jit=False),
+      "data on device": dict(data_on_device=True, steps_per_call=1,
+                             jit=False),
+      f"steps_per_call={k}": dict(data_on_device=False, steps_per_call=k,
+                                  jit=False),
+      f"data on device + steps_per_call={k}": dict(
+          data_on_device=True, steps_per_call=k, jit=False),
+      f"data on device + steps_per_call={k} + jit": dict(
+          data_on_device=True, steps_per_call=k, jit=True),
+  }
+  logging.info("mechanisms, mlp batch %d: %d variants", batch, len(variants))
+  contenders = {name: TfvaeTraining(dataset, "mlp", batch,
+                                    settings.hidden_size, **options)
+                for name, options in variants.items()}
+  for contender in contenders.values():
+    contender.run(min(steps, 2 * contender.config.steps_per_call))
+  medians = timing.alternate(
+      {name: (lambda c=c: c.examples_per_sec(steps))
+       for name, c in contenders.items()}, settings.repetitions)
+  return [Row.compare(f"mechanism mlp b{batch}: {name}", value,
+                      medians["baseline"], "examples/s", "baseline")
+          for name, value in medians.items() if name != "baseline"]
+
+
+def saved_generator(model, export_dir):
+  """Saves `model`'s decoder with the export contract; returns `decode`.
+
+  The module holds the model and the `decode`/`generate` functions of
+  `export.generator_functions`, as tfvae's exporter writes them; the
+  returned function is the reloaded SavedModel's `decode` signature.
+  """
+  module = tf.Module()
+  module.model = model
+  decode, generate = export.generator_functions(
+      lambda z: model.decoder.outputs(z), model.latent_size)
+  module.decode = decode
+  module.generate = generate
+  tf.saved_model.save(module, export_dir,
+                      signatures={"decode": decode, "generate": generate})
+  return tf.saved_model.load(export_dir).signatures["decode"]
+
+
+def generation_rows(dataset, settings):
+  """Decoder latency (batch 1) and throughput rows, MLP decoder."""
+  ours = TfvaeTraining(dataset, "mlp", settings.mlp_batches[0],
+                       settings.hidden_size)
+  model = ours.model
+  decode = saved_generator(model, os.path.join(
+      tempfile.mkdtemp(prefix="tfvae-bench-"), "1"))
+  tf1 = tf1_reference.Tf1MlpVae(int(np.prod(dataset.image_shape)),
+                                settings.hidden_size, LATENT_SIZE)
+  tf1.set_weights(mlp_weights(model))
+  keras_vae, generator = keras_reference.build(
+      "mlp", dataset.image_shape, LATENT_SIZE, settings.hidden_size)
+  keras_reference.copy_weights_from_tfvae(keras_vae, model)
+
+  def contenders(z):
+    tensor = tf.constant(z)
+    return {
+        "tfvae": lambda: decode(z=tensor)["mean"].numpy(),
+        "tf1 session": lambda: tf1.decode(z),
+        "keras predict": lambda: generator.predict(z, verbose=0),
+    }
+
+  z1 = np.random.default_rng(1).standard_normal(
+      [1, LATENT_SIZE]).astype(np.float32)
+  single = contenders(z1)
+  expected = single["tf1 session"]().reshape(1, -1)
+  for name, call in single.items():
+    got = np.reshape(call(), (1, -1))
+    if not np.allclose(got, expected, atol=1e-4):
+      raise AssertionError(f"{name} decodes differently from the TF1 graph")
+  calls = {"tfvae": settings.latency_calls,
+           "tf1 session": settings.latency_calls,
+           "keras predict": settings.predict_calls}
+  logging.info("decode latency, batch 1: %d calls x %d repetitions",
+               settings.latency_calls, settings.repetitions)
+  lat = timing.alternate(
+      {name: (lambda c=c, n=calls[name]: timing.latencies(c, n))
+       for name, c in single.items()}, settings.repetitions)
+  rows = []
+  for name in ("tf1 session", "keras predict"):
+    rows.append(Row.compare(f"decode b1 median vs {name}", lat["tfvae"][0],
+                            lat[name][0], "ms", name, lower_is_better=True))
+    rows.append(Row.compare(f"decode b1 p99 vs {name}", lat["tfvae"][1],
+                            lat[name][1], "ms", name, lower_is_better=True))
+  batch = settings.throughput_batch
+  zb = np.random.default_rng(2).standard_normal(
+      [batch, LATENT_SIZE]).astype(np.float32)
+  big = contenders(zb)
+  big["keras predict"] = lambda: generator.predict(zb, batch_size=batch,
+                                                   verbose=0)
+  for call in big.values():
+    call()
+  n = settings.throughput_calls
+
+  def images_per_sec(call):
+    return timing.rate(lambda: [call() for _ in range(n)], n * batch)
+
+  logging.info("decode throughput, batch %d", batch)
+  thr = timing.alternate({name: (lambda c=c: images_per_sec(c))
+                          for name, c in big.items()}, settings.repetitions)
+  for name in ("tf1 session", "keras predict"):
+    rows.append(Row.compare(f"decode b{batch} vs {name}", thr["tfvae"],
+                            thr[name], "images/s", name))
+  tf1.close()
+  return rows
+
+
+def pipeline_rows(dataset, settings, tfvae_rates):
+  """The tf.data training pipeline alone, against the step it feeds."""
+  batch = settings.mlp_batches[0]
+  num = min(settings.pipeline_batches,
+            data.steps_per_epoch(dataset.train, batch))
+
+  def examples_per_sec():
+    pipeline = data.train_dataset(dataset.train, batch, SEED, 0)
+    start = time.perf_counter()
+    for element in pipeline.take(num):
+      _ = element["image"]
+    return num * batch / (time.perf_counter() - start)
+
+  medians = timing.alternate({"pipeline": examples_per_sec},
+                             settings.repetitions)
+  return [Row.compare(f"input pipeline b{batch} vs training step",
+                      medians["pipeline"], tfvae_rates[("mlp", batch)],
+                      "examples/s", "tfvae train",
+                      note="ratio = headroom")]
+
+
+def run(dataset, settings):
+  """Runs the whole suite; yields `Row`s as they are measured."""
+  rows, tfvae_rates = training_rows(dataset, settings)
+  yield from rows
+  yield from mechanism_rows(dataset, settings)
+  yield from generation_rows(dataset, settings)
+  yield from pipeline_rows(dataset, settings, tfvae_rates)
+
+
+TINY = Settings(repetitions=1, mlp_batches=(16,), conv_batches=(8,),
+                mlp_examples=64, conv_examples=16, warmup_steps=1,
+                hidden_size=16, mechanism_steps_per_call=2, latency_calls=3,
+                predict_calls=2, throughput_batch=8, throughput_calls=1,
+                pipeline_batches=2, matmul_size=64)

@@ -1,0 +1,217 @@
+"""Tests of the benchmark suite: the references compute tfvae's loss, the
+step's feeds agree, and `python -m bench` runs and prints every row."""
+import json
+import os
+import subprocess
+import sys
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from bench import flops as flops_lib
+from bench import keras_reference
+from bench import suite
+from bench import tf1_reference
+from tfvae import config as config_lib
+from tfvae import data
+from tfvae import models
+from tfvae import objectives
+from tfvae import training
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SHAPE = (28, 28, 1)
+
+
+class _FixedNoise:
+  """Stands in for `objectives.ExampleNoise` with given Normal noise."""
+
+  def __init__(self, epsilon):
+    self._epsilon = tf.constant(epsilon)
+
+  def normal(self, shape):
+    del shape
+    return self._epsilon
+
+
+def _batch(size, seed=0):
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, size=(size, *_SHAPE)).astype(np.float32)
+  return images / 255.0, rng.standard_normal((size, 2)).astype(np.float32)
+
+
+def _tfvae_loss(model, images, epsilon):
+  loss, _ = objectives.ElboObjective()(model, tf.constant(images),
+                                       _FixedNoise(epsilon))
+  return float(tf.reduce_mean(loss))
+
+
+def _numpy_mlp_loss(weights, images, epsilon):
+  """The MLP VAE's mean -ELBO written out in NumPy (float64)."""
+  ew1, eb1, ew2, eb2, dw1, db1, dw2, db2 = [w.astype(np.float64)
+                                            for w in weights]
+  x = images.reshape(len(images), -1).astype(np.float64)
+  loc, raw = np.split(np.tanh(x @ ew1 + eb1) @ ew2 + eb2, 2, axis=1)
+  scale = np.logaddexp(0.0, raw) + 1e-5
+  z = loc + scale * epsilon
+  logits = np.tanh(z @ dw1 + db1) @ dw2 + db2
+  # -log Bernoulli(x | sigmoid(l)) = softplus(l) - x * l
+  distortion = np.sum(np.logaddexp(0.0, logits) - x * logits, axis=1)
+  rate = 0.5 * np.sum(loc**2 + scale**2 - 1 - 2 * np.log(scale), axis=1)
+  return np.mean(distortion + rate)
+
+
+def _small_dataset(n=96):
+  rng = np.random.default_rng(3)
+  images = rng.integers(0, 256, size=(n, *_SHAPE), dtype=np.uint8)
+  split = data.Split(images, np.zeros(n, np.int64))
+  return data.Dataset(name="fashion_mnist", train=split, test=split,
+                      class_names=tuple(str(i) for i in range(10)),
+                      source="test")
+
+
+class ReferenceLossTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_tf1_session_computes_tfvaes_loss(self):
+    tf.random.set_seed(1)
+    model = models.VAE(_SHAPE, 2, "mlp", (32,))
+    images, epsilon = _batch(8)
+    weights = suite.mlp_weights(model)
+    reference = tf1_reference.Tf1MlpVae(784, 32, 2)
+    reference.set_weights(weights)
+    got = reference.compute_loss(images.reshape(8, -1), epsilon)
+    reference.close()
+    expected = _numpy_mlp_loss(weights, images, epsilon)
+    self.assertAllClose(expected, _tfvae_loss(model, images, epsilon),
+                        rtol=1e-5)
+    self.assertAllClose(expected, got, rtol=1e-5)
+
+  @parameterized.named_parameters(("mlp", "mlp"), ("conv", "conv"))
+  def test_keras_model_computes_tfvaes_loss(self, network):
+    tf.random.set_seed(2)
+    model = models.VAE(_SHAPE, 2, network, (32,),
+                       "tanh" if network == "mlp" else "relu")
+    vae, generator = keras_reference.build(network, _SHAPE, 2, 32)
+    keras_reference.copy_weights_from_tfvae(vae, model)
+    images, epsilon = _batch(4)
+    self.assertAllClose(_tfvae_loss(model, images, epsilon),
+                        float(vae.negative_elbo(images, epsilon)), rtol=1e-5)
+    self.assertAllClose(model.decoder.outputs(epsilon)["mean"],
+                        generator(epsilon), atol=1e-6)
+
+  def test_keras_copy_refuses_other_shapes(self):
+    model = models.VAE(_SHAPE, 2, "mlp", (32,))
+    vae, _ = keras_reference.build("mlp", _SHAPE, 2, 16)
+    with self.assertRaisesRegex(ValueError, "differ in shape"):
+      keras_reference.copy_weights_from_tfvae(vae, model)
+
+
+class FlopsTest(tf.test.TestCase):
+
+  def test_mlp_count(self):
+    layers = flops_lib.mlp_vae_layers(_SHAPE, (512,), 2)
+    forward = 784 * 512 + 512 * 4 + 2 * 512 + 512 * 784
+    # Weight gradients of all layers, input gradients of all but the first.
+    self.assertEqual(2 * (forward + forward + forward - 784 * 512),
+                     flops_lib.training_flops(layers))
+    self.assertEqual(2 * forward, flops_lib.forward_flops(layers))
+
+  def test_conv_count_matches_the_models_weights(self):
+    """MACs per layer = kernel entries x output positions (input positions
+    for the transposed conv), from the model's actual weights."""
+    model = models.VAE(_SHAPE, 2, "conv", activation="relu")
+    kernels = [v for net in (model.encoder.net, model.decoder.net)
+               for v in keras_reference._ordered_variables(net)[::2]]  # pylint: disable=protected-access
+    positions = [784, 196, 196, 196, 1, 1, 1, 196, 784]
+    expected = [int(np.prod(k.shape)) * p for k, p in zip(kernels, positions)]
+    layers = flops_lib.conv_vae_layers(_SHAPE, 2)
+    self.assertEqual(expected, [l.macs for l in layers])
+    self.assertEqual([False] + [True] * 8, [l.input_grad for l in layers])
+
+
+class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.named_parameters(("one_per_call", 1), ("four_per_call", 4))
+  def test_device_feed_equals_tf_data_feed(self, steps_per_call):
+    """Same batches, same noise: the two feeds train identically, across
+    an epoch boundary (6 steps per epoch here)."""
+    dataset = _small_dataset()
+    losses, weights = {}, {}
+    for on_device, spc in ((False, 1), (True, steps_per_call)):
+      tf.random.set_seed(0)
+      contender = suite.TfvaeTraining(dataset, "mlp", 16, 8,
+                                      data_on_device=on_device,
+                                      steps_per_call=spc)
+      self.assertEqual(on_device, contender.trainer.data_on_device)
+      losses[on_device] = [contender.run(n) for n in (4, 5)]
+      weights[on_device] = [v.numpy() for v in contender.model.variables]
+      self.assertEqual(9, int(contender.trainer.step))
+    self.assertAllClose(losses[False], losses[True], rtol=1e-6)
+    for a, b in zip(weights[False], weights[True]):
+      self.assertAllClose(a, b, rtol=1e-6, atol=1e-7)
+
+  def test_device_runner_starts_mid_epoch_at_the_data_sets_batch(self):
+    dataset = _small_dataset()
+    contender = suite.TfvaeTraining(dataset, "mlp", 16, 8)
+    trainer = contender.trainer
+    order = trainer.epoch_order(2)
+    expected = data.train_dataset(trainer.train_split, 16, 0, 2,
+                                  skip_batches=3)
+    first = next(iter(expected))["image"].numpy()
+    self.assertAllEqual(dataset.train.images[order[48:64]], first)
+
+  def test_resumed_run_equals_uninterrupted_run(self):
+    dataset = _small_dataset()
+    config = config_lib.Config(epochs=2, batch_size=16, hidden_sizes=(8,),
+                               save_every_steps=4, log_every_steps=10**6)
+    straight = os.path.join(self.get_temp_dir(), "straight")
+    resumed = os.path.join(self.get_temp_dir(), "resumed")
+    _, records = training.run(config, straight, dataset=dataset)
+    training.run(config.replace(epochs=1), resumed, dataset=dataset)
+    _, more = training.run(config, resumed, dataset=dataset)
+    self.assertEqual(records[-1]["step"], more[-1]["step"])
+    self.assertAllClose(records[-1]["train_loss"], more[-1]["train_loss"],
+                        rtol=1e-6)
+    self.assertAllClose(records[-1]["test_elbo"], more[-1]["test_elbo"],
+                        rtol=1e-6)
+
+  def test_defaults_use_the_fast_feed(self):
+    config = config_lib.Config()
+    self.assertGreater(config.steps_per_call, 1)
+    self.assertFalse(config.jit)  # XLA changes the rounding of results.
+    contender = suite.TfvaeTraining(_small_dataset(), "mlp", 16, 8)
+    self.assertTrue(contender.trainer.data_on_device)
+
+
+class BenchCliTest(tf.test.TestCase):
+
+  def test_tiny_suite_prints_every_row_as_json(self):
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--tiny", "--json",
+         "--train_examples=128"], cwd=_ROOT, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    self.assertEqual(0, result.returncode, result.stderr[-2000:])
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    names = [r["name"] for r in rows]
+    for expected in ("train mlp b16 vs tf1 session",
+                     "train mlp b16 vs keras fit",
+                     "train conv b8 vs keras fit",
+                     "decode b1 median vs tf1 session",
+                     "decode b1 p99 vs keras predict",
+                     "decode b8 vs tf1 session",
+                     "input pipeline b16 vs training step"):
+      self.assertIn(expected, names)
+    self.assertTrue(any(n.startswith("flops mlp b16 (") for n in names))
+    self.assertTrue(any(n.startswith("mechanism ") for n in names))
+    for row in rows:
+      self.assertContainsSubset({"name", "tfvae", "reference", "unit",
+                                 "ratio"}, row)
+      self.assertGreater(row["tfvae"], 0)
+      self.assertGreater(row["reference"], 0)
+      want = (row["reference"] / row["tfvae"] if row["unit"] == "ms"
+              else row["tfvae"] / row["reference"])
+      self.assertAllClose(want, row["ratio"], rtol=1e-6)
+
+
+if __name__ == "__main__":
+  tf.test.main()
