@@ -162,7 +162,7 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
     objectives.for_config = lambda config: PoisonedAtStep5()
     try:
       with self.assertRaisesRegex(errors.NonFiniteLossError,
-                                  "NaN or infinite near step 6"):
+                                  "NaN or infinite within steps 5-6;"):
         _train(run_dir, epochs=2, save_every_steps=2)
     finally:
       objectives.for_config = original

@@ -543,7 +543,11 @@ class Trainer:
       train_seconds = 0.0
       epoch_end = (epoch_index + 1) * self.steps_per_epoch
       while step < epoch_end:
-        num = min(config.steps_per_call, epoch_end - step)
+        # A call never runs past a save point, so checkpoints land on every
+        # multiple of --save_every_steps whatever --steps_per_call is.
+        next_save = (step // config.save_every_steps + 1) * \
+            config.save_every_steps
+        num = min(config.steps_per_call, epoch_end - step, next_save - step)
         start = time.perf_counter()
         try:
           sums += run_steps(num).numpy()
@@ -551,7 +555,8 @@ class Trainer:
           if "non-finite training loss" not in str(e):
             raise
           raise errors.NonFiniteLossError(
-              f"training loss became NaN or infinite near step {step + 1}; "
+              f"training loss became NaN or infinite within steps "
+              f"{step + 1}-{step + num}; "
               f"stopped; newest checkpoint is the last good one: "
               f"{manager.latest_checkpoint or 'none written yet'}") from None
         train_seconds += time.perf_counter() - start
