@@ -16,6 +16,7 @@ import tempfile
 from absl import flags
 from absl.testing import parameterized
 import numpy as np
+import PIL.Image
 import tensorflow as tf
 
 from tfvae import autoencoders
@@ -24,6 +25,7 @@ from tfvae import data
 from tfvae import errors
 from tfvae import export
 from tfvae import generation
+from tfvae import plots
 from tfvae import runs
 from tfvae import training
 from tfvae import warmup
@@ -152,13 +154,18 @@ class ConditionalExportTest(tf.test.TestCase):
     cls.no_label = _start_tool(
         "generate", f"--model={cls.export_dir}",
         f"--out={os.path.join(cls.root, 'never.png')}")
+    cls.classes_png = os.path.join(cls.root, "classes.png")
+    cls.classes = _start_tool(
+        "plot", f"--model={cls.export_dir}", "--kind=classes", "--count=3",
+        "--seed=2", f"--out={cls.classes_png}")
     cls.grid = _start_tool(
         "generate", f"--model={cls.export_dir}", "--label=1", "--grid=3",
         f"--out={os.path.join(cls.root, 'grid.png')}")
 
   @classmethod
   def tearDownClass(cls):
-    for process in (cls.by_name, cls.no_label, cls.grid):
+    for process in (cls.by_name, cls.no_label, cls.grid,
+                    cls.classes):
       if process.poll() is None:
         process.kill()
         process.communicate()
@@ -308,6 +315,35 @@ class ConditionalExportTest(tf.test.TestCase):
     self.assertLen(lines, 1, err)
     self.assertRegex(lines[0], "conditional model.*--label.*Sneaker")
     self.assertFalse(os.path.exists(os.path.join(self.root, "never.png")))
+
+  def test_plot_cli_draws_one_row_per_class(self):
+    returncode, _, err = _finish(self.classes)
+    self.assertEqual(returncode, 0, err[-2000:])
+    picture = np.asarray(PIL.Image.open(self.classes_png).convert("L"))
+    # The tiles, pixel for pixel (2 x 2 blocks), below the title band and
+    # right of the class names.
+    top = plots._TITLE_PIXELS  # pylint: disable=protected-access
+    left = plots._MARGIN_PIXELS + plots._ROW_LABEL_PIXELS  # pylint: disable=protected-access
+    seeds = np.arange(3, dtype=np.int64) + 2 * 3
+    z = export.prior_latents(seeds, _LATENT)
+    for label in range(10):
+      expected = self.model.decoder.outputs(
+          z, tf.fill([3], tf.constant(label, tf.int64)))["mean"].numpy()
+      for column in range(3):
+        y, x = top + label * 58, left + column * 58
+        tile = picture[y:y + 56:2, x:x + 56:2].astype(np.float64)
+        self.assertAllClose(tile, np.round(expected[column, ..., 0] * 255),
+                            atol=1.01, msg=f"class {label}, column {column}")
+    # The class names are drawn left of the rows.
+    self.assertLess(picture[top:, :left].min(), 128)
+
+  def test_classes_plot_refuses_unconditional_models(self):
+    model = autoencoders.Autoencoder((28, 28, 1), 2, hidden_sizes=(16,))
+    generator = generation.load(export.export_model(
+        model, self.create_tempdir().full_path))
+    with self.assertRaisesRegex(errors.TfvaeError, "--kind=classes: .* not a "
+                                "conditional model"):
+      plots.classes(generator)
 
   def test_label_names_and_indices(self):
     generator = generation.load(self.path)
