@@ -322,8 +322,10 @@ class ConditionalExportTest(tf.test.TestCase):
     picture = np.asarray(PIL.Image.open(self.classes_png).convert("L"))
     # The tiles, pixel for pixel (2 x 2 blocks), below the title band and
     # right of the class names.
-    top = plots._TITLE_PIXELS  # pylint: disable=protected-access
-    left = plots._MARGIN_PIXELS + plots._ROW_LABEL_PIXELS  # pylint: disable=protected-access
+    # pylint: disable=protected-access
+    top = plots._TITLE_PIXELS
+    left = plots._MARGIN_PIXELS + plots._ROW_LABEL_PIXELS
+    # pylint: enable=protected-access
     seeds = np.arange(3, dtype=np.int64) + 2 * 3
     z = export.prior_latents(seeds, _LATENT)
     for label in range(10):

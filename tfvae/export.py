@@ -381,12 +381,11 @@ def export_module(model, part="full"):
   return module
 
 
-def refuse_generation(kind):
+def refuse_generation(kind, advice="export --part=full and use its decode"):
   """The error for asking a deterministic autoencoder to generate."""
   return errors.TfvaeError(
       f"model {kind} is a deterministic autoencoder: it cannot generate (it "
-      "has no prior over its codes); use decode on codes, or export "
-      "--part=full")
+      f"has no prior over its codes); use decode on codes ({advice})")
 
 
 def _autoencoder_module(model, part):

@@ -25,6 +25,8 @@ MAX_IMAGES = 10000
 # different --seed values never share images.
 SEED_STRIDE = 1 << 32
 GRID_RADIUS = 3.0
+# How to use a model that cannot generate (a deterministic autoencoder).
+_DECODE_ONLY = "--z, --z_file or --grid"
 
 
 class Generator:
@@ -102,9 +104,9 @@ class Generator:
 def _from_model(model, path, class_names):
   if not models.can_generate(model):
     module = export.export_module(model, "full")
+    refusal = export.refuse_generation(model.kind, _DECODE_ONLY)
     return Generator(module.decode, None, model.latent_size, path,
-                     refusal=export.refuse_generation(model.kind),
-                     z_input="code")
+                     refusal=refusal, z_input="code")
   module = export.export_module(model, "generator")
   conditional = models.is_conditional(model)
   return Generator(module.decode, module.generate, model.latent_size, path,
@@ -152,7 +154,8 @@ def load(path):
   if "code" in inputs and "generate" not in loaded.signatures:
     kind = export.read_metadata(saved_model_dir).get("model", "autoencoder")
     return Generator(decode, None, inputs["code"].shape[-1], saved_model_dir,
-                     refusal=export.refuse_generation(kind), z_input="code")
+                     refusal=export.refuse_generation(kind, _DECODE_ONLY),
+                     z_input="code")
   if "generate" not in loaded.signatures or "z" not in inputs:
     raise errors.TfvaeError(
         f"--model={path}: {saved_model_dir} has no generate signature, or "
