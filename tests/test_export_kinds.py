@@ -275,11 +275,15 @@ class ConditionalExportTest(tf.test.TestCase):
     loaded = tf.saved_model.load(self.path)
     self.assertEqual(export.replay_warmup(loaded, self.path), 8)
 
-  def test_generator_part_takes_labels(self):
+  def test_generator_part_takes_labels_and_holds_no_encoder(self):
     # Its own export directory: the CLIs above read the highest version.
     path = export.export_run(self.run_dir,
                              os.path.join(self.root, "exports", "generator"),
                              part="generator")
+    variables = [name for name, _ in tf.train.list_variables(
+        os.path.join(path, "variables", "variables"))]
+    self.assertNotEmpty([v for v in variables if "decoder" in v])
+    self.assertEmpty([v for v in variables if "encoder" in v])
     loaded = tf.saved_model.load(path).signatures
     self.assertCountEqual(loaded, ("serving_default", "decode", "generate"))
     seed = tf.constant([1, 2], tf.int64)
