@@ -12,6 +12,12 @@ the exported signatures (decode, generate, encode, encode_sample,
 reconstruct, elbo, log_importance_weights; see README "Exported
 signatures"); `export_model` and `export_run` publish it with TF Serving
 warmup requests, after replaying them through the reloaded SavedModel.
+
+The model kind shapes the signatures: a VAE (vae, iwae) has all of them; a
+conditional VAE (cvae) has the same ones, each with an extra int64 `label`
+input [None]; a deterministic autoencoder (ae, denoising_ae, sparse_ae,
+contractive_ae) has only encode (-> "code"), decode (code -> "mean" and the
+likelihood's parameters) and reconstruct, and no generator part.
 """
 import json
 import os
@@ -23,7 +29,9 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from tfvae import data
 from tfvae import errors
+from tfvae import models
 from tfvae import objectives
 from tfvae import runs
 from tfvae import warmup
@@ -37,6 +45,8 @@ PART_SIGNATURES = {
              "elbo", "log_importance_weights"),
     "generator": ("decode", "generate"),
 }
+# What a deterministic autoencoder exports (part full only).
+AUTOENCODER_SIGNATURES = ("decode", "encode", "reconstruct")
 DEFAULT_SIGNATURE = "serving_default"
 SERVING_TAG = "serve"
 # Provenance of an export (run, checkpoint, step, part, shapes), next to the
@@ -264,10 +274,16 @@ def export_module(model, part="full"):
       with z_i = loc + scale * eps_i, eps = stateless_normal([num_samples,
       B, D], seed=[seed, IMPORTANCE_STREAM]).
 
+  A `models.CVAE` gets the same signatures with an extra int64 input
+  `label` [B] (class indices; out-of-range labels fail): see
+  `_conditional_module`. A deterministic `autoencoders.Autoencoder` gets
+  encode, decode and reconstruct only: see `_autoencoder_module`.
+
   Args:
     model: A model with `decoder` (with `outputs(z)`), `latent_size`,
       `image_shape` and `prior()`, and for part "full" also
-      `approx_posterior(x)` and `likelihood(z)` (a `models.VAE`).
+      `approx_posterior(x)` and `likelihood(z)` (a `models.VAE`); or a
+      `models.CVAE`; or an `autoencoders.Autoencoder`.
     part: "full" (every signature above) or "generator" (decode and generate
       only; the module then holds the decoder's variables alone).
 
@@ -276,11 +292,16 @@ def export_module(model, part="full"):
     part; pass it to `signatures` for `tf.saved_model.save`.
 
   Raises:
-    errors.TfvaeError: If `part` is unknown or the model lacks what it needs.
+    errors.TfvaeError: If `part` is unknown or the model lacks what it needs
+      (an autoencoder has no generator part).
   """
   if part not in PARTS:
     raise errors.TfvaeError(
         f"--part={part}: choose one of {', '.join(PARTS)}")
+  if not models.can_generate(model):
+    return _autoencoder_module(model, part)
+  if models.is_conditional(model):
+    return _conditional_module(model, part)
   _require(model, part, ("decoder", "latent_size", "image_shape", "prior"))
   if part == "full":
     _require(model, part, ("approx_posterior", "likelihood"))
@@ -360,6 +381,188 @@ def export_module(model, part="full"):
   return module
 
 
+def refuse_generation(kind, advice="export --part=full and use its decode"):
+  """The error for asking a deterministic autoencoder to generate."""
+  return errors.TfvaeError(
+      f"model {kind} is a deterministic autoencoder: it cannot generate (it "
+      f"has no prior over its codes); use decode on codes ({advice})")
+
+
+def _autoencoder_module(model, part):
+  """The signatures of a deterministic autoencoder (part "full" only).
+
+    encode(x [B, H, W, C]) -> "code" [B, D], the code h = f(x).
+    decode(code [B, D]) -> "mean" [B, H, W, C] and the likelihood's
+      parameters ("logits", or "loc" and "scale"), from `model.decode`.
+    reconstruct(x [B, H, W, C]) -> "mean" [B, H, W, C], the decoder's mean
+      at f(x).
+
+  Raises:
+    errors.TfvaeError: For part "generator": an autoencoder cannot generate.
+  """
+  if part != "full":
+    raise refuse_generation(getattr(model, "kind", type(model).__name__))
+  module = tf.Module(name=f"tfvae_{part}")
+  module.model = model
+  image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32,
+                             name="x")
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, model.latent_size], tf.float32, name="code")])
+  def decode(code):
+    return dict(model.decode(code))
+
+  @tf.function(input_signature=[image_spec])
+  def encode(x):
+    return {"code": model.encode(x)}
+
+  @tf.function(input_signature=[image_spec])
+  def reconstruct(x):
+    return {"mean": model.reconstruct(x)}
+
+  module.decode, module.encode, module.reconstruct = decode, encode, reconstruct
+  return module
+
+
+def _broadcast_seeds(seed, batch):
+  """seed int64 [B] or [1] -> [B], checked."""
+  seeds = tf.shape(seed)[0]
+  check = tf.debugging.assert_equal(
+      tf.logical_or(tf.equal(seeds, batch), tf.equal(seeds, 1)), True,
+      message="seed must have one entry per image of x, or one for all")
+  with tf.control_dependencies([check]):
+    return tf.broadcast_to(seed, [batch])
+
+
+def _conditional_module(model, part):
+  """The signatures of a `models.CVAE`: those of a VAE, each with `label`.
+
+  label is int64 [B], class indices in [0, num_classes) (one per row of x,
+  z or seed; out-of-range labels raise InvalidArgumentError naming
+  `label`).
+
+    decode(z [B, D], label) -> "mean" and the likelihood's parameters of
+      p(x | z, y).
+    generate(seed int64 [B], label) -> "images", "z": z = prior_latents(seed)
+      decoded with label y (so a seed keeps its z across labels).
+    encode(x, label) -> "loc", "scale" of q(z | x, y).
+    encode_sample(x, seed [B] or [1], label) -> "z", "loc", "scale".
+    reconstruct(x, label) -> "mean" at the posterior mean.
+    elbo(x, seed [B] or [1], label) -> "elbo", "rate", "distortion" [B] of
+      log p(x | y).
+    log_importance_weights(x, seed [], num_samples [], label) ->
+      "log_weights" [num_samples, B].
+
+  The noise of every random signature is drawn as for a VAE (see
+  `export_module`).
+  """
+  _check_standard_normal_prior(model)
+  latent_size = int(model.latent_size)
+  decoder = model.decoder
+  module = tf.Module(name=f"tfvae_{part}")
+  if part == "generator":
+    module.decoder = decoder
+  else:
+    module.model = model
+  label_spec = tf.TensorSpec([None], tf.int64, name="label")
+  seeds_spec = tf.TensorSpec([None], tf.int64, name="seed")
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, latent_size], tf.float32, name="z"), label_spec])
+  def decode(z, label):
+    return dict(decoder.outputs(z, label))
+
+  @tf.function(input_signature=[seeds_spec, label_spec])
+  def generate(seed, label):
+    z = prior_latents(seed, latent_size)
+    return {"images": decoder.outputs(z, label)["mean"], "z": z}
+
+  module.decode, module.generate = decode, generate
+  if part == "generator":
+    return module
+
+  image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32,
+                             name="x")
+  # Presents the model with fixed labels as an unconditional one.
+  labelled = objectives._LabelledModel  # pylint: disable=protected-access
+
+  def posterior_sample(x, seed, label):
+    approx_posterior = model.approx_posterior(x, label)
+    seed = _broadcast_seeds(seed, tf.shape(x)[0])
+    noise = per_example_normal(seed, [latent_size], POSTERIOR_STREAM)
+    return approx_posterior, noise
+
+  @tf.function(input_signature=[image_spec, label_spec])
+  def encode(x, label):
+    approx_posterior = model.approx_posterior(x, label)
+    return {"loc": approx_posterior.mean(),
+            "scale": approx_posterior.stddev()}
+
+  @tf.function(input_signature=[image_spec, seeds_spec, label_spec])
+  def encode_sample(x, seed, label):
+    approx_posterior, noise = posterior_sample(x, seed, label)
+    return {"z": objectives.reparameterize(approx_posterior, noise),
+            "loc": approx_posterior.mean(),
+            "scale": approx_posterior.stddev()}
+
+  @tf.function(input_signature=[image_spec, label_spec])
+  def reconstruct(x, label):
+    z = model.approx_posterior(x, label).mean()
+    return {"mean": decoder.outputs(z, label)["mean"]}
+
+  @tf.function(input_signature=[image_spec, seeds_spec, label_spec])
+  def elbo(x, seed, label):
+    _, noise = posterior_sample(x, seed, label)
+    bound = objectives.elbo(labelled(model, label), x, noise=noise)
+    return {"elbo": bound.elbo, "rate": bound.rate,
+            "distortion": bound.distortion}
+
+  @tf.function(input_signature=[
+      image_spec, tf.TensorSpec([], tf.int64, name="seed"),
+      tf.TensorSpec([], tf.int32, name="num_samples"), label_spec])
+  def log_importance_weights(x, seed, num_samples, label):
+    check = tf.debugging.assert_positive(
+        num_samples, message="num_samples must be positive")
+    with tf.control_dependencies([check]):
+      num_samples = tf.identity(num_samples)
+    noise = tf.random.stateless_normal(
+        [num_samples, tf.shape(x)[0], latent_size],
+        seed=tf.stack([seed, tf.constant(IMPORTANCE_STREAM, tf.int64)]),
+        alg=_RNG_ALG)
+    # Each of the num_samples copies of x keeps its label.
+    return {"log_weights": objectives.log_importance_weights(
+        _TiledLabels(model, label, num_samples), x, num_samples,
+        noise=noise)}
+
+  module.encode = encode
+  module.encode_sample = encode_sample
+  module.reconstruct = reconstruct
+  module.elbo = elbo
+  module.log_importance_weights = log_importance_weights
+  return module
+
+
+class _TiledLabels:
+  """A CVAE with fixed labels [B] for `objectives.log_importance_weights`,
+  whose likelihood sees num_samples stacked copies of the batch."""
+
+  def __init__(self, model, labels, num_samples):
+    self._model = model
+    self._labels = labels
+    self._tiled = tf.tile(labels, [num_samples])
+    self.latent_size = model.latent_size
+
+  def prior(self):
+    return self._model.prior()
+
+  def approx_posterior(self, images):
+    return self._model.approx_posterior(images, self._labels)
+
+  def likelihood(self, z):
+    return self._model.likelihood(z, self._tiled)
+
+
+
 def signatures(module):
   """The signature map of an `export_module`: its functions + serving_default.
 
@@ -373,12 +576,14 @@ def signatures(module):
   return found
 
 
-def example_inputs(function, batch=2):
+def example_inputs(function, batch=2, num_classes=2):
   """Small deterministic inputs for a signature function (for warmup).
 
   Args:
     function: A `tf.function` of `export_module` (with an input signature).
     batch: The batch size of the inputs.
+    num_classes: Labels (the `label` input of a CVAE) are 0, 1, ... modulo
+      this.
 
   Returns:
     dict input name -> numpy array.
@@ -389,8 +594,10 @@ def example_inputs(function, batch=2):
     shape = [batch if d is None else d for d in spec.shape.as_list()]
     if spec.name == "x":
       value = rng.uniform(size=shape).astype(np.float32)
-    elif spec.name == "z":
+    elif spec.name in ("z", "code"):
       value = rng.standard_normal(shape).astype(np.float32)
+    elif spec.name == "label":
+      value = np.arange(batch, dtype=np.int64) % max(int(num_classes), 1)
     elif spec.name == "seed":
       value = (np.arange(batch, dtype=np.int64) if shape
                else np.array(0, np.int64))
@@ -528,7 +735,9 @@ def export_model(model, export_dir, part="full", version=None,
     export_dir: Parent directory of the versions.
     part: "full" or "generator".
     version: Positive integer version; default one above the highest.
-    metadata: Optional JSON-able dict added to the provenance file.
+    metadata: Optional JSON-able dict added to the provenance file (for a
+      CVAE, "class_names": the names of its labels, which
+      `tfvae-generate --label=NAME` reads).
     verify: Optional extra `verify(loaded, path)` run last (see `publish`).
 
   Returns:
@@ -540,8 +749,13 @@ def export_model(model, export_dir, part="full", version=None,
   module = export_module(model, part)
   signature_map = signatures(module)
   model_name = os.path.basename(os.path.normpath(export_dir)) or "model"
-  requests = [(name, example_inputs(function))
+  num_classes = int(getattr(model, "num_classes", 2))
+  requests = [(name, example_inputs(function, num_classes=num_classes))
               for name, function in signature_map.items()]
+  kind_info = {"generative": models.can_generate(model),
+               "conditional": models.is_conditional(model)}
+  if kind_info["conditional"]:
+    kind_info["num_classes"] = num_classes
 
   def check(loaded, path):
     pins = device_pins(path)
@@ -557,6 +771,7 @@ def export_model(model, export_dir, part="full", version=None,
         "signatures": list(signature_map),
         "latent_size": int(model.latent_size),
         "image_shape": [int(d) for d in model.image_shape],
+        **kind_info,
         **(metadata or {}),
     }
     with open(os.path.join(path, warmup.ASSETS_EXTRA, METADATA_FILE),
@@ -607,8 +822,36 @@ def export_run(run_dir, export_dir, checkpoint=None, version=None,
                run_dir, part)
   metadata = {"run_dir": os.path.abspath(run_dir),
               "checkpoint": os.path.abspath(checkpoint), "step": step,
-              "config": config.to_dict()}
+              "model": config.model, "config": config.to_dict()}
+  if models.is_conditional(model):
+    metadata["class_names"] = list(run_class_names(config))
   return export_model(model, export_dir, part, version, metadata, verify)
+
+
+def run_class_names(config):
+  """The names of a run's class labels: its data set's, or "0", "1", ...
+
+  Returns:
+    A tuple of `config.num_classes` strings.
+  """
+  names = tuple(data.CLASS_NAMES.get(config.dataset, ()))
+  if len(names) != config.num_classes:
+    names = tuple(str(i) for i in range(config.num_classes))
+  return names
+
+
+def read_metadata(saved_model_dir):
+  """The provenance JSON of an export (`METADATA_FILE`), or {} if absent."""
+  source = os.path.join(saved_model_dir, warmup.ASSETS_EXTRA, METADATA_FILE)
+  if not os.path.isfile(source):
+    return {}
+  try:
+    with open(source) as f:
+      found = json.load(f)
+  except (OSError, ValueError) as e:
+    raise errors.TfvaeError(
+        f"{source}: not a readable JSON file: {e}") from None
+  return found if isinstance(found, dict) else {}
 
 
 def find_saved_model(path):

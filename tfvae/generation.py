@@ -3,7 +3,9 @@
 A generator is anything with the `decode` and `generate` signatures of
 `export.generator_functions`: a tfvae SavedModel (any part, or an export of a
 migrated TF1 model), an export directory of versions, or a run directory
-(whose newest checkpoint is restored in-process).
+(whose newest checkpoint is restored in-process). A cvae's functions also
+take class labels; a deterministic autoencoder's decode takes codes and it
+cannot generate.
 """
 import os
 
@@ -13,6 +15,7 @@ import tensorflow as tf
 from tfvae import errors
 from tfvae import export
 from tfvae import files
+from tfvae import models
 from tfvae import runs
 
 # More images than this in one call is almost surely a typo (64 MB of
@@ -22,31 +25,93 @@ MAX_IMAGES = 10000
 # different --seed values never share images.
 SEED_STRIDE = 1 << 32
 GRID_RADIUS = 3.0
+# How to use a model that cannot generate (a deterministic autoencoder).
+_DECODE_ONLY = "--z, --z_file or --grid"
 
 
 class Generator:
   """The decode/generate pair of a model, from wherever it is stored.
 
+  A conditional model (cvae) takes one class label per image in both; a
+  deterministic autoencoder has decode only (its input is named "code") and
+  refuses to generate.
+
   Attributes:
     source: The SavedModel or run directory the functions come from.
-    latent_size: Width of z.
+    latent_size: Width of z (or of the code).
+    conditional: Whether decode and generate take class labels.
+    class_names: Names of the labels (conditional models), or None.
+    refusal: None if the model can generate, else the `TfvaeError` that
+      `generate` raises.
   """
 
-  def __init__(self, decode, generate, latent_size, source):
+  def __init__(self, decode, generate, latent_size, source,
+               conditional=False, class_names=None, refusal=None,
+               z_input="z"):
     self._decode = decode
     self._generate = generate
     self.latent_size = int(latent_size)
     self.source = source
+    self.conditional = conditional
+    self.class_names = tuple(class_names) if class_names else None
+    self.refusal = refusal
+    self._z_input = z_input
 
-  def decode(self, z):
-    """Decodes points float [N, latent_size] to image means [N, H, W, C]."""
+  def _labels(self, labels, count):
+    if not self.conditional:
+      return {}
+    if labels is None:
+      raise errors.TfvaeError(
+          f"{self.source} is a conditional model (cvae): give the class to "
+          "draw with --label")
+    labels = np.broadcast_to(np.asarray(labels, np.int64), [count])
+    return {"label": tf.constant(labels)}
+
+  def decode(self, z, labels=None):
+    """Decodes points float [N, latent_size] to image means [N, H, W, C].
+
+    Args:
+      z: Latent points (codes of an autoencoder).
+      labels: int class labels, [N] or one for all (conditional models).
+    """
     z = np.asarray(z, np.float32)
-    return self._decode(z=tf.constant(z))["mean"].numpy()
+    return self._decode(**{self._z_input: tf.constant(z)},
+                        **self._labels(labels, len(z)))["mean"].numpy()
 
-  def generate(self, seeds):
+  def generate(self, seeds, labels=None):
     """Draws one prior sample per int64 seed [N]; returns (images, z)."""
-    out = self._generate(seed=tf.constant(np.asarray(seeds, np.int64)))
+    if self.refusal is not None:
+      raise self.refusal
+    seeds = np.asarray(seeds, np.int64)
+    out = self._generate(seed=tf.constant(seeds),
+                         **self._labels(labels, len(seeds)))
     return out["images"].numpy(), out["z"].numpy()
+
+  def label(self, spec):
+    """Reads --label (an index or a class name) for this model.
+
+    Raises:
+      errors.TfvaeError: If the model is not conditional or `spec` names no
+        class of it.
+    """
+    if not self.conditional:
+      raise errors.TfvaeError(
+          f"--label={spec}: {self.source} is not a conditional model (only a "
+          "cvae takes class labels)")
+    return models.class_label(spec, self.class_names)
+
+
+def _from_model(model, path, class_names):
+  if not models.can_generate(model):
+    module = export.export_module(model, "full")
+    refusal = export.refuse_generation(model.kind, _DECODE_ONLY)
+    return Generator(module.decode, None, model.latent_size, path,
+                     refusal=refusal, z_input="code")
+  module = export.export_module(model, "generator")
+  conditional = models.is_conditional(model)
+  return Generator(module.decode, module.generate, model.latent_size, path,
+                   conditional=conditional,
+                   class_names=class_names if conditional else None)
 
 
 def load(path):
@@ -61,14 +126,13 @@ def load(path):
 
   Raises:
     errors.TfvaeError: If `path` is none of these, or lacks the decode or
-      generate signature.
+      generate signature (a deterministic autoencoder needs decode only).
   """
   if not os.path.exists(path):
     raise errors.TfvaeError(f"--model={path}: no such file or directory")
   if runs.is_run_dir(path):
-    _, model, _ = runs.restore_model(path)
-    module = export.export_module(model, "generator")
-    return Generator(module.decode, module.generate, model.latent_size, path)
+    config, model, _ = runs.restore_model(path)
+    return _from_model(model, path, export.run_class_names(config))
   saved_model_dir = export.find_saved_model(path)
   if saved_model_dir is None:
     raise errors.TfvaeError(
@@ -81,16 +145,31 @@ def load(path):
     raise errors.TfvaeError(
         f"--model={path}: {saved_model_dir} could not be loaded: "
         f"{str(e).strip().splitlines()[0]}") from None
-  missing = [name for name in ("decode", "generate")
-             if name not in loaded.signatures]
-  if missing:
+  if "decode" not in loaded.signatures:
     raise errors.TfvaeError(
-        f"--model={path}: {saved_model_dir} has no {' or '.join(missing)} "
-        f"signature (it has: {', '.join(sorted(loaded.signatures))})")
+        f"--model={path}: {saved_model_dir} has no decode signature (it "
+        f"has: {', '.join(sorted(loaded.signatures))})")
   decode = loaded.signatures["decode"]
-  z_spec = decode.structured_input_signature[1]["z"]
-  return Generator(decode, loaded.signatures["generate"], z_spec.shape[-1],
-                   saved_model_dir)
+  inputs = decode.structured_input_signature[1]
+  if "code" in inputs and "generate" not in loaded.signatures:
+    kind = export.read_metadata(saved_model_dir).get("model", "autoencoder")
+    return Generator(decode, None, inputs["code"].shape[-1], saved_model_dir,
+                     refusal=export.refuse_generation(kind, _DECODE_ONLY),
+                     z_input="code")
+  if "generate" not in loaded.signatures or "z" not in inputs:
+    raise errors.TfvaeError(
+        f"--model={path}: {saved_model_dir} has no generate signature, or "
+        f"its decode takes no z (signatures: "
+        f"{', '.join(sorted(loaded.signatures))})")
+  conditional = "label" in inputs
+  class_names = None
+  if conditional:
+    metadata = export.read_metadata(saved_model_dir)
+    class_names = metadata.get("class_names") or [
+        str(i) for i in range(int(metadata.get("num_classes", 10)))]
+  return Generator(decode, loaded.signatures["generate"],
+                   inputs["z"].shape[-1], saved_model_dir,
+                   conditional=conditional, class_names=class_names)
 
 
 def check_count(num):

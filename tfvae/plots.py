@@ -13,6 +13,7 @@ PNG shows the decoded images without resampling.
   curves           train/test ELBO, rate and distortion per epoch
   anomaly          histograms of per-example ELBO, in-distribution vs other,
                    AUROC in the title
+  classes          one row of decoded prior samples per class (cvae only)
 """
 import glob
 import io
@@ -33,10 +34,11 @@ from tfvae import images as images_lib
 from tfvae import runs
 
 KINDS = ("manifold", "latent", "reconstructions", "samples", "interpolation",
-         "curves", "anomaly")
+         "curves", "anomaly", "classes")
 CURVE_METRICS = ("elbo", "rate", "distortion")
 _TITLE_PIXELS = 40
 _MARGIN_PIXELS = 8
+_ROW_LABEL_PIXELS = 80
 _DPI = 100
 
 
@@ -77,7 +79,7 @@ def save(figure, path):
   return path
 
 
-def grid_figure(images, columns, title, scale=2):
+def grid_figure(images, columns, title, scale=2, row_labels=None):
   """A figure showing images [N, H, W, C] in [0, 1] tiled, pixel for pixel.
 
   Args:
@@ -85,6 +87,7 @@ def grid_figure(images, columns, title, scale=2):
     columns: Tiles per row.
     title: Text above the grid.
     scale: Output pixels per image pixel (integer).
+    row_labels: Optional text left of each row of tiles.
 
   Returns:
     A matplotlib Figure.
@@ -94,12 +97,18 @@ def grid_figure(images, columns, title, scale=2):
     picture = np.repeat(picture, 3, axis=-1)
   picture = np.kron(picture, np.ones((scale, scale, 1), np.uint8))
   height, width = picture.shape[:2]
-  fig_width = width + 2 * _MARGIN_PIXELS
+  left = _MARGIN_PIXELS + (_ROW_LABEL_PIXELS if row_labels else 0)
+  fig_width = width + left + _MARGIN_PIXELS
   fig_height = height + _TITLE_PIXELS + _MARGIN_PIXELS
   figure = new_figure(fig_width / _DPI, fig_height / _DPI)
-  figure.figimage(picture, xo=_MARGIN_PIXELS, yo=_MARGIN_PIXELS, origin="upper")
+  figure.figimage(picture, xo=left, yo=_MARGIN_PIXELS, origin="upper")
   figure.text(0.5, 1 - 0.5 * _TITLE_PIXELS / fig_height, title,
               ha="center", va="center", fontsize=8, wrap=True)
+  tile = (np.shape(images)[1] + 1) * scale
+  for row, label in enumerate(row_labels or ()):
+    centre = _TITLE_PIXELS + row * tile + 0.5 * (tile - scale)
+    figure.text((left - 4) / fig_width, 1 - centre / fig_height, str(label),
+                ha="right", va="center", fontsize=7)
   return figure
 
 
@@ -231,6 +240,33 @@ def samples(model, count=64, seed=0, columns=8):
   return grid_figure(decoded, columns,
                      f"{count} samples: means of p(x | z), z ~ N(0, I), "
                      f"seed {seed}")
+
+
+def classes(generator, count=8, seed=0):
+  """One row of decoded prior samples per class of a conditional model.
+
+  Column j of every row decodes the same z (prior seed seed * count + j), so
+  a column keeps its style and changes its class.
+
+  Args:
+    generator: A conditional `generation.Generator` (a cvae run or export).
+    count: Samples per class.
+    seed: Seed of the samples.
+
+  Raises:
+    errors.TfvaeError: If the model is not conditional.
+  """
+  if not generator.conditional:
+    raise errors.TfvaeError(
+        f"--kind=classes: {generator.source} is not a conditional model "
+        "(only a cvae draws by class); use --kind=samples")
+  seeds = np.arange(count, dtype=np.int64) + int(seed) * count
+  rows = [generator.generate(seeds, label)[0]
+          for label in range(len(generator.class_names))]
+  return grid_figure(np.concatenate(rows), count,
+                     f"{count} samples per class: means of p(x | z, y), the "
+                     f"same z ~ N(0, I) in each column, seed {seed}",
+                     row_labels=generator.class_names)
 
 
 def interpolation(model, images, steps=10, first=0, second=1):

@@ -11,7 +11,10 @@ the in-process model, and only then renamed into place.
 
 Signatures: decode (also serving_default), generate, and with --part=full
 also encode, encode_sample, reconstruct, elbo and log_importance_weights;
-see README "Exported signatures".
+a cvae's all take a class `label` as well; a deterministic autoencoder (ae,
+denoising_ae, sparse_ae, contractive_ae) exports encode, decode and
+reconstruct only, and refuses --part=generator. See README "Exported
+signatures".
 """
 from absl import app
 from absl import flags
@@ -37,7 +40,8 @@ flags.DEFINE_integer("version", None,
 flags.DEFINE_enum("part", "full", ["full", "generator"],
                   "What to export: full (encoder, decoder and bounds: every "
                   "signature) or generator (decode and generate only; the "
-                  "file holds no encoder variables).")
+                  "file holds no encoder variables; not for autoencoders, "
+                  "which cannot generate).")
 flags.mark_flags_as_required(["run_dir", "export_dir"])
 
 FLAGS = flags.FLAGS

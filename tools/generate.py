@@ -9,6 +9,14 @@ version is used) or a run directory (its newest checkpoint). Samples come from
 the generate signature (image i of --seed=S uses prior seed S * 2^32 + i, so a
 picture is reproducible); --z, --z_file and --grid go through decode. The
 picture shows the decoder's mean (pixel probabilities for Bernoulli models).
+
+A conditional model (cvae) needs --label, an index or a class name; every
+image (samples, --z points, the --grid manifold) is drawn for that class:
+
+  tfvae-generate --model=exports/fm_cvae --label=Sneaker --out=sneakers.png
+
+A deterministic autoencoder (ae, denoising_ae, sparse_ae, contractive_ae)
+cannot sample; --z, --z_file and --grid decode the given codes instead.
 """
 from absl import app
 from absl import flags
@@ -38,6 +46,10 @@ flags.DEFINE_string("z_file", None,
 flags.DEFINE_integer("grid", None,
                      "Decode a GRID x GRID manifold over [-3, 3]^2 (2-D "
                      "latent spaces only), x to the right, y upwards.")
+flags.DEFINE_string("label", None,
+                    "Class to draw, for a conditional model (cvae) only, "
+                    "where it is required: a label index (7) or a class "
+                    "name (Sneaker, case-insensitive).")
 flags.DEFINE_integer("columns", None,
                      "Images per row of the picture; default square (GRID "
                      "for --grid).")
@@ -69,19 +81,29 @@ def main(argv):
   if not chosen:
     seeds = generation.sample_seeds(FLAGS.seed, FLAGS.num)
   generator = generation.load(FLAGS.model)
+  label = None
+  if FLAGS.label is not None:
+    label = generator.label(FLAGS.label)
+  elif generator.conditional:
+    raise errors.TfvaeError(
+        f"--model={FLAGS.model} is a conditional model (cvae): give the "
+        "class to draw with --label (an index or one of "
+        f"{', '.join(generator.class_names)})")
+  if not chosen and generator.refusal is not None:
+    raise generator.refusal
   columns = FLAGS.columns
   if FLAGS.z is not None:
     pictures = generator.decode(
-        generation.parse_points(FLAGS.z, generator.latent_size))
+        generation.parse_points(FLAGS.z, generator.latent_size), label)
   elif FLAGS.z_file is not None:
     pictures = generator.decode(
-        generation.load_points(FLAGS.z_file, generator.latent_size))
+        generation.load_points(FLAGS.z_file, generator.latent_size), label)
   elif FLAGS.grid is not None:
     pictures = generator.decode(
-        generation.manifold_grid(FLAGS.grid, generator.latent_size))
+        generation.manifold_grid(FLAGS.grid, generator.latent_size), label)
     columns = columns or FLAGS.grid
   else:
-    pictures, _ = generator.generate(seeds)
+    pictures, _ = generator.generate(seeds, label)
   if FLAGS.out_npy is not None:
     generation.save_npy(FLAGS.out_npy, pictures)
   images.write_png(FLAGS.out, images.grid(pictures, columns=columns))

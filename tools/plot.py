@@ -14,6 +14,8 @@ Kinds:
                    run's TensorBoard summaries (run directories only)
   anomaly          per-example ELBO of the test split against --other
                    (uniform noise by default), AUROC in the title
+  classes          one row of --count samples per class (cvae runs and
+                   exports only; the same z in each column)
 """
 from absl import app
 from absl import flags
@@ -22,7 +24,7 @@ from absl import logging
 from tools import _cli
 
 _KINDS = ("manifold", "latent", "reconstructions", "samples",
-          "interpolation", "curves", "anomaly")
+          "interpolation", "curves", "anomaly", "classes")
 
 flags.DEFINE_string("model", None,
                     "A run directory (its newest intact checkpoint) or a "
@@ -49,7 +51,7 @@ flags.DEFINE_integer("seed", 0,
                      "images; the same seed gives the same picture.")
 flags.DEFINE_integer("count", 16,
                      "Images shown by reconstructions; samples shows "
-                     "count * 4.")
+                     "count * 4; classes shows count per class.")
 flags.DEFINE_integer("grid_size", 20, "Points per axis of the manifold.")
 flags.DEFINE_float("span", 3.0, "The manifold covers [-span, span]^2.")
 flags.DEFINE_integer("steps", 10, "Decoded points of the interpolation.")
@@ -87,6 +89,16 @@ def main(argv):
   if len(pair) != 2 or min(pair) < 0:
     raise errors.TfvaeError(f"--pair={','.join(FLAGS.pair)}: expected two "
                             "non-negative image indices")
+  if FLAGS.kind == "classes":
+    # Drawn through the label-taking generate of a cvae run or export.
+    from tfvae import generation  # pylint: disable=g-import-not-at-top
+    if not 1 <= FLAGS.count <= 100:
+      raise errors.TfvaeError(f"--count={FLAGS.count}: must be between 1 "
+                              "and 100")
+    plots.save(plots.classes(generation.load(FLAGS.model), FLAGS.count,
+                             FLAGS.seed), FLAGS.out)
+    logging.info("Wrote %s.", FLAGS.out)
+    return
   loaded = evaluation.load_model(FLAGS.model)
   model, config = loaded.model, loaded.config
   dataset = FLAGS.dataset or (config.dataset if config else "fashion_mnist")
