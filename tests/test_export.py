@@ -24,6 +24,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae import errors
+from tfvae import evaluation
 from tfvae import export
 from tfvae import generation
 from tfvae import images as images_lib
@@ -256,6 +257,12 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     return {k: v.numpy() for k, v in outputs.items()}
 
   # The export itself.
+
+  def test_evaluation_reads_the_run_config_from_the_export(self):
+    loaded = evaluation.load_model(self.saved_model)
+    self.assertIsNotNone(loaded.config)
+    self.assertEqual(loaded.config.to_dict(),
+                     runs.load_config(self.run_dir).to_dict())
 
   def test_cli_writes_version_one_in_serving_layout(self):
     self.assertEqual(self.export_result.stdout.strip(), self.saved_model)

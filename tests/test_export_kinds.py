@@ -23,6 +23,7 @@ from tfvae import autoencoders
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae import errors
+from tfvae import evaluation
 from tfvae import export
 from tfvae import generation
 from tfvae import plots
@@ -178,6 +179,12 @@ class ConditionalExportTest(tf.test.TestCase):
     self.loaded = tf.saved_model.load(self.path).signatures
     self.x = _test_images()
     self.label = tf.constant([_SNEAKER, 0, 3, _SNEAKER], tf.int64)
+
+  def test_evaluation_refuses_a_cvae_clearly(self):
+    for path in (self.run_dir, self.export_dir):
+      with self.assertRaisesRegex(errors.TfvaeError,
+                                  "holds a cvae model; evaluation"):
+        evaluation.load_model(path)
 
   def test_signatures_all_take_a_label(self):
     self.assertCountEqual(self.loaded, (

@@ -396,27 +396,48 @@ class LoadedModel:
 def load_model(path):
   """Loads a run directory (newest intact checkpoint) or an export.
 
-  An export's `assets.extra/config.json`, when present, is read as the
-  config of the run it was exported from.
+  An export made from a run records the run's config in
+  `assets.extra/tfvae_export.json`; it is used as the config here.
 
   Raises:
-    errors.TfvaeError: If `path` is neither.
+    errors.TfvaeError: If `path` is neither, or holds a model that is not a
+      VAE (deterministic autoencoders and conditional VAEs have no
+      unconditional posterior and prior to score and plot with).
   """
   if runs.is_run_dir(path):
     config, model, step = runs.restore_model(path)
+    _check_kind(config.model, path)
     logging.info("Restored %s at step %d.", path, step)
     return LoadedModel(NativeModel(model, config.image_shape), config, path,
                        f"{path} (step {step})")
   exported = ExportedModel(path)
   config = None
-  config_file = os.path.join(exported.path, "assets.extra", runs.CONFIG)
-  if os.path.isfile(config_file):
+  info_file = os.path.join(exported.path, "assets.extra",
+                           export_lib.METADATA_FILE)
+  if os.path.isfile(info_file):
     try:
-      config = config_lib.load(config_file)
-    except errors.TfvaeError as e:
-      logging.warning("ignoring %s: %s", config_file, e)
+      with open(info_file) as f:
+        info = json.load(f)
+      if isinstance(info.get("config"), dict):
+        config = config_lib.Config.from_dict(info["config"])
+      if info.get("model"):
+        _check_kind(info["model"], path)
+    except (OSError, ValueError, TypeError) as e:
+      logging.warning("ignoring %s: %s", info_file, e)
   logging.info("Loaded export %s.", exported.path)
   return LoadedModel(exported, config, None, exported.path)
+
+
+_SCORABLE_KINDS = ("vae", "iwae")
+
+
+def _check_kind(kind, path):
+  if kind not in _SCORABLE_KINDS:
+    raise errors.TfvaeError(
+        f"{path} holds a {kind} model; evaluation and these plots need a VAE "
+        f"({', '.join(_SCORABLE_KINDS)}); for a cvae use "
+        "`tfvae-plot --kind=classes`, for autoencoders `tfvae-generate --z` "
+        "and `tfvae-denoise`")
 
 
 # ----------------------------------------------------------------------------
