@@ -32,6 +32,7 @@ from tfvae import models
 from tfvae import runs
 from tfvae import training
 from tfvae import warmup
+from tests import util
 
 if not flags.FLAGS.is_parsed():
   flags.FLAGS.mark_as_parsed()
@@ -149,18 +150,6 @@ def _train_tiny_run(run_dir):
   return small
 
 
-def _bce(logits, x):
-  """-log Bernoulli(x | logits) summed over pixels, in float64 numpy."""
-  logits, x = np.asarray(logits, np.float64), np.asarray(x, np.float64)
-  per_pixel = np.maximum(logits, 0) - logits * x + np.log1p(
-      np.exp(-np.abs(logits)))
-  return per_pixel.reshape(per_pixel.shape[0], -1).sum(-1)
-
-
-def _log_normal(z, loc, scale):
-  z, loc, scale = (np.asarray(a, np.float64) for a in (z, loc, scale))
-  return np.sum(-0.5 * ((z - loc) / scale) ** 2 - np.log(scale)
-                - 0.5 * np.log(2 * np.pi), axis=-1)
 
 
 class ExportTest(tf.test.TestCase, parameterized.TestCase):
@@ -390,7 +379,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     logits = self.loaded.signatures["decode"](z=tf.constant(z))["logits"]
     loc, scale = (encoded[k].astype(np.float64) for k in ("loc", "scale"))
     rate = np.sum(0.5 * (loc**2 + scale**2 - 1) - np.log(scale), axis=-1)
-    distortion = _bce(logits.numpy(), x)
+    distortion = util.bce(logits.numpy(), x)
     got = self._loaded_outputs("elbo")
     self.assertAllClose(got["rate"], rate, rtol=1e-4)
     self.assertAllClose(got["distortion"], distortion, rtol=1e-4)
@@ -405,9 +394,9 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     z = encoded["loc"] + encoded["scale"] * noise
     logits = self.loaded.signatures["decode"](
         z=tf.constant(z.reshape(-1, _LATENT)))["logits"].numpy()
-    log_likelihood = -_bce(logits, np.tile(x, [k, 1, 1, 1])).reshape(k, -1)
-    expected = (log_likelihood + _log_normal(z, 0.0, 1.0)
-                - _log_normal(z, encoded["loc"], encoded["scale"]))
+    log_likelihood = -util.bce(logits, np.tile(x, [k, 1, 1, 1])).reshape(k, -1)
+    expected = (log_likelihood + util.log_normal(z, 0.0, 1.0)
+                - util.log_normal(z, encoded["loc"], encoded["scale"]))
     got = self._loaded_outputs("log_importance_weights")["log_weights"]
     self.assertEqual(got.shape, (k, len(x)))
     self.assertAllClose(got, expected, rtol=1e-4)

@@ -39,18 +39,6 @@ _LATENT = 2
 _SNEAKER = 7
 
 
-def _bce(logits, x):
-  """-log Bernoulli(x | logits) summed over pixels, in float64 numpy."""
-  logits, x = np.asarray(logits, np.float64), np.asarray(x, np.float64)
-  per_pixel = np.maximum(logits, 0) - logits * x + np.log1p(
-      np.exp(-np.abs(logits)))
-  return per_pixel.reshape(per_pixel.shape[0], -1).sum(-1)
-
-
-def _log_normal(z, loc, scale):
-  z, loc, scale = (np.asarray(a, np.float64) for a in (z, loc, scale))
-  return np.sum(-0.5 * ((z - loc) / scale) ** 2 - np.log(scale)
-                - 0.5 * np.log(2 * np.pi), axis=-1)
 
 
 def _test_images(count=4):
@@ -233,7 +221,7 @@ class ConditionalExportTest(tf.test.TestCase):
     self.assertAllClose(sampled["z"], z, atol=1e-5)
     bound = self.loaded["elbo"](x=self.x, seed=seed, label=self.label)
     logits = self.model.decoder.outputs(tf.constant(z), self.label)["logits"]
-    distortion = _bce(logits, self.x)
+    distortion = util.bce(logits, self.x)
     rate = np.sum(0.5 * (loc.astype(np.float64) ** 2 + scale ** 2 - 1.0)
                   - np.log(scale), axis=-1)
     self.assertAllClose(bound["distortion"], distortion, rtol=1e-4)
@@ -261,9 +249,9 @@ class ConditionalExportTest(tf.test.TestCase):
       z = loc + scale * eps[i]
       logits = self.model.decoder.outputs(tf.constant(z, tf.float32),
                                           self.label)["logits"]
-      expected = (-_bce(logits, self.x)
-                  + _log_normal(z, np.zeros_like(z), np.ones_like(z))
-                  - _log_normal(z, loc, scale))
+      expected = (-util.bce(logits, self.x)
+                  + util.log_normal(z, np.zeros_like(z), np.ones_like(z))
+                  - util.log_normal(z, loc, scale))
       self.assertAllClose(got[i], expected, rtol=1e-4, atol=1e-3)
 
   def test_provenance_names_the_classes_and_warmup_replays(self):

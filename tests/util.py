@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from tfvae import data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,3 +47,18 @@ def run_tool(module, *args, timeout=300, env=None):
   return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO,
                         capture_output=True, text=True, timeout=timeout,
                         env=full_env)
+
+
+def bce(logits, x):
+  """-log Bernoulli(x | logits) summed over pixels, in float64 numpy."""
+  logits, x = np.asarray(logits, np.float64), np.asarray(x, np.float64)
+  per_pixel = np.maximum(logits, 0) - logits * x + np.log1p(
+      np.exp(-np.abs(logits)))
+  return per_pixel.reshape(per_pixel.shape[0], -1).sum(-1)
+
+
+def log_normal(z, loc, scale):
+  """log N(z | loc, diag(scale^2)) summed over the last axis, float64 numpy."""
+  z, loc, scale = (np.asarray(a, np.float64) for a in (z, loc, scale))
+  return np.sum(-0.5 * ((z - loc) / scale) ** 2 - np.log(scale)
+                - 0.5 * np.log(2 * np.pi), axis=-1)

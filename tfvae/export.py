@@ -362,14 +362,7 @@ def export_module(model, part="full"):
       image_spec, tf.TensorSpec([], tf.int64, name="seed"),
       tf.TensorSpec([], tf.int32, name="num_samples")])
   def log_importance_weights(x, seed, num_samples):
-    check = tf.debugging.assert_positive(
-        num_samples, message="num_samples must be positive")
-    with tf.control_dependencies([check]):
-      num_samples = tf.identity(num_samples)
-    noise = tf.random.stateless_normal(
-        [num_samples, tf.shape(x)[0], latent_size],
-        seed=tf.stack([seed, tf.constant(IMPORTANCE_STREAM, tf.int64)]),
-        alg=_RNG_ALG)
+    num_samples, noise = _importance_noise(x, seed, num_samples, latent_size)
     return {"log_weights": objectives.log_importance_weights(
         model, x, num_samples, noise=noise)}
 
@@ -484,7 +477,7 @@ def _conditional_module(model, part):
   image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32,
                              name="x")
   # Presents the model with fixed labels as an unconditional one.
-  labelled = objectives._LabelledModel  # pylint: disable=protected-access
+  labelled = objectives.LabelledModel
 
   def posterior_sample(x, seed, label):
     approx_posterior = model.approx_posterior(x, label)
@@ -521,17 +514,10 @@ def _conditional_module(model, part):
       image_spec, tf.TensorSpec([], tf.int64, name="seed"),
       tf.TensorSpec([], tf.int32, name="num_samples"), label_spec])
   def log_importance_weights(x, seed, num_samples, label):
-    check = tf.debugging.assert_positive(
-        num_samples, message="num_samples must be positive")
-    with tf.control_dependencies([check]):
-      num_samples = tf.identity(num_samples)
-    noise = tf.random.stateless_normal(
-        [num_samples, tf.shape(x)[0], latent_size],
-        seed=tf.stack([seed, tf.constant(IMPORTANCE_STREAM, tf.int64)]),
-        alg=_RNG_ALG)
+    num_samples, noise = _importance_noise(x, seed, num_samples, latent_size)
     # Each of the num_samples copies of x keeps its label.
     return {"log_weights": objectives.log_importance_weights(
-        _TiledLabels(model, label, num_samples), x, num_samples,
+        objectives.LabelledModel(model, label, num_samples), x, num_samples,
         noise=noise)}
 
   module.encode = encode
@@ -542,25 +528,18 @@ def _conditional_module(model, part):
   return module
 
 
-class _TiledLabels:
-  """A CVAE with fixed labels [B] for `objectives.log_importance_weights`,
-  whose likelihood sees num_samples stacked copies of the batch."""
-
-  def __init__(self, model, labels, num_samples):
-    self._model = model
-    self._labels = labels
-    self._tiled = tf.tile(labels, [num_samples])
-    self.latent_size = model.latent_size
-
-  def prior(self):
-    return self._model.prior()
-
-  def approx_posterior(self, images):
-    return self._model.approx_posterior(images, self._labels)
-
-  def likelihood(self, z):
-    return self._model.likelihood(z, self._tiled)
-
+def _importance_noise(x, seed, num_samples, latent_size):
+  """Checks num_samples > 0; draws the eps [num_samples, B, D] of the
+  `log_importance_weights` signature from (seed, IMPORTANCE_STREAM)."""
+  check = tf.debugging.assert_positive(
+      num_samples, message="num_samples must be positive")
+  with tf.control_dependencies([check]):
+    num_samples = tf.identity(num_samples)
+  noise = tf.random.stateless_normal(
+      [num_samples, tf.shape(x)[0], latent_size],
+      seed=tf.stack([seed, tf.constant(IMPORTANCE_STREAM, tf.int64)]),
+      alg=_RNG_ALG)
+  return num_samples, noise
 
 
 def signatures(module):

@@ -301,13 +301,22 @@ def rate_per_dimension(approx_posterior):
       tfd.Normal(0.0, 1.0))
 
 
-class _LabelledModel:
+class LabelledModel:
   """Presents a conditional model with fixed labels as an unconditional one,
-  so that `elbo` and friends apply to it unchanged."""
+  so that `elbo`, `log_importance_weights` and friends apply to it unchanged.
 
-  def __init__(self, model, labels):
+  Args:
+    model: A conditional model (`approx_posterior(x, labels)`,
+      `likelihood(z, labels)`, `prior()`, `latent_size`).
+    labels: int64 [B], the label of each image.
+    num_samples: How many stacked copies of the batch the likelihood sees
+      (k of `log_importance_weights`; 1 for `elbo`).
+  """
+
+  def __init__(self, model, labels, num_samples=1):
     self._model = model
     self._labels = labels
+    self._likelihood_labels = tf.tile(labels, [num_samples])
     self.latent_size = model.latent_size
 
   def prior(self):
@@ -317,7 +326,7 @@ class _LabelledModel:
     return self._model.approx_posterior(images, self._labels)
 
   def likelihood(self, z):
-    return self._model.likelihood(z, self._labels)
+    return self._model.likelihood(z, self._likelihood_labels)
 
 
 class ElboObjective(Objective):
@@ -348,7 +357,7 @@ class ElboObjective(Objective):
 
   def __call__(self, model, images, noise, step=None, labels=None):
     if self.conditional:
-      model = _LabelledModel(model, labels)
+      model = LabelledModel(model, labels)
     approx_posterior = model.approx_posterior(images)
     z = reparameterize(approx_posterior, noise.normal([model.latent_size]))
     the_rate = rate(approx_posterior, model.prior(), z)
