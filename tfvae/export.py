@@ -308,11 +308,7 @@ def export_module(model, part="full"):
   _check_standard_normal_prior(model)
   latent_size = int(model.latent_size)
   decoder = model.decoder
-  module = tf.Module(name=f"tfvae_{part}")
-  if part == "generator":
-    module.decoder = decoder
-  else:
-    module.model = model
+  module = _holder(model, part)
   module.decode, module.generate = generator_functions(decoder.outputs,
                                                        latent_size)
   if part == "generator":
@@ -452,11 +448,7 @@ def _conditional_module(model, part):
   _check_standard_normal_prior(model)
   latent_size = int(model.latent_size)
   decoder = model.decoder
-  module = tf.Module(name=f"tfvae_{part}")
-  if part == "generator":
-    module.decoder = decoder
-  else:
-    module.model = model
+  module = _holder(model, part)
   label_spec = tf.TensorSpec([None], tf.int64, name="label")
   seeds_spec = tf.TensorSpec([None], tf.int64, name="seed")
 
@@ -525,6 +517,17 @@ def _conditional_module(model, part):
   module.reconstruct = reconstruct
   module.elbo = elbo
   module.log_importance_weights = log_importance_weights
+  return module
+
+
+def _holder(model, part):
+  """The tf.Module an export saves: the decoder alone for the generator
+  part (so no encoder variables are written), else the whole model."""
+  module = tf.Module(name=f"tfvae_{part}")
+  if part == "generator":
+    module.decoder = model.decoder
+  else:
+    module.model = model
   return module
 
 

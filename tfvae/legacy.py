@@ -631,6 +631,21 @@ def _variable_tensor(graph, name):
   return op.outputs[0]
 
 
+def _reload_unpinned(saved_path, export_dir):
+  """Clears the device pins of a written SavedModel and loads it again.
+
+  Raises:
+    errors.TfvaeError: If it does not load back.
+  """
+  _clear_device_pins(saved_path)
+  try:
+    return tf.saved_model.load(saved_path)
+  except (tf.errors.OpError, ValueError) as e:
+    raise errors.TfvaeError(
+        f"the SavedModel for {export_dir} does not load back: "
+        f"{_first_line(e)}") from e
+
+
 def _clear_device_pins(saved_model_dir):
   """Clears every NodeDef's device in `saved_model_dir/saved_model.pb`.
 
@@ -793,14 +808,8 @@ def _publish_decoder(decoder, export_dir, version, device_name, source_name,
     expected = {k: v.numpy() for k, v in decoder.outputs(z).items()}
 
   def verify(loaded, saved_path):
-    del loaded  # Reloaded below, after the device pins are cleared.
-    _clear_device_pins(saved_path)
-    try:
-      loaded = tf.saved_model.load(saved_path)
-    except (tf.errors.OpError, ValueError) as e:
-      raise errors.TfvaeError(
-          f"the SavedModel for {export_dir} does not load back: "
-          f"{_first_line(e)}") from e
+    del loaded  # Reloaded without device pins instead.
+    loaded = _reload_unpinned(saved_path, export_dir)
     with tf.device(device_name):
       got = loaded.signatures["decode"](z=tf.constant(z))
       generated = loaded.signatures["generate"](
@@ -993,14 +1002,8 @@ def _build_from_meta_graph(source, meta_path, export_dir, version,
   expected = np.asarray(expected, np.float32).reshape((len(z),) + images)
 
   def verify(loaded, saved_path):
-    del loaded  # Reloaded below, after the device pins are cleared.
-    _clear_device_pins(saved_path)
-    try:
-      loaded = tf.saved_model.load(saved_path)
-    except (tf.errors.OpError, ValueError) as e:
-      raise errors.TfvaeError(
-          f"the SavedModel for {export_dir} does not load back: "
-          f"{_first_line(e)}") from e
+    del loaded  # Reloaded without device pins instead.
+    loaded = _reload_unpinned(saved_path, export_dir)
     pins = device_pins(saved_path)
     if pins:
       raise errors.TfvaeError(
