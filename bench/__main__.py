@@ -1,6 +1,6 @@
 r"""Benchmarks tfvae against TF1 session code and tf_keras `fit`, side by side.
 
-  python -m bench            # the full suite (about 7 minutes on 2 cores)
+  python -m bench            # the full suite (about 10 minutes on 2 cores)
   python -m bench --quick    # the same rows, less work (under 3 minutes)
   python -m bench --json     # one JSON object per row
 

@@ -6,12 +6,15 @@ repetitions (see `timing.alternate`) and reports medians.
 """
 import dataclasses
 import os
+import subprocess
+import sys
 import tempfile
 import time
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 import tf_keras
 
 from bench import flops as flops_lib
@@ -21,9 +24,13 @@ from bench import timing
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae import export
+from tfvae import likelihoods
 from tfvae import training
 
+tfd = tfp.distributions
+
 Row = timing.Row
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LATENT_SIZE = 2
 LEARNING_RATE = 1e-3
 SEED = 0
@@ -87,11 +94,16 @@ class TfvaeTraining:
     batch_size: Examples per step.
     hidden_size: MLP hidden width.
     data_on_device: Passed to the Trainer (None: its default).
+    former: Implementations to put back as they were before the fused
+      ones, for the mechanism rows: "optimizer" (tf_keras' RMSprop, one op
+      per element-wise step of the update) and/or "likelihood" (TFP's
+      Bernoulli log-prob, two softplus passes). Swapped into the Trainer
+      before its step is first traced.
     **overrides: Config fields to change (steps_per_call, jit).
   """
 
   def __init__(self, dataset, network, batch_size, hidden_size,
-               data_on_device=None, **overrides):
+               data_on_device=None, former=(), **overrides):
     config = config_lib.Config(
         network=network, batch_size=batch_size, hidden_sizes=(hidden_size,),
         latent_dim=LATENT_SIZE, optimizer="rmsprop",
@@ -102,6 +114,12 @@ class TfvaeTraining:
         config, tempfile.mkdtemp(prefix="tfvae-bench-"), dataset,
         tf.distribute.get_strategy(), data_on_device=data_on_device)
     self.model = self.trainer.model
+    if "optimizer" in former:
+      self.trainer.optimizer = tf_keras.optimizers.RMSprop(
+          LEARNING_RATE, jit_compile=False)
+      self.trainer.optimizer.build(self.model.trainable_variables)
+    if "likelihood" in former:
+      self.model.decoder.likelihood = TfpBernoulli()
     self._epoch, self._into = 0, 0
     self._runner = self.trainer.step_runner(0, 0)
 
@@ -123,6 +141,14 @@ class TfvaeTraining:
   def examples_per_sec(self, num_steps):
     return timing.rate(lambda: self.run(num_steps),
                        num_steps * self.config.batch_size)
+
+
+class TfpBernoulli(likelihoods.Bernoulli):
+  """tfvae's Bernoulli likelihood as it was: TFP's own log-prob."""
+
+  def distribution(self, params):
+    return tfd.Independent(tfd.Bernoulli(logits=params, dtype=tf.float32),
+                           reinterpreted_batch_ndims=3)
 
 
 def mlp_weights(model):
@@ -275,23 +301,30 @@ def training_rows(dataset, settings):
 def mechanism_rows(dataset, settings):
   """What each training mechanism gains over the former defaults (MLP).
 
-  The baseline is one step per call fed by a tf.data iterator without XLA,
-  tfvae's step before this suite; every variant trains on the same batches
-  with the same noise, so only the speed differs.
+  The baseline is tfvae's step before this suite: one step per call fed by
+  a tf.data iterator, tf_keras' RMSprop update, TFP's Bernoulli log-prob, no
+  XLA. Each row adds one mechanism to it, then all of today's defaults
+  together, then those plus XLA. Every variant trains on the same batches
+  with the same noise, so only the speed differs (up to the last bit of
+  rounding for the fused update and log-prob, which compute the same
+  formulas).
   """
   batch = settings.mlp_batches[0]
   steps = _steps(settings.mlp_examples, batch, dataset)
   k = settings.mechanism_steps_per_call
+  former = ("optimizer", "likelihood")
+  base = dict(data_on_device=False, steps_per_call=1, jit=False,
+              former=former)
   variants = {
-      "baseline": dict(data_on_device=False, steps_per_call=1, jit=False),
-      "data on device": dict(data_on_device=True, steps_per_call=1,
-                             jit=False),
-      f"steps_per_call={k}": dict(data_on_device=False, steps_per_call=k,
-                                  jit=False),
-      f"data on device + steps_per_call={k}": dict(
+      "baseline": base,
+      f"steps_per_call={k}": {**base, "steps_per_call": k},
+      "data on device": {**base, "data_on_device": True},
+      "fused optimizer update": {**base, "former": ("likelihood",)},
+      "one-softplus Bernoulli log-prob": {**base, "former": ("optimizer",)},
+      f"all of these (defaults; steps_per_call={k})": dict(
           data_on_device=True, steps_per_call=k, jit=False),
-      f"data on device + steps_per_call={k} + jit": dict(
-          data_on_device=True, steps_per_call=k, jit=True),
+      "defaults + jit": dict(data_on_device=True, steps_per_call=k,
+                             jit=True),
   }
   logging.info("mechanisms, mlp batch %d: %d variants", batch, len(variants))
   contenders = {name: TfvaeTraining(dataset, "mlp", batch,
@@ -307,21 +340,109 @@ def mechanism_rows(dataset, settings):
           for name, value in medians.items() if name != "baseline"]
 
 
-def saved_generator(model, export_dir):
-  """Saves `model`'s decoder with the export contract; returns `decode`.
+class WorkerProcess:
+  """tfvae's MLP step in a `bench.worker` process with its own settings.
 
-  The module holds the model and the `decode`/`generate` functions of
-  `export.generator_functions`, as tfvae's exporter writes them; the
-  returned function is the reloaded SavedModel's `decode` signature.
+  Args:
+    images_path: .npy file of the uint8 training images.
+    batch_size: Examples per step.
+    hidden_size: MLP hidden width.
+    environment: Variables to set in the worker's environment.
+    **flags: `bench.worker` flags (inter_op_threads, intra_op_threads).
+  """
+
+  def __init__(self, images_path, batch_size, hidden_size, environment=None,
+               **flags):
+    command = [sys.executable, "-m", "bench.worker",
+               f"--images={images_path}", f"--batch_size={batch_size}",
+               f"--hidden_size={hidden_size}"]
+    command += [f"--{name}={value}" for name, value in flags.items()]
+    self._stderr = tempfile.TemporaryFile(mode="w+")
+    self._process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=self._stderr, text=True, cwd=_ROOT,
+        env={**os.environ, **(environment or {})})
+
+  def _read(self):
+    line = self._process.stdout.readline()
+    if not line:
+      self._stderr.seek(0)
+      tail = self._stderr.read().strip().splitlines()[-1:] or ["no output"]
+      raise RuntimeError(f"bench.worker exited: {tail[0]}")
+    return line.strip()
+
+  def wait_ready(self):
+    if self._read() != "ready":
+      raise RuntimeError("bench.worker did not start")
+
+  def examples_per_sec(self, num_steps):
+    self._process.stdin.write(f"{num_steps}\n")
+    self._process.stdin.flush()
+    return float(self._read())
+
+  def close(self):
+    self._process.stdin.close()
+    self._process.wait(timeout=60)
+    self._stderr.close()
+
+
+def process_rows(dataset, settings):
+  """oneDNN and thread-pool settings, each in a worker process of its own,
+  against TensorFlow's defaults (MLP, first batch size)."""
+  batch = settings.mlp_batches[0]
+  steps = _steps(settings.mlp_examples, batch, dataset)
+  variants = {
+      "TF defaults": dict(),
+      "oneDNN off": dict(environment={"TF_ENABLE_ONEDNN_OPTS": "0"}),
+      "inter_op_threads=1": dict(inter_op_threads=1),
+      "intra_op_threads=1": dict(intra_op_threads=1),
+  }
+  logging.info("process settings, mlp batch %d: %d workers", batch,
+               len(variants))
+  directory = tempfile.mkdtemp(prefix="tfvae-bench-")
+  images_path = os.path.join(directory, "train.npy")
+  np.save(images_path, dataset.train.images)
+  workers = {name: WorkerProcess(images_path, batch, settings.hidden_size,
+                                 **options)
+             for name, options in variants.items()}
+  try:
+    for worker in workers.values():
+      worker.wait_ready()
+    medians = timing.alternate(
+        {name: (lambda w=w: w.examples_per_sec(steps))
+         for name, w in workers.items()}, settings.repetitions)
+  finally:
+    for worker in workers.values():
+      worker.close()
+  return [Row.compare(f"setting mlp b{batch}: {name}", value,
+                      medians["TF defaults"], "examples/s", "TF defaults")
+          for name, value in medians.items() if name != "TF defaults"]
+
+
+def saved_generator(model, export_dir):
+  """Exports `model`'s generator as `tfvae-export --part=generator` does.
+
+  Returns the `decode` signature of the published SavedModel, loaded back
+  with `tf.saved_model.load`.
+  """
+  path = export.export_model(model, export_dir, part="generator")
+  return tf.saved_model.load(path).signatures["decode"]
+
+
+def identity_signature(export_dir):
+  """A SavedModel whose `decode` signature returns z unchanged, as "mean".
+
+  Called like the exported generator, it measures what calling a restored
+  signature from Python costs by itself: the floor under any decode
+  latency in this process.
   """
   module = tf.Module()
-  module.model = model
-  decode, generate = export.generator_functions(
-      lambda z: model.decoder.outputs(z), model.latent_size)
-  module.decode = decode
-  module.generate = generate
+  module.decode = tf.function(
+      lambda z: {"mean": tf.identity(z)},
+      input_signature=[tf.TensorSpec([None, LATENT_SIZE], tf.float32,
+                                     name="z")])
   tf.saved_model.save(module, export_dir,
-                      signatures={"decode": decode, "generate": generate})
+                      signatures={"decode": module.decode})
   return tf.saved_model.load(export_dir).signatures["decode"]
 
 
@@ -331,7 +452,7 @@ def generation_rows(dataset, settings):
                        settings.hidden_size)
   model = ours.model
   decode = saved_generator(model, os.path.join(
-      tempfile.mkdtemp(prefix="tfvae-bench-"), "1"))
+      tempfile.mkdtemp(prefix="tfvae-bench-"), "generator"))
   tf1 = tf1_reference.Tf1MlpVae(int(np.prod(dataset.image_shape)),
                                 settings.hidden_size, LATENT_SIZE)
   tf1.set_weights(mlp_weights(model))
@@ -339,12 +460,18 @@ def generation_rows(dataset, settings):
       "mlp", dataset.image_shape, LATENT_SIZE, settings.hidden_size)
   keras_reference.copy_weights_from_tfvae(keras_vae, model)
 
+  floor = identity_signature(os.path.join(
+      tempfile.mkdtemp(prefix="tfvae-bench-"), "identity"))
+
   def contenders(z):
     tensor = tf.constant(z)
     return {
-        "tfvae": lambda: decode(z=tensor)["mean"].numpy(),
+        # np.asarray: the result as NumPy without the extra copy that
+        # EagerTensor.numpy() makes (Session.run hands back its buffer).
+        "tfvae": lambda: np.asarray(decode(z=tensor)["mean"]),
         "tf1 session": lambda: tf1.decode(z),
         "keras predict": lambda: generator.predict(z, verbose=0),
+        "identity signature": lambda: np.asarray(floor(z=tensor)["mean"]),
     }
 
   z1 = np.random.default_rng(1).standard_normal(
@@ -352,11 +479,14 @@ def generation_rows(dataset, settings):
   single = contenders(z1)
   expected = single["tf1 session"]().reshape(1, -1)
   for name, call in single.items():
+    if name == "identity signature":
+      continue
     got = np.reshape(call(), (1, -1))
     if not np.allclose(got, expected, atol=1e-4):
       raise AssertionError(f"{name} decodes differently from the TF1 graph")
   calls = {"tfvae": settings.latency_calls,
            "tf1 session": settings.latency_calls,
+           "identity signature": settings.latency_calls,
            "keras predict": settings.predict_calls}
   logging.info("decode latency, batch 1: %d calls x %d repetitions",
                settings.latency_calls, settings.repetitions)
@@ -369,12 +499,17 @@ def generation_rows(dataset, settings):
                             lat[name][0], "ms", name, lower_is_better=True))
     rows.append(Row.compare(f"decode b1 p99 vs {name}", lat["tfvae"][1],
                             lat[name][1], "ms", name, lower_is_better=True))
+  rows.append(Row.compare(
+      "decode b1 median vs identity signature", lat["tfvae"][0],
+      lat["identity signature"][0], "ms", "identity signature",
+      lower_is_better=True, note="reference = the call alone, no work"))
   batch = settings.throughput_batch
   zb = np.random.default_rng(2).standard_normal(
       [batch, LATENT_SIZE]).astype(np.float32)
   big = contenders(zb)
   big["keras predict"] = lambda: generator.predict(zb, batch_size=batch,
                                                    verbose=0)
+  del big["identity signature"]
   for call in big.values():
     call()
   n = settings.throughput_calls
@@ -418,6 +553,7 @@ def run(dataset, settings):
   rows, tfvae_rates = training_rows(dataset, settings)
   yield from rows
   yield from mechanism_rows(dataset, settings)
+  yield from process_rows(dataset, settings)
   yield from generation_rows(dataset, settings)
   yield from pipeline_rows(dataset, settings, tfvae_rates)
 

@@ -1,5 +1,6 @@
 """Measuring contenders side by side: alternating repetitions, medians."""
 import dataclasses
+import gc
 import statistics
 import time
 
@@ -49,15 +50,22 @@ def alternate(contenders, repetitions):
     contenders: dict name -> callable() returning one measurement (a float,
       or a tuple of floats).
     repetitions: Rounds; in each, every contender runs once, so that slow
-      phases of a shared machine hit all of them alike.
+      phases of a shared machine hit all of them alike. The order rotates
+      from round to round, so that no contender always runs right after the
+      same other one (Keras' `predict`, say, leaves data-pipeline threads
+      winding down), and garbage is collected before each measurement, so
+      that no contender pays for another's.
 
   Returns:
     dict name -> median measurement (element-wise for tuples).
   """
   results = {name: [] for name in contenders}
-  for _ in range(repetitions):
-    for name, measure in contenders.items():
-      results[name].append(measure())
+  names = list(contenders)
+  for round_index in range(repetitions):
+    shift = round_index % len(names)
+    for name in names[shift:] + names[:shift]:
+      gc.collect()
+      results[name].append(contenders[name]())
   medians = {}
   for name, values in results.items():
     if isinstance(values[0], tuple):

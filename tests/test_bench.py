@@ -17,6 +17,7 @@ from tfvae import config as config_lib
 from tfvae import data
 from tfvae import models
 from tfvae import objectives
+from tfvae import optimizers
 from tfvae import training
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,6 +151,25 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
     for a, b in zip(weights[False], weights[True]):
       self.assertAllClose(a, b, rtol=1e-6, atol=1e-7)
 
+  def test_fused_update_and_log_prob_train_as_the_former_ones(self):
+    """The mechanism rows' baseline (tf_keras' RMSprop ops, TFP's log-prob)
+    and the fused defaults take the same steps, up to rounding."""
+    dataset = _small_dataset()
+    losses, weights = {}, {}
+    for former in ((), ("optimizer", "likelihood")):
+      tf.random.set_seed(0)
+      contender = suite.TfvaeTraining(dataset, "mlp", 16, 8, former=former,
+                                      steps_per_call=3)
+      uses_fused = isinstance(contender.trainer.optimizer,
+                              optimizers.RMSProp)
+      self.assertEqual(not former, uses_fused)
+      losses[former] = [contender.run(n) for n in (4, 5)]
+      weights[former] = [v.numpy() for v in contender.model.variables]
+    first, second = list(losses)
+    self.assertAllClose(losses[first], losses[second], rtol=1e-5)
+    for a, b in zip(weights[first], weights[second]):
+      self.assertAllClose(a, b, rtol=1e-4, atol=1e-5)
+
   def test_device_runner_starts_mid_epoch_at_the_data_sets_batch(self):
     dataset = _small_dataset()
     contender = suite.TfvaeTraining(dataset, "mlp", 16, 8)
@@ -203,6 +223,8 @@ class BenchCliTest(tf.test.TestCase):
       self.assertIn(expected, names)
     self.assertTrue(any(n.startswith("flops mlp b16 (") for n in names))
     self.assertTrue(any(n.startswith("mechanism ") for n in names))
+    self.assertIn("decode b1 median vs identity signature", names)
+    self.assertIn("setting mlp b16: oneDNN off", names)
     for row in rows:
       self.assertContainsSubset({"name", "tfvae", "reference", "unit",
                                  "ratio"}, row)

@@ -48,6 +48,29 @@ class ModelTest(tf.test.TestCase, parameterized.TestCase):
     lp = likelihoods.Bernoulli().distribution(logits).log_prob(x)
     self.assertAllClose(lp, [-800.0])
 
+  def test_bernoulli_log_prob_and_gradient_match_float64_everywhere(self):
+    rng = np.random.default_rng(5)
+    logits = np.concatenate([rng.normal(size=60) * 4,
+                             [-90., -30., -1e-3, 0., 1e-3, 30., 90.]])
+    logits = logits.astype(np.float32).reshape(1, -1, 1, 1)
+    x = rng.uniform(size=logits.shape).astype(np.float32)
+    x.flat[-7:] = [0., 1., 0.5, 1., 0., 0., 1.]
+    l64, x64 = logits.astype(np.float64), x.astype(np.float64)
+    # log sigmoid(l) = -logaddexp(0, -l), log(1 - sigmoid(l)) = -logaddexp(0,
+    # l): the textbook form, stable in float64.
+    want = np.sum(-x64 * np.logaddexp(0, -l64)
+                  - (1 - x64) * np.logaddexp(0, l64))
+    want_grad = x64 - 1 / (1 + np.exp(-l64))
+    logits_t = tf.constant(logits)
+    with tf.GradientTape() as tape:
+      tape.watch(logits_t)
+      got = likelihoods.Bernoulli().distribution(logits_t).log_prob(x)
+    self.assertAllClose(got, [want], rtol=1e-6)
+    self.assertAllClose(tape.gradient(got, logits_t), want_grad, atol=1e-6)
+    tfp_lp = tfd.Independent(tfd.Bernoulli(logits=logits_t, dtype=tf.float32),
+                             3).log_prob(x)
+    self.assertAllClose(got, tfp_lp, rtol=1e-6)
+
   def test_gaussian_learned_scale_has_floor(self):
     lik = likelihoods.GaussianLearned(min_scale=0.01)
     params = tf.concat([tf.zeros([1, 2, 2, 1]), tf.fill([1, 2, 2, 1], -1e4)],

@@ -30,6 +30,33 @@ class ObjectiveTest(tf.test.TestCase, parameterized.TestCase):
     by_hand = 0.5 * np.sum(sigma**2 + mu**2 - 1 - 2 * np.log(sigma), -1)
     self.assertAllClose(analytic, by_hand, rtol=1e-5)
 
+  def test_diagonal_normal_kl_against_float64_and_tfp(self):
+    rng = np.random.default_rng(7)
+    m_q, m_p = rng.normal(size=(5, 3)), rng.normal(size=3)
+    s_q, s_p = np.exp(rng.normal(size=(5, 3))), np.exp(rng.normal(size=3))
+    q = tfd.MultivariateNormalDiag(m_q.astype(np.float32),
+                                   s_q.astype(np.float32))
+    for loc, scale in ((np.zeros(3), np.ones(3)), (m_p, s_p)):
+      p = (tfd.MultivariateNormalDiag(tf.zeros([3]))
+           if not loc.any() else
+           tfd.MultivariateNormalDiag(loc.astype(np.float32),
+                                      scale.astype(np.float32)))
+      want = np.sum(np.log(scale / s_q)
+                    + (s_q**2 + (m_q - loc)**2) / (2 * scale**2) - 0.5, -1)
+      got = objectives.rate(q, p, None)
+      self.assertAllClose(got, want, rtol=1e-5)
+      self.assertAllClose(got, tfd.kl_divergence(q, p), rtol=1e-5)
+
+  def test_reparameterize_is_the_posteriors_affine_map(self):
+    q = _model().approx_posterior(
+        tf.random.stateless_uniform([4, 6, 6, 1], [2, 2]))
+    noise = tf.random.stateless_normal([3, 4, 2], [5, 6])
+    want = q.mean().numpy() + q.stddev().numpy() * noise.numpy()
+    self.assertAllClose(objectives.reparameterize(q, noise), want,
+                        rtol=1e-6)
+    self.assertAllClose(objectives.reparameterize(q, noise),
+                        q.bijector.forward(noise), rtol=1e-6)
+
   def test_monte_carlo_rate_when_kl_is_unknown(self):
     q = tfd.Independent(tfd.Logistic(tf.zeros([2, 3]), 1.0), 1)
     p = tfd.MultivariateNormalDiag(tf.zeros([3]))

@@ -22,6 +22,7 @@ from tfvae import mapping
 from tfvae import models
 from tfvae import nets
 from tfvae import objectives
+from tfvae import optimizers
 from tfvae import plots
 from tfvae import presets
 from tfvae import runs
@@ -62,6 +63,7 @@ __all__ = [
     "models",
     "nets",
     "objectives",
+    "optimizers",
     "plots",
     "presets",
     "runs",

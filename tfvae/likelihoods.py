@@ -17,6 +17,23 @@ def _image(base):
   return tfd.Independent(base, reinterpreted_batch_ndims=3)
 
 
+class BernoulliByLogits(tfd.Bernoulli):
+  """`tfd.Bernoulli` whose log-density is one softplus of the logits.
+
+  log p(x) = x * log(sigmoid(l)) + (1 - x) * log(1 - sigmoid(l))
+           = x * l - softplus(l),
+  an identity for every x, so it is the same function as TFP's, which takes
+  two softplus passes and two masked products; its gradient in l is
+  sigmoid(l) - x. Pixels are many, so the likelihood's element-wise passes
+  are a visible share of a small model's training step (BENCHMARKS.md).
+  """
+
+  def _log_prob(self, event):
+    logits = self._logits_parameter_no_checks()
+    event = tf.cast(event, logits.dtype)
+    return event * logits - tf.nn.softplus(logits)
+
+
 class Bernoulli:
   """Independent Bernoulli pixels parameterised by logits.
 
@@ -30,7 +47,7 @@ class Bernoulli:
 
   def distribution(self, params):
     """Returns p(x | z) with batch shape [B] and event shape [H, W, C]."""
-    return _image(tfd.Bernoulli(logits=params, dtype=tf.float32))
+    return _image(BernoulliByLogits(logits=params, dtype=tf.float32))
 
   def outputs(self, params):
     """Returns {"mean": probabilities, "logits": logits}, each [B, H, W, C]."""
