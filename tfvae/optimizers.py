@@ -3,8 +3,8 @@
 tf_keras' optimizers write the update of each variable as a chain of
 element-wise ops (square, scale, add, rsqrt, multiply, assign, ...). On a CPU
 each op is a separate pass over the variable, its slots and its gradient, so
-for a small model at a small batch the update costs as much as the forward
-and backward passes (BENCHMARKS.md, "What each mechanism gained"). The
+for a small model at a small batch the update is a large share of the
+training step (BENCHMARKS.md, "What each mechanism gained"). The
 classes here are the same tf_keras optimizers -- same hyper-parameters,
 clipping, `tf.distribute` handling and checkpointed slots -- whose dense
 update is TensorFlow's fused training kernel (`ResourceApplyRMSProp`,
