@@ -63,8 +63,14 @@ class TrainCliTest(tf.test.TestCase):
     finally:
       if proc.poll() is None:
         proc.kill()
-    killed_at = int(re.search(
+    # The kill can land after ckpt-N is written but before the `checkpoint`
+    # state file names it; the run must then resume from ckpt-N, the newest
+    # checkpoint that reads back whole, not from the older one the state
+    # file names.
+    named_by_state = int(re.search(
         r"ckpt-(\d+)", tf.train.latest_checkpoint(ckpt_dir)).group(1))
+    killed_at = max(s for s in self._readable_checkpoint_steps(ckpt_dir))
+    self.assertGreaterEqual(killed_at, named_by_state)
     self.assertNotEqual(killed_at % 64, 0)
     result = util.run_tool("tools.train", *self._args(run_dir, "--epochs=3"))
     self.assertEqual(result.returncode, 0, result.stderr[-2000:])
@@ -77,6 +83,21 @@ class TrainCliTest(tf.test.TestCase):
     self.assertEqual(
         tf.train.latest_checkpoint(ckpt_dir), os.path.join(ckpt_dir,
                                                            "ckpt-192"))
+
+  @staticmethod
+  def _readable_checkpoint_steps(ckpt_dir):
+    """Steps N whose ckpt-N has an index and every tensor reads back."""
+    steps = []
+    for index in glob.glob(os.path.join(ckpt_dir, "ckpt-*.index")):
+      prefix = index[:-len(".index")]
+      try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+          reader.get_tensor(name)
+      except Exception:  # pylint: disable=broad-except
+        continue
+      steps.append(int(re.search(r"ckpt-(\d+)$", prefix).group(1)))
+    return steps
 
   def test_bad_inputs_give_one_line_errors(self):
     truncated = self.create_tempdir().full_path

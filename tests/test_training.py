@@ -210,6 +210,22 @@ class DamagedRunDirTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(int(trainer.step), 24)  # resumed at 16, not from zero
     self.assertTrue(glob.glob(self._state_file(run_dir) + ".damaged-*"))
 
+  def test_state_file_behind_an_intact_newer_checkpoint_resumes_newest(self):
+    # What a kill between writing ckpt-16 and updating the state file leaves.
+    run_dir = self._copy()
+    ckpt = runs.ckpt_dir(run_dir)
+    tf.compat.v1.train.update_checkpoint_state(
+        ckpt, "ckpt-12", all_model_checkpoint_paths=["ckpt-4", "ckpt-8",
+                                                     "ckpt-12"])
+    trainer = training.Trainer(
+        tfvae.config.load(runs.config_path(run_dir)), run_dir, _small_data(),
+        tf.distribute.get_strategy())
+    restored = trainer._restore()  # pylint: disable=protected-access
+    self.assertEndsWith(restored, "ckpt-16")
+    self.assertEqual(int(trainer.step), 16)
+    self.assertEndsWith(tf.train.latest_checkpoint(ckpt), "ckpt-16")
+    self.assertEmpty(glob.glob(os.path.join(ckpt, "*.damaged-*")))
+
   @parameterized.named_parameters(("truncated_data", "truncate"),
                                   ("bit_flip", "flip"),
                                   ("truncated_index", "index"))
