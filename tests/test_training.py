@@ -224,6 +224,10 @@ class DamagedRunDirTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEndsWith(restored, "ckpt-16")
     self.assertEqual(int(trainer.step), 16)
     self.assertEndsWith(tf.train.latest_checkpoint(ckpt), "ckpt-16")
+    state = tf.train.get_checkpoint_state(ckpt)
+    self.assertEqual([os.path.basename(p)
+                      for p in state.all_model_checkpoint_paths],
+                     ["ckpt-4", "ckpt-8", "ckpt-12", "ckpt-16"])
     self.assertEmpty(glob.glob(os.path.join(ckpt, "*.damaged-*")))
 
   @parameterized.named_parameters(("truncated_data", "truncate"),

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfvae import config as config_lib
 from tfvae import errors
+from tfvae import files
 from tfvae import models
 
 CONFIG = "config.json"
@@ -184,10 +185,23 @@ def recover_checkpoints(directory):
                       "*.damaged-* and falling back to %s", prefix,
                       damaged[prefix], newest)
   if state_problem or state_newest != newest or len(intact) != len(found):
-    tf.compat.v1.train.update_checkpoint_state(
-        directory, os.path.basename(newest),
-        all_model_checkpoint_paths=[os.path.basename(p) for p in intact])
+    _write_checkpoint_state(directory, newest, intact)
   return newest
+
+
+def _write_checkpoint_state(directory, newest, intact):
+  """Rewrites `directory`/checkpoint to name `newest` and keep `intact`.
+
+  Written here, atomically, rather than with TF1's deprecated
+  `update_checkpoint_state`, whose deprecation notice would land in every
+  resumed run's log. Paths are relative, as `tf.train.CheckpointManager`
+  writes them.
+  """
+  lines = [f"model_checkpoint_path: \"{os.path.basename(newest)}\""]
+  lines += [f"all_model_checkpoint_paths: \"{os.path.basename(p)}\""
+            for p in intact]
+  with files.atomic_open(os.path.join(directory, "checkpoint"), "w") as f:
+    f.write("\n".join(lines) + "\n")
 
 
 def newest_intact_checkpoint(directory):
