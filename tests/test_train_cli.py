@@ -69,7 +69,7 @@ class TrainCliTest(tf.test.TestCase):
     # file names.
     named_by_state = int(re.search(
         r"ckpt-(\d+)", tf.train.latest_checkpoint(ckpt_dir)).group(1))
-    killed_at = max(s for s in self._readable_checkpoint_steps(ckpt_dir))
+    killed_at = max(self._readable_checkpoint_steps(ckpt_dir))
     self.assertGreaterEqual(killed_at, named_by_state)
     self.assertNotEqual(killed_at % 64, 0)
     result = util.run_tool("tools.train", *self._args(run_dir, "--epochs=3"))
