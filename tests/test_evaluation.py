@@ -17,6 +17,7 @@ from tfvae import errors
 from tfvae import evaluation
 from tfvae import objectives
 from tfvae import presets
+from tfvae import rng
 
 tfd = tfp.distributions
 
@@ -150,7 +151,7 @@ class ImportanceWeightedEstimateTest(tf.test.TestCase):
     k = 20
     chunked = self._estimate(k, 7)
     whole = self._estimate(k, k)
-    noise = evaluation.importance_noise(0, 0, 0, k, len(self.x), _LATENT)
+    noise = rng.importance_noise(0, 0, 0, k, len(self.x), _LATENT)
     direct = objectives.iwae_bound(self.model, tf.constant(self.x), k,
                                    noise=noise).numpy()
     self.assertAllClose(whole, chunked, atol=1e-5)

@@ -27,6 +27,7 @@ from tfvae import evaluation
 from tfvae import export
 from tfvae import generation
 from tfvae import plots
+from tfvae import rng
 from tfvae import runs
 from tfvae import training
 from tfvae import warmup
@@ -200,7 +201,7 @@ class ConditionalExportTest(tf.test.TestCase):
     label = tf.constant([_SNEAKER, 1, _SNEAKER, _SNEAKER], tf.int64)
     generated = self.loaded["generate"](seed=seed, label=label)
     self.assertAllClose(generated["z"],
-                        export.prior_latents(seed, _LATENT))
+                        rng.prior_latents(seed, _LATENT))
     self.assertAllClose(generated["images"],
                         self.model.decoder.outputs(generated["z"],
                                                    label)["mean"])
@@ -215,7 +216,7 @@ class ConditionalExportTest(tf.test.TestCase):
     seed = tf.constant([11, 12, 13, 14], tf.int64)
     sampled = self.loaded["encode_sample"](x=self.x, seed=seed,
                                            label=self.label)
-    eps = export.per_example_normal(seed, [_LATENT], export.POSTERIOR_STREAM)
+    eps = rng.per_example_normal(seed, [_LATENT], rng.POSTERIOR_STREAM)
     loc, scale = sampled["loc"].numpy(), sampled["scale"].numpy()
     z = loc + scale * eps.numpy()
     self.assertAllClose(sampled["z"], z, atol=1e-5)
@@ -241,7 +242,7 @@ class ConditionalExportTest(tf.test.TestCase):
     self.assertEqual(got.shape, (num_samples, len(self.x)))
     eps = tf.random.stateless_normal(
         [num_samples, len(self.x), _LATENT],
-        seed=tf.constant([4, export.IMPORTANCE_STREAM], tf.int64),
+        seed=tf.constant([4, rng.IMPORTANCE_STREAM], tf.int64),
         alg="philox").numpy()
     q = self.model.approx_posterior(self.x, self.label)
     loc, scale = q.mean().numpy(), q.stddev().numpy()
@@ -295,7 +296,7 @@ class ConditionalExportTest(tf.test.TestCase):
     drawn = np.load(self.samples_npy)
     seeds = generation.sample_seeds(3, 6)
     expected = self.model.decoder.outputs(
-        export.prior_latents(seeds, _LATENT),
+        rng.prior_latents(seeds, _LATENT),
         tf.fill([6], tf.constant(_SNEAKER, tf.int64)))["mean"]
     self.assertAllClose(drawn, expected, atol=1e-5)
 
@@ -326,7 +327,7 @@ class ConditionalExportTest(tf.test.TestCase):
     left = plots._MARGIN_PIXELS + plots._ROW_LABEL_PIXELS
     # pylint: enable=protected-access
     seeds = np.arange(3, dtype=np.int64) + 2 * 3
-    z = export.prior_latents(seeds, _LATENT)
+    z = rng.prior_latents(seeds, _LATENT)
     for label in range(10):
       expected = self.model.decoder.outputs(
           z, tf.fill([3], tf.constant(label, tf.int64)))["mean"].numpy()

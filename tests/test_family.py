@@ -19,6 +19,7 @@ from tfvae import errors
 from tfvae import export
 from tfvae import models
 from tfvae import objectives
+from tfvae import rng
 from tfvae import runs
 from tfvae import training
 from tests import util
@@ -51,7 +52,7 @@ def _model(kind, network="mlp", image_shape=(28, 28, 1), **changes):
 
 
 def _mean_loss(objective, model, images, labels, seed=(5, 6)):
-  noise = objectives.ExampleNoise(tf.constant(seed, tf.int64), len(images))
+  noise = rng.ExampleNoise(tf.constant(seed, tf.int64), len(images))
   loss, _ = objective(model, data.scale(images), noise,
                       tf.constant(10**6, tf.int64),
                       labels=tf.constant(labels))
@@ -87,11 +88,11 @@ class CorruptionTest(tf.test.TestCase, parameterized.TestCase):
     x = tf.constant(_fashion_mnist().test.images[:8] / 255.0, tf.float32)
     corruption = autoencoders.Corruption.parse("salt_and_pepper:0.3")
     seed = tf.constant([1, 2], tf.int64)
-    whole = corruption(x, objectives.ExampleNoise(seed, 8))
-    second_half = corruption(x[4:], objectives.ExampleNoise(seed, 8, 4, 4))
+    whole = corruption(x, rng.ExampleNoise(seed, 8))
+    second_half = corruption(x[4:], rng.ExampleNoise(seed, 8, 4, 4))
     self.assertAllEqual(whole[4:], second_half)
-    self.assertAllEqual(whole, corruption(x, objectives.ExampleNoise(seed, 8)))
-    other = corruption(x, objectives.ExampleNoise(seed + 1, 8))
+    self.assertAllEqual(whole, corruption(x, rng.ExampleNoise(seed, 8)))
+    other = corruption(x, rng.ExampleNoise(seed + 1, 8))
     self.assertNotAllEqual(whole, other)
 
   @parameterized.parameters("salt_and_pepper", "speckle:0.1",
@@ -133,7 +134,7 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
                         atol=2e-3, rtol=1e-2)
     self.assertAllClose(code, model.encode(x))
     objective = autoencoders.ContractiveObjective(weight=0.5)
-    noise = objectives.ExampleNoise(tf.constant([0, 0], tf.int64), 2)
+    noise = rng.ExampleNoise(tf.constant([0, 0], tf.int64), 2)
     loss, metrics = objective(model, tf.constant(x), noise)
     expected_norm = np.sum(numeric ** 2, axis=(1, 2))
     self.assertAllClose(metrics["jacobian_frobenius_sq"], expected_norm,
@@ -147,7 +148,7 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
                            sparsity_target=0.1, sparsity_penalty=penalty)
     x = data.scale(_fashion_mnist().test.images[:10])
     objective = objectives.for_config(config)
-    noise = objectives.ExampleNoise(tf.constant([0, 0], tf.int64), 10)
+    noise = rng.ExampleNoise(tf.constant([0, 0], tf.int64), 10)
     loss, metrics = objective(model, x, noise)
     code = model.encode(x).numpy().astype(np.float64)
     self.assertTrue(np.all((code > 0) & (code < 1)))
@@ -189,9 +190,9 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
     seed = tf.constant([3, 4], tf.int64)
     plain = objectives.ElboObjective(beta=2.0)
     floored = objectives.ElboObjective(beta=2.0, free_bits=0.05)
-    loss_plain, m_plain = plain(model, x, objectives.ExampleNoise(seed, 6))
+    loss_plain, m_plain = plain(model, x, rng.ExampleNoise(seed, 6))
     loss_floored, m_floored = floored(model, x,
-                                      objectives.ExampleNoise(seed, 6))
+                                      rng.ExampleNoise(seed, 6))
     q = model.approx_posterior(x)
     mu = q.mean().numpy().astype(np.float64)
     s = q.stddev().numpy().astype(np.float64)
@@ -209,8 +210,8 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
     x = data.scale(_fashion_mnist().test.images[:6])
     seed = tf.constant([3, 4], tf.int64)
     loss, m1 = objectives.IwaeObjective(1)(model, x,
-                                           objectives.ExampleNoise(seed, 6))
-    eps = objectives.ExampleNoise(seed, 6).normal([3])
+                                           rng.ExampleNoise(seed, 6))
+    eps = rng.ExampleNoise(seed, 6).normal([3])
     q = model.approx_posterior(x)
     z = q.mean() + q.stddev() * eps
     log_w = (model.likelihood(z).log_prob(x) + model.prior().log_prob(z)
@@ -218,11 +219,11 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(-loss, log_w, rtol=1e-5)
     self.assertAllClose(m1["iwae_bound"], m1["elbo"], rtol=1e-5)
     _, elbo = objectives.ElboObjective()(model, x,
-                                         objectives.ExampleNoise(seed, 6))
+                                         rng.ExampleNoise(seed, 6))
     self.assertAllClose(elbo["distortion"], -model.likelihood(z).log_prob(x),
                         rtol=1e-5)
     _, m50 = objectives.IwaeObjective(50)(model, x,
-                                          objectives.ExampleNoise(seed, 6))
+                                          rng.ExampleNoise(seed, 6))
     self.assertAllGreaterEqual(m50["iwae_bound"] - m50["elbo"], 0.0)
 
 
@@ -264,7 +265,7 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
     config, model = _model(kind, "conv", image_shape=(28, 28, 1))
     objective = objectives.for_config(config)
     x = data.scale(_fashion_mnist().test.images[:4])
-    noise = objectives.ExampleNoise(tf.constant([0, 1], tf.int64), 4)
+    noise = rng.ExampleNoise(tf.constant([0, 1], tf.int64), 4)
     with tf.GradientTape() as tape:
       loss, metrics = objective(model, x, noise, tf.constant(0, tf.int64),
                                 labels=tf.constant([0, 1, 2, 3], tf.int64))
@@ -433,7 +434,7 @@ def _cvae_module(model):
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.int64, name="seed"), label_spec])
   def generate(seed, label):
-    z = export.prior_latents(seed, model.latent_size)
+    z = rng.prior_latents(seed, model.latent_size)
     return {"images": model.decoder.outputs(z, label)["mean"], "z": z}
 
   @tf.function(input_signature=[x_spec, label_spec])

@@ -6,6 +6,7 @@ import tensorflow_probability as tfp
 
 from tfvae import models
 from tfvae import objectives
+from tfvae import rng
 
 tfd = tfp.distributions
 
@@ -107,11 +108,11 @@ class ObjectiveTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_example_noise_does_not_depend_on_replicas(self):
     seed = tf.constant([4, 2], tf.int64)
-    whole = objectives.ExampleNoise(seed, 6)
+    whole = rng.ExampleNoise(seed, 6)
     want_normal, want_uniform = whole.normal([3]), whole.uniform([2, 2])
     parts_normal, parts_uniform = [], []
     for start in (0, 2, 4):
-      part = objectives.ExampleNoise(seed, 6, start, 2)
+      part = rng.ExampleNoise(seed, 6, start, 2)
       parts_normal.append(part.normal([3]))
       parts_uniform.append(part.uniform([2, 2]))
     self.assertAllEqual(tf.concat(parts_normal, 0), want_normal)

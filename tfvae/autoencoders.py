@@ -29,6 +29,7 @@ from tfvae import likelihoods as likelihoods_lib
 from tfvae import models
 from tfvae import nets
 from tfvae import objectives
+from tfvae import rng
 
 KINDS = ("ae", "denoising_ae", "sparse_ae", "contractive_ae")
 CODE_ACTIVATIONS = ("linear", "sigmoid")
@@ -100,7 +101,7 @@ class Corruption:
 
     Args:
       x: float32 [B, H, W, C].
-      noise: An `objectives.ExampleNoise` for this batch.
+      noise: An `rng.ExampleNoise` for this batch.
 
     Returns:
       float32 [B, H, W, C] in [0, 1].
@@ -130,7 +131,7 @@ def corrupt(images, corruption, seed):
   if not isinstance(corruption, Corruption):
     corruption = Corruption.parse(corruption)
   x = tf.convert_to_tensor(np.asarray(images, np.float32))
-  noise = objectives.ExampleNoise(tf.constant([seed, 0], tf.int64),
+  noise = rng.ExampleNoise(tf.constant([seed, 0], tf.int64),
                                   int(x.shape[0]))
   return corruption(x, noise).numpy()
 

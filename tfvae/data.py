@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import errors
+from tfvae import rng
 
 DATASET_NAMES = ("fashion_mnist", "mnist")
 
@@ -592,8 +593,7 @@ def static_binarize(images, seed):
     raise errors.DataError(
         f"static_binarize needs uint8 images, got {images.dtype}")
   # r is uniform on 0..254, so P(r < p) = p / 255 exactly.
-  r = np.random.default_rng(seed).integers(0, 255, size=images.shape,
-                                           dtype=np.uint8)
+  r = rng.binarization_thresholds(seed, images.shape)
   return np.where(r < images, np.uint8(255), np.uint8(0))
 
 
@@ -634,16 +634,10 @@ def steps_per_epoch(split, batch_size):
   return len(split.labels) // batch_size
 
 
-def shuffle_seed(seed, epoch):
-  """The int64 seed of epoch `epoch`'s order, a function of (seed, epoch)."""
-  return (int(seed) * 1_000_003 + int(epoch)) % (2**63)
-
-
 def train_dataset(split, batch_size, seed, epoch, skip_batches=0):
   """One shuffled epoch of full training batches.
 
-  The order is a permutation drawn with NumPy from `shuffle_seed(seed,
-  epoch)`, so it depends on (seed, epoch) only: not on the process, nor on
+  The order is `rng.epoch_order(seed, epoch, N)`, so it depends on (seed, epoch) only: not on the process, nor on
   `tf.random.set_seed` (which changes what tf.data's own shuffle does).
 
   Args:
@@ -667,8 +661,7 @@ def train_dataset(split, batch_size, seed, epoch, skip_batches=0):
     raise errors.DataError(
         f"skip_batches must be in 0..{num_batches} (batches per epoch), got "
         f"{skip_batches}")
-  order = np.random.default_rng(shuffle_seed(seed, epoch)).permutation(
-      len(split.labels))
+  order = rng.epoch_order(seed, epoch, len(split.labels))
   # Skipping at the index level is the same as dataset.skip(), but the
   # skipped images are never copied.
   order = order[skip_batches * batch_size:num_batches * batch_size]

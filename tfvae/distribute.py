@@ -17,7 +17,7 @@ What this module adds to the single-machine `training.Trainer`:
   batch: replica r (global id) gets examples [r * b, (r + 1) * b) of global
   batch k of the single-machine order (`data.train_dataset`), b the
   per-replica batch. Workers read disjoint parts of every epoch, and since the
-  replica ids and the per-example noise (`objectives.ExampleNoise`) are the
+  replica ids and the per-example noise (`rng.ExampleNoise`) are the
   same, a run on n workers computes what `--strategy=mirrored` over n devices
   of one machine computes. The slicing is explicit
   (`distribute_datasets_from_function`, no auto-sharding): auto-sharding
@@ -53,6 +53,7 @@ import tensorflow as tf
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae import errors
+from tfvae import rng
 from tfvae import runs
 from tfvae import training
 
@@ -296,9 +297,8 @@ def replica_batches(split, global_batch, seed, epoch, skip_batches,
   """
   per_replica = global_batch // num_replicas
   num_batches = data.steps_per_epoch(split, global_batch)
-  # The order of data.train_dataset (tested to agree).
-  order = np.random.default_rng(data.shuffle_seed(seed, epoch)).permutation(
-      len(split.labels))
+  # The order of data.train_dataset.
+  order = rng.epoch_order(seed, epoch, len(split.labels))
   order = order[skip_batches * global_batch:num_batches * global_batch]
   order = order.reshape(-1, num_replicas, per_replica)
   order = order[:, first_replica:first_replica + num_local].reshape(-1)

@@ -38,6 +38,7 @@ from tfvae import errors
 from tfvae import export as export_lib
 from tfvae import files
 from tfvae import objectives
+from tfvae import rng
 from tfvae import runs
 
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -46,9 +47,6 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 EXPORT_SIGNATURES = ("encode", "decode", "generate", "reconstruct", "elbo",
                      "log_importance_weights")
 
-# Offset of the stateless seeds of the ELBO's samples, apart from the
-# importance samples'.
-_ELBO_SEED_OFFSET = 1 << 20
 # A clip keeping log(mean) finite in the binary cross-entropy of models whose
 # decoder does not give logits.
 _BCE_EPS = 1e-6
@@ -92,36 +90,6 @@ class ChunkedLogMeanExp:
     if self.count == 0:
       raise ValueError("no values were added")
     return self._max + np.log(self._sum) - math.log(self.count)
-
-
-def importance_noise(seed, batch_index, start, num_samples, batch,
-                     latent_size):
-  """Standard-Normal noise of importance samples start..start+num_samples-1.
-
-  Sample i of batch b is drawn from the seed pair (seed, b) folded with i,
-  so the noise of a sample does not depend on the chunk it is drawn in.
-
-  Args:
-    seed: int64 scalar Tensor (or int), the evaluation's seed.
-    batch_index: int64 scalar Tensor, the index b of the batch.
-    start: int32 scalar Tensor, the index of the chunk's first sample.
-    num_samples: int32 scalar Tensor, c, the samples in the chunk.
-    batch: int32 scalar Tensor, B.
-    latent_size: int, D.
-
-  Returns:
-    float32 [c, B, D].
-  """
-  base = tf.stack([tf.cast(seed, tf.int64), tf.cast(batch_index, tf.int64)])
-
-  def one(i):
-    return tf.random.stateless_normal(
-        [batch, latent_size],
-        tf.random.experimental.stateless_fold_in(base, tf.cast(i, tf.int64)))
-
-  return tf.map_fn(one, tf.range(start, start + num_samples),
-                   fn_output_signature=tf.TensorSpec([None, latent_size],
-                                                     tf.float32))
 
 
 def iwae_in_chunks(log_weights_fn, num_samples, chunk_size, batch):
@@ -171,7 +139,7 @@ class NativeModel:
         tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)],
                  jit_compile=jit)
     def chunk_log_weights(images, seed, batch_index, start, count):
-      noise = importance_noise(seed, batch_index, start, count,
+      noise = rng.importance_noise(seed, batch_index, start, count,
                                tf.shape(images)[0], latent)
       return objectives.log_importance_weights(model, images, count,
                                                noise=noise)
@@ -193,16 +161,15 @@ class NativeModel:
 
   def generate(self, seeds):
     """Images decoded from z ~ p(z), one per int64 seed: (images, z)."""
-    z = export_lib.prior_latents(tf.constant(seeds, tf.int64),
+    z = rng.prior_latents(tf.constant(seeds, tf.int64),
                                  self.latent_size)
     return self.decode(z)["mean"], z.numpy()
 
   def elbo(self, images, seed, batch_index):
     """Per-example (elbo, rate, distortion), numpy [B] each."""
     images = tf.convert_to_tensor(images, tf.float32)
-    noise = tf.random.stateless_normal(
-        [tf.shape(images)[0], self.latent_size],
-        tf.constant([seed, _ELBO_SEED_OFFSET + batch_index], tf.int64))
+    noise = rng.normal([tf.shape(images)[0], self.latent_size],
+                       rng.eval_seed(seed, batch_index))
     bound = objectives.elbo(self.model, images, noise=noise)
     return bound.elbo.numpy(), bound.rate.numpy(), bound.distortion.numpy()
 
@@ -212,12 +179,6 @@ class NativeModel:
         tf.convert_to_tensor(images, tf.float32), tf.constant(seed, tf.int64),
         tf.constant(batch_index, tf.int64), tf.constant(start, tf.int32),
         tf.constant(count, tf.int32)).numpy()
-
-
-def _seed_of(seed, batch_index, start):
-  """An int64 seed for one call of an export's random signature."""
-  return (int(seed) * 1_000_003 + int(batch_index) * 10_007 + int(start)) % (
-      2**63)
 
 
 class ExportedModel:
@@ -336,7 +297,7 @@ class ExportedModel:
   def elbo(self, images, seed, batch_index):
     out = self._call(
         "elbo", x=tf.convert_to_tensor(images, tf.float32),
-        seed=tf.constant(_seed_of(seed, _ELBO_SEED_OFFSET + batch_index, 0),
+        seed=tf.constant(rng.export_seed(seed, rng.EVAL_SEED_OFFSET + batch_index, 0),
                          tf.int64))
     return tuple(self._output("elbo", out, k)
                  for k in ("elbo", "rate", "distortion"))
@@ -344,7 +305,7 @@ class ExportedModel:
   def log_weights(self, images, seed, batch_index, start, count):
     out = self._call(
         "log_importance_weights", x=tf.convert_to_tensor(images, tf.float32),
-        seed=tf.constant(_seed_of(seed, batch_index, start), tf.int64),
+        seed=tf.constant(rng.export_seed(seed, batch_index, start), tf.int64),
         num_samples=tf.constant(count, tf.int32))
     return self._output("log_importance_weights", out, "log_weights")
 
@@ -489,7 +450,7 @@ def load_images(dataset_name, split, binarize, data_dir=None, dataset=None,
   if images_file is not None:
     images = read_images_file(images_file)
     if binarize != "none":
-      images = data.static_binarize(images, training.TEST_BINARIZATION_SEED)
+      images = data.static_binarize(images, rng.TEST_BINARIZATION_SEED)
     return Images(images, None, None, images_file)
   if split not in ("train", "test"):
     raise errors.DataError(f"--split={split}: no such split; choose train "

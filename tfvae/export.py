@@ -33,6 +33,7 @@ from tfvae import data
 from tfvae import errors
 from tfvae import models
 from tfvae import objectives
+from tfvae import rng
 from tfvae import runs
 from tfvae import warmup
 
@@ -53,14 +54,6 @@ SERVING_TAG = "serve"
 # warmup file; TF Serving ignores it.
 METADATA_FILE = "tfvae_export.json"
 
-# Stateless noise streams: the same seed gives independent draws for the
-# prior (generate, `prior_latents`) and the posterior (encode_sample, elbo),
-# and for the importance samples of log_importance_weights.
-PRIOR_STREAM = 0
-POSTERIOR_STREAM = 1
-IMPORTANCE_STREAM = 2
-# A named algorithm: the same seed draws the same noise on CPU, GPU or XLA.
-_RNG_ALG = "philox"
 
 
 def existing_versions(export_dir):
@@ -143,54 +136,6 @@ def publish(module, export_dir, version=None, signatures=None, verify=None,
   return final_path
 
 
-def per_example_normal(seed, shape, stream=0):
-  """Draws standard-Normal noise of `shape` for each seed entry, statelessly.
-
-  Entry i of the result depends on (seed[i], stream) alone, never on the rest
-  of the batch, so TF Serving's request batching cannot change it.
-
-  Args:
-    seed: int64 Tensor [N].
-    shape: The shape of one draw (a list of ints).
-    stream: An int telling apart the draws of different uses of one seed.
-
-  Returns:
-    float32 Tensor [N, *shape]; row i is
-    `tf.random.stateless_normal(shape, seed=[seed[i], stream], alg="philox")`.
-  """
-  seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
-  stream = tf.constant(stream, tf.int64)
-
-  def one(s):
-    return tf.random.stateless_normal(shape, seed=tf.stack([s, stream]),
-                                      alg=_RNG_ALG)
-
-  return tf.map_fn(one, seed, fn_output_signature=tf.TensorSpec(
-      shape, tf.float32))
-
-
-def prior_latents(seed, latent_size):
-  """Draws one standard-Normal latent point per seed, statelessly.
-
-  Args:
-    seed: int64 Tensor [N]; entry i determines row i alone, so the same seed
-      gives the same point in any batch, process or reloaded SavedModel.
-    latent_size: Width of z.
-
-  Returns:
-    float32 Tensor [N, latent_size].
-  """
-  seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
-
-  def one(s):
-    # Named algorithm: the same seed gives the same point on CPU, GPU or XLA.
-    return tf.random.stateless_normal([latent_size], seed=tf.stack([s, 0]),
-                                      alg="philox")
-
-  return tf.map_fn(one, seed, fn_output_signature=tf.TensorSpec(
-      [latent_size], tf.float32))
-
-
 def generator_functions(decode_fn, latent_size):
   """Builds the `decode` and `generate` signature functions of a generator.
 
@@ -219,7 +164,7 @@ def generator_functions(decode_fn, latent_size):
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="seed")])
   def generate(seed):
-    z = prior_latents(seed, latent_size)
+    z = rng.prior_latents(seed, latent_size)
     return {"images": decode_fn(z)["mean"], "z": z}
 
   return decode, generate
@@ -326,7 +271,7 @@ def export_module(model, part="full"):
         message="seed must have one entry per image of x, or one for all")
     with tf.control_dependencies([check]):
       seed = tf.broadcast_to(seed, [batch])
-    noise = per_example_normal(seed, [latent_size], POSTERIOR_STREAM)
+    noise = rng.per_example_normal(seed, [latent_size], rng.POSTERIOR_STREAM)
     return approx_posterior, noise
 
   @tf.function(input_signature=[image_spec])
@@ -432,7 +377,7 @@ def _conditional_module(model, part):
 
     decode(z [B, D], label) -> "mean" and the likelihood's parameters of
       p(x | z, y).
-    generate(seed int64 [B], label) -> "images", "z": z = prior_latents(seed)
+    generate(seed int64 [B], label) -> "images", "z": z = rng.prior_latents(seed)
       decoded with label y (so a seed keeps its z across labels).
     encode(x, label) -> "loc", "scale" of q(z | x, y).
     encode_sample(x, seed [B] or [1], label) -> "z", "loc", "scale".
@@ -459,7 +404,7 @@ def _conditional_module(model, part):
 
   @tf.function(input_signature=[seeds_spec, label_spec])
   def generate(seed, label):
-    z = prior_latents(seed, latent_size)
+    z = rng.prior_latents(seed, latent_size)
     return {"images": decoder.outputs(z, label)["mean"], "z": z}
 
   module.decode, module.generate = decode, generate
@@ -474,7 +419,7 @@ def _conditional_module(model, part):
   def posterior_sample(x, seed, label):
     approx_posterior = model.approx_posterior(x, label)
     seed = _broadcast_seeds(seed, tf.shape(x)[0])
-    noise = per_example_normal(seed, [latent_size], POSTERIOR_STREAM)
+    noise = rng.per_example_normal(seed, [latent_size], rng.POSTERIOR_STREAM)
     return approx_posterior, noise
 
   @tf.function(input_signature=[image_spec, label_spec])
@@ -538,10 +483,8 @@ def _importance_noise(x, seed, num_samples, latent_size):
       num_samples, message="num_samples must be positive")
   with tf.control_dependencies([check]):
     num_samples = tf.identity(num_samples)
-  noise = tf.random.stateless_normal(
-      [num_samples, tf.shape(x)[0], latent_size],
-      seed=tf.stack([seed, tf.constant(IMPORTANCE_STREAM, tf.int64)]),
-      alg=_RNG_ALG)
+  noise = rng.batch_importance_noise(seed, num_samples, tf.shape(x)[0],
+                                     latent_size)
   return num_samples, noise
 
 

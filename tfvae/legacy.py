@@ -38,6 +38,7 @@ from tfvae import checkpoints
 from tfvae import errors
 from tfvae import export
 from tfvae import mapping
+from tfvae import rng
 from tfvae import runs
 
 v1 = tf.compat.v1
@@ -684,12 +685,6 @@ def device_pins(saved_model_dir):
   return pins
 
 
-def verification_latents(latent_size, count=8):
-  """Fixed latent points [count, latent_size] used to compare decoders."""
-  return np.random.RandomState(1234).normal(
-      size=(count, latent_size)).astype(np.float32) * 1.5
-
-
 def build_generator(checkpoint, export_dir, version=None, meta_graph=None,
                     latent_tensor=None, output_tensor=None,
                     output_collection=None, image_shape=None, device="auto",
@@ -803,7 +798,7 @@ def _publish_decoder(decoder, export_dir, version, device_name, source_name,
     The published version directory.
   """
   module = DecoderGenerator(decoder)
-  z = verification_latents(decoder.latent_size)
+  z = rng.verification_latents(decoder.latent_size)
   with tf.device(device_name):
     expected = {k: v.numpy() for k, v in decoder.outputs(z).items()}
 
@@ -919,7 +914,7 @@ def _build_from_mapping(source, spec, variable_map, export_dir, version,
   for slot, array in arrays.items():
     variables[slot].assign(np.asarray(array, np.float32))
 
-  z = verification_latents(spec.latent_size)
+  z = rng.verification_latents(spec.latent_size)
   with tf.device(device_name):
     native = decoder.outputs(z)["mean"].numpy()
   reference = mapping.reference_decode(spec, arrays, z)
@@ -997,7 +992,7 @@ def _build_from_meta_graph(source, meta_path, export_dir, version,
   module = TF1Generator(decode_graph, list(variables.values()),
                         path.latent_size, images)
 
-  z = verification_latents(path.latent_size)
+  z = rng.verification_latents(path.latent_size)
   expected = _tf1_decode(path, source.prefix, z, device_name)
   expected = np.asarray(expected, np.float32).reshape((len(z),) + images)
 

@@ -12,6 +12,7 @@ import tensorflow_probability as tfp
 from tfvae import errors
 from tfvae import likelihoods as likelihoods_lib
 from tfvae import nets
+from tfvae import rng
 
 tfd = tfp.distributions
 
@@ -405,7 +406,7 @@ def sample_means(model, num, seed):
   """
   if not can_generate(model):
     model.prior()  # Raises a TfvaeError that names the model kind.
-  z = tf.random.stateless_normal([num, model.latent_size], [seed, 7])
+  z = rng.picture_latents(seed, num, model.latent_size)
   if is_conditional(model):
     labels = tf.repeat(tf.range(model.num_classes), num)
     z = tf.tile(z, [model.num_classes, 1])

@@ -18,12 +18,6 @@ from tfvae import errors
 
 tfd = tfp.distributions
 
-# Stateless draws name their algorithm: the default ("auto_select") lets the
-# device or XLA choose, and then a CPU, a GPU and a jit-compiled step would
-# draw different noise from the same seed.
-RNG_ALG = "philox"
-
-
 class Bound(NamedTuple):
   """Per-example terms of the ELBO, each float32 [B]."""
   elbo: tf.Tensor
@@ -148,87 +142,6 @@ def iwae_bound(model, images, num_samples, seed=None, noise=None):
   return tf.reduce_logsumexp(log_w, axis=0) - math.log(num_samples)
 
 
-class ExampleNoise:
-  """Stateless noise for the examples of one batch, whatever the replicas.
-
-  Each draw is made for the whole global batch from a seed and sliced to this
-  replica's examples, so example i receives the same noise with one replica
-  or many (latent widths and images are small next to the step's matmuls).
-
-  Args:
-    seed: int Tensor [2], the batch's stateless seed.
-    global_batch: Examples in the global batch.
-    start: Index of this replica's first example in the global batch.
-    local: Examples on this replica.
-  """
-
-  def __init__(self, seed, global_batch, start=0, local=None):
-    self._seed = tf.cast(seed, tf.int64)
-    self._global_batch = global_batch
-    self._start = start
-    self._local = global_batch if local is None else local
-    self._draws = 0
-
-  def _next_seed(self):
-    self._draws += 1
-    return tf.random.experimental.stateless_fold_in(self._seed, self._draws)
-
-  def _slice(self, noise):
-    return noise[self._start:self._start + self._local]
-
-  def normal(self, shape):
-    """Standard-Normal noise [local, *shape]."""
-    return self._slice(tf.random.stateless_normal(
-        [self._global_batch, *shape], self._next_seed(), alg=RNG_ALG))
-
-  def uniform(self, shape):
-    """U(0, 1) noise [local, *shape]."""
-    return self._slice(tf.random.stateless_uniform(
-        [self._global_batch, *shape], self._next_seed(), alg=RNG_ALG))
-
-
-class RecordedNoise:
-  """Stands in for `ExampleNoise` and records which draws are made.
-
-  `draws` lists (kind, shape) per call, kind being "normal" or "uniform".
-  """
-
-  def __init__(self):
-    self.draws = []
-
-  def normal(self, shape):
-    self.draws.append(("normal", list(shape)))
-    return tf.zeros([1, *shape])
-
-  def uniform(self, shape):
-    self.draws.append(("uniform", list(shape)))
-    return tf.fill([1, *shape], 0.5)
-
-
-class ReplayedNoise:
-  """Stands in for `ExampleNoise`, handing out tensors drawn beforehand.
-
-  Args:
-    drawn: The tensors, in the order `RecordedNoise` recorded the draws.
-  """
-
-  def __init__(self, drawn):
-    self._drawn = list(drawn)
-
-  def _next(self):
-    if not self._drawn:
-      raise ValueError("the objective drew more noise than was recorded")
-    return self._drawn.pop(0)
-
-  def normal(self, shape):
-    del shape
-    return self._next()
-
-  def uniform(self, shape):
-    del shape
-    return self._next()
-
-
 class Objective:
   """What a model is trained on: a per-example loss and named metrics.
 
@@ -244,7 +157,7 @@ class Objective:
     Args:
       model: The model being trained.
       images: float32 [B, H, W, C], the (binarised) training targets.
-      noise: An `ExampleNoise` for this batch.
+      noise: An `rng.ExampleNoise` for this batch.
       step: The training step (int64 scalar Tensor), for schedules.
       labels: int64 [B] class labels of the batch (used by conditional
         models only).
@@ -420,7 +333,7 @@ class IwaeObjective(Objective):
     self.num_samples = int(num_samples)
 
   def __call__(self, model, images, noise, step=None, labels=None):
-    # Drawn [B, k, D] so that ExampleNoise slices examples, then [k, B, D].
+    # Drawn [B, k, D] so that rng.ExampleNoise slices examples, then [k, B, D].
     eps = tf.transpose(noise.normal([self.num_samples, model.latent_size]),
                        [1, 0, 2])
     log_w = log_importance_weights(model, images, self.num_samples,

@@ -23,18 +23,12 @@ from tfvae import images as images_lib
 from tfvae import models
 from tfvae import objectives
 from tfvae import optimizers
+from tfvae import rng
 from tfvae import runs
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adam", "rmsprop")
 BINARIZATIONS = ("none", "static", "dynamic")
-# Fixed seeds of static binarisation: every run, whatever its --seed, sees the
-# same binarised data, so test figures of different runs are comparable.
-TRAIN_BINARIZATION_SEED = 1234
-TEST_BINARIZATION_SEED = 4321
-# Evaluation draws z from (seed, this offset + batch index), apart from the
-# training steps' seeds.
-_EVAL_SEED_OFFSET = 1 << 20
 _NUM_PICTURE_SAMPLES = 64
 
 
@@ -101,7 +95,7 @@ def prepared_split(dataset, split, binarize):
   the_split = dataset.split(split)
   if binarize == "none" or (binarize == "dynamic" and split == "train"):
     return the_split
-  seed = TRAIN_BINARIZATION_SEED if split == "train" else TEST_BINARIZATION_SEED
+  seed = rng.BINARIZATION_SEEDS[split]
   return data.Split(data.static_binarize(the_split.images, seed),
                     the_split.labels)
 
@@ -297,7 +291,7 @@ class Trainer:
     ctx = tf.distribute.get_replica_context()
     local = tf.shape(images)[0]
     start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
-    noise = objectives.ExampleNoise(step_seed, self.config.batch_size, start,
+    noise = rng.ExampleNoise(step_seed, self.config.batch_size, start,
                                     local)
     if self.config.jit:
       # XLA implements stateless random ops with other bits than TF's
@@ -315,14 +309,14 @@ class Trainer:
 
   def _make_train_steps(self):
     if self.config.jit:
-      recorder = objectives.RecordedNoise()
+      recorder = rng.RecordedNoise()
       images = tf.zeros([1, *self.config.image_shape], tf.uint8)
       # An eager pass on one example tells which noise the step draws.
       self._loss_and_grads(images, recorder, tf.zeros([1], tf.int64))
       self._draws = recorder.draws
       self._compiled = tf.function(
           lambda images, drawn, labels: self._loss_and_grads(
-              images, objectives.ReplayedNoise(drawn), labels),
+              images, rng.ReplayedNoise(drawn), labels),
           jit_compile=True)
     seed = tf.constant(self.config.seed, tf.int64)
     num_sums = 1 + len(self.objective.metric_names)
@@ -398,16 +392,15 @@ class Trainer:
   def epoch_order(self, epoch_index):
     """The permutation [N] of the training split that epoch `epoch_index`
     visits, as `data.train_dataset` draws it."""
-    return np.random.default_rng(data.shuffle_seed(
-        self.config.seed, epoch_index)).permutation(
-            len(self.train_split.labels))
+    return rng.epoch_order(self.config.seed, epoch_index,
+                           len(self.train_split.labels))
 
   def _make_eval_batch(self):
 
     @tf.function
     def eval_batch(images, labels, seed):
       """Sums of the objective's metrics over a batch (fixed noise)."""
-      noise = objectives.ExampleNoise(seed, tf.shape(images)[0])
+      noise = rng.ExampleNoise(seed, tf.shape(images)[0])
       _, metrics = self.objective(self.model, data.scale(images), noise,
                                   self.step, **self._labels_arg(labels))
       return tf.stack([tf.reduce_sum(metrics[name])
@@ -425,7 +418,7 @@ class Trainer:
     totals = np.zeros(len(self.objective.metric_names))
     count = 0
     for i, batch in enumerate(data.eval_dataset(self.test_split, batch_size)):
-      seed = tf.constant([self.config.seed, _EVAL_SEED_OFFSET + i], tf.int64)
+      seed = rng.eval_seed(self.config.seed, i)
       totals += self._eval_batch(batch["image"], batch["label"],
                                  seed).numpy()
       count += int(batch["image"].shape[0])
