@@ -6,7 +6,6 @@ training is a `tf.function` step under a `tf.distribute.Strategy` with
 decoder on its own.
 """
 from tfvae import autoencoders
-from tfvae import checkpoints
 from tfvae import config
 from tfvae import data
 from tfvae import denoising
@@ -16,9 +15,8 @@ from tfvae import evaluation
 from tfvae import export
 from tfvae import generation
 from tfvae import images
-from tfvae import legacy
 from tfvae import likelihoods
-from tfvae import mapping
+from tfvae import migrate
 from tfvae import models
 from tfvae import nets
 from tfvae import objectives
@@ -45,7 +43,6 @@ __all__ = [
     "VAE",
     "autoencoders",
     "build_model",
-    "checkpoints",
     "config",
     "data",
     "denoising",
@@ -57,9 +54,8 @@ __all__ = [
     "generation",
     "images",
     "iwae_bound",
-    "legacy",
     "likelihoods",
-    "mapping",
+    "migrate",
     "models",
     "nets",
     "objectives",

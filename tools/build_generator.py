@@ -22,8 +22,8 @@ from absl import flags
 from absl import logging
 
 from tfvae import errors
-from tfvae import legacy
-from tfvae import mapping
+from tfvae.migrate import build
+from tfvae.migrate import mapping
 from tools import _cli
 
 flags.DEFINE_string("checkpoint", None,
@@ -116,7 +116,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.checkpoint or not FLAGS.export_dir:
     raise app.UsageError("--checkpoint and --export_dir are required")
-  path = legacy.build_generator(
+  path = build.build_generator(
       FLAGS.checkpoint, FLAGS.export_dir, version=FLAGS.version,
       meta_graph=FLAGS.meta_graph, latent_tensor=FLAGS.latent_tensor,
       output_tensor=FLAGS.output_tensor,

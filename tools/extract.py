@@ -13,9 +13,9 @@ from absl import flags
 from absl import logging
 import numpy as np
 
-from tfvae import checkpoints
 from tfvae import errors
 from tfvae import files
+from tfvae.migrate import reader
 from tools import _cli
 
 flags.DEFINE_string("out", None, "The .npz file to write (required).")
@@ -49,7 +49,7 @@ def select(report, include_slots, include, exclude):
   for v in report.variables:
     if v.name == "_CHECKPOINTABLE_OBJECT_GRAPH":
       continue
-    if v.kind != checkpoints.WEIGHT and not include_slots:
+    if v.kind != reader.WEIGHT and not include_slots:
       continue
     if include and not any(p.search(v.name) for p in include):
       continue
@@ -72,14 +72,14 @@ def main(argv):
         f"{argv[1:]}")
   if not FLAGS.out:
     raise app.UsageError("--out is required")
-  report = checkpoints.inspect(argv[1])
+  report = reader.inspect(argv[1])
   names = select(report, FLAGS.include_slots,
                  _patterns(FLAGS.include, "include"),
                  _patterns(FLAGS.exclude, "exclude"))
   if not names:
     raise errors.TfvaeError(
         f"no variable of {report.source.prefix} passes the filters")
-  arrays = checkpoints.read_all(report.source, names)
+  arrays = reader.read_all(report.source, names)
   write_npz(FLAGS.out, arrays)
   logging.info("Wrote %d variables to %s", len(arrays), FLAGS.out)
 

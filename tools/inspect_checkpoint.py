@@ -14,8 +14,8 @@ import sys
 from absl import app
 from absl import flags
 
-from tfvae import checkpoints
-from tfvae import legacy
+from tfvae.migrate import graph
+from tfvae.migrate import reader
 from tools import _cli
 
 flags.DEFINE_bool("json", False,
@@ -34,7 +34,7 @@ def _table(report, meta_report):
            f"optimizer:  {', '.join(report.optimizers) or '-'}", ""]
   rows = [("name", "shape", "dtype", "size", "kind")]
   for v in report.variables:
-    kind = f"slot ({v.optimizer})" if v.kind == checkpoints.SLOT else v.kind
+    kind = f"slot ({v.optimizer})" if v.kind == reader.SLOT else v.kind
     rows.append((v.name, str(list(v.shape)), v.dtype, str(v.size), kind))
   widths = [max(len(r[i]) for r in rows) for i in range(5)]
   for row in rows:
@@ -69,11 +69,11 @@ def main(argv):
     raise app.UsageError(
         "Expected exactly one argument, the checkpoint PATH; got "
         f"{argv[1:]}")
-  source = checkpoints.resolve(argv[1])
-  report = (checkpoints.verify(source) if FLAGS.verify
-            else checkpoints.inspect(source))
+  source = reader.resolve(argv[1])
+  report = (reader.verify(source) if FLAGS.verify
+            else reader.inspect(source))
   meta_path = FLAGS.meta_graph or source.meta_graph
-  meta_report = legacy.MetaGraph(meta_path).report() if meta_path else None
+  meta_report = graph.MetaGraph(meta_path).report() if meta_path else None
   if FLAGS.json:
     out = {"checkpoint": report.source.prefix, "source": report.source.kind,
            "format": report.format, "step": report.step,

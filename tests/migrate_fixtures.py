@@ -12,7 +12,7 @@ latent tensor.
 
 Usable from tests (`write_fixture(directory, **options)`) and as a script:
 
-  python -m tests.legacy_fixtures --out=/tmp/vae_tf1 --hidden_size=512
+  python -m tests.migrate_fixtures --out=/tmp/vae_tf1 --hidden_size=512
 """
 import dataclasses
 import json

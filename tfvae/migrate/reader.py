@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import errors
+from tfvae.migrate._messages import first_line
 
 TF1_FORMAT = "TF1 name-based"
 TF2_FORMAT = "TF2 object-based"
@@ -115,9 +116,11 @@ class CheckpointReport:
   optimizers: tuple = ()
 
   def weights(self):
+    """The `VariableInfo`s of model weights."""
     return [v for v in self.variables if v.kind == WEIGHT]
 
   def slots(self):
+    """The `VariableInfo`s of optimizer slots."""
     return [v for v in self.variables if v.kind == SLOT]
 
 
@@ -206,12 +209,7 @@ def _reader(prefix):
           f"checkpoint data file {missing[0]} does not exist") from e
     raise errors.TfvaeError(
         f"checkpoint index {prefix}.index is damaged or not a checkpoint "
-        f"index ({_first_line(e)})") from e
-
-
-def _first_line(e):
-  text = getattr(e, "message", None) or str(e) or type(e).__name__
-  return text.strip().splitlines()[0]
+        f"index ({first_line(e)})") from e
 
 
 def _classify_tf1(name):
@@ -323,7 +321,7 @@ def read_all(path, names=None):
       data = ", ".join(_data_files(source.prefix))
       raise errors.TfvaeError(
           f"checkpoint data file {data} is truncated or corrupted: variable "
-          f"{name} cannot be read ({_first_line(e)})") from e
+          f"{name} cannot be read ({first_line(e)})") from e
   return values
 
 

@@ -1,7 +1,4 @@
-"""Tests of generators built from run directories and mapped TF1 checkpoints.
-
-The TF1 fixtures are shared with test_legacy (written once per process).
-"""
+"""Tests of mapping graph-less TF1 checkpoints into native decoders."""
 import dataclasses
 import json
 import os
@@ -13,19 +10,17 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
-from tests import legacy_fixtures
-from tests import util
-from tests.test_legacy import _fixture
-from tests.test_legacy import _run_tool
-from tests.test_legacy import _versions
-import tfvae
-from tfvae import checkpoints
+from tests import migrate_fixtures
+from tests.test_migrate_surgery import _assert_matches_tf1
+from tests.test_migrate_surgery import _decode
+from tests.test_migrate_surgery import _fixture
+from tests.test_migrate_surgery import _versions
 from tfvae import errors
-from tfvae import images
-from tfvae import legacy
-from tfvae import mapping
-from tfvae import runs
-from tfvae import training
+from tfvae import migrate
+from tfvae.migrate import mapping
+from tfvae.migrate import reader
+from tfvae.migrate import reference
+
 
 # The decoder weights of the small fixtures (8x8 images, 16 hidden units,
 # z of width 2), in the seed's creation order: Variable_3 and Variable_4 are
@@ -45,108 +40,33 @@ def _without_meta(test, name, **options):
   directory = os.path.join(test.get_temp_dir(), name + "-nometa")
   shutil.rmtree(directory, ignore_errors=True)
   if options:
-    legacy_fixtures.write_fixture(directory, **options)
+    migrate_fixtures.write_fixture(directory, **options)
   else:
     shutil.copytree(_fixture(name), directory)
   os.remove(os.path.join(directory, "model.meta"))
   return directory
 
 
-def _decode(path, z):
-  return tf.saved_model.load(path).signatures["decode"](z=tf.constant(z))
+class ShapeMatchingTest(tf.test.TestCase):
 
+  def test_unique_shapes(self):
+    assignment, used, unused = mapping.match_by_shape(
+        [("decoder/w", (2, 8)), ("decoder/b", (8,))],
+        {"Variable_3": (2, 8), "Variable_8": (8,), "Variable": (16, 8)})
+    self.assertEqual(assignment,
+                     {"decoder/w": "Variable_3", "decoder/b": "Variable_8"})
+    self.assertEqual(used, ["Variable_3", "Variable_8"])
+    self.assertEqual(unused, ["Variable"])
 
-def _assert_matches_tf1(test, path, directory):
-  expected = np.load(os.path.join(directory, "expected.npz"))
-  got = _decode(path, expected["z"])["mean"].numpy()
-  test.assertAllClose(got.reshape(expected["output"].shape),
-                      expected["output"], atol=1e-5, rtol=0)
-
-
-class RunDirTest(tf.test.TestCase):
-
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.run_dir = os.path.join(tf.compat.v1.test.get_temp_dir(), "run")
-    config = tfvae.Config(epochs=1, batch_size=32, hidden_sizes=(32,),
-                          latent_dim=2, save_every_steps=10**6,
-                          log_every_steps=10**6)
-    training.run(config, cls.run_dir,
-                 dataset=util.small_fashion_mnist(num_train=64, num_test=32))
-
-  def _assert_is_the_runs_decoder(self, path, checkpoint=None):
-    _, model, _ = runs.restore_model(self.run_dir, checkpoint)
-    z = legacy_fixtures.latent_points(2)
-    expected = model.decoder.outputs(tf.constant(z))
-    got = _decode(path, z)
-    self.assertEqual(sorted(got), sorted(expected))
-    for key in expected:
-      self.assertAllClose(got[key], expected[key], atol=1e-6, rtol=0)
-    # Only the decoder is saved: its weights, none of the encoder's.
-    saved = [name for name, _ in tf.train.list_variables(
-        os.path.join(path, "variables", "variables"))
-             if name.endswith("VARIABLE_VALUE")]
-    self.assertLen(saved, len(model.decoder.trainable_variables))
-    self.assertTrue(all(name.startswith("decoder/") for name in saved), saved)
-    with open(os.path.join(path, "assets.extra", legacy.SOURCE_RECORD)) as f:
-      self.assertEqual(json.load(f)["run_dir"], os.path.abspath(self.run_dir))
-
-  def test_run_dir_gives_its_decoder(self):
-    export_dir = os.path.join(self.get_temp_dir(), "export")
-    path = legacy.build_generator(self.run_dir, export_dir)
-    self.assertEqual(path, os.path.join(export_dir, "1"))
-    self.assertEqual(legacy.device_pins(path), [])
-    self._assert_is_the_runs_decoder(path)
-    generated = tf.saved_model.load(path).signatures["generate"](
-        seed=tf.constant([1, 2], tf.int64))
-    self.assertEqual(generated["images"].shape, (2, 28, 28, 1))
-
-  def test_tf2_checkpoint_in_the_run(self):
-    prefix = runs.newest_intact_checkpoint(runs.ckpt_dir(self.run_dir))
-    self.assertEqual(checkpoints.resolve(prefix).kind,
-                     checkpoints.SOURCE_TF2_CHECKPOINT)
-    export_dir = os.path.join(self.get_temp_dir(), "export")
-    path = legacy.build_generator(prefix, export_dir, version=4)
-    self.assertEqual(os.path.basename(path), "4")
-    self._assert_is_the_runs_decoder(path, prefix)
-
-  def test_tf2_checkpoint_outside_a_run_is_refused(self):
-    ckpt = tf.train.Checkpoint(w=tf.Variable(tf.ones([2, 3])))
-    prefix = ckpt.save(os.path.join(self.get_temp_dir(), "tf2", "ckpt"))
-    export_dir = os.path.join(self.get_temp_dir(), "export")
+  def test_ties_are_errors_listing_candidates(self):
     with self.assertRaisesRegex(errors.TfvaeError,
-                                re.escape(prefix) + ".*config.json"):
-      legacy.build_generator(prefix, export_dir)
-    self.assertEqual(_versions(export_dir), [])
+                                "Variable_1, Variable_2"):
+      mapping.match_by_shape([("mean/w", (8, 2))],
+                            [("Variable_1", (8, 2)), ("Variable_2", (8, 2))])
 
-  def test_run_dir_without_a_usable_config_is_refused(self):
-    run_dir = os.path.join(self.get_temp_dir(), "bad-run")
-    shutil.copytree(self.run_dir, run_dir)
-    with open(runs.config_path(run_dir), "w") as f:
-      f.write("{}")
-    export_dir = os.path.join(self.get_temp_dir(), "export")
-    with self.assertRaisesRegex(errors.TfvaeError,
-                                re.escape(runs.config_path(run_dir))) as c:
-      legacy.build_generator(run_dir, export_dir)
-    self.assertNotIn("\n", str(c.exception))
-    self.assertEqual(_versions(export_dir), [])
-
-  def test_reloaded_mismatch_is_not_published(self):
-    export_dir = os.path.join(self.get_temp_dir(), "export")
-    real = legacy.DecoderGenerator.__init__
-
-    def perturbed(module, decoder, name=None):
-      real(module, decoder, name)
-      decode_fn = lambda z: {k: v + 1e-3 for k, v in decoder.outputs(z).items()}
-      module.decode, module.generate = tfvae.export.generator_functions(
-          decode_fn, decoder.latent_size)
-
-    with mock.patch.object(legacy.DecoderGenerator, "__init__", perturbed):
-      with self.assertRaisesRegex(errors.TfvaeError,
-                                  "differs from the decoder of run"):
-        legacy.build_generator(self.run_dir, export_dir)
-    self.assertEqual(_versions(export_dir), [])
+  def test_missing_shape(self):
+    with self.assertRaisesRegex(errors.TfvaeError, r"\[3, 3\] of conv"):
+      mapping.match_by_shape([("conv", (3, 3))], {"Variable": (2, 2)})
 
 
 class MappedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
@@ -155,11 +75,11 @@ class MappedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     directory = _without_meta(self, "relu")
     export_dir = os.path.join(self.get_temp_dir(), "export")
     spec = dataclasses.replace(_SMALL_SPEC, activation="relu")
-    path = legacy.build_generator(directory, export_dir, decoder_spec=spec,
+    path = migrate.build_generator(directory, export_dir, decoder_spec=spec,
                                   variable_map=_SMALL_MAP)
     _assert_matches_tf1(self, path, directory)
-    self.assertEqual(legacy.device_pins(path), [])
-    with open(os.path.join(path, "assets.extra", legacy.SOURCE_RECORD)) as f:
+    self.assertEqual(migrate.device_pins(path), [])
+    with open(os.path.join(path, "assets.extra", migrate.publish.SOURCE_RECORD)) as f:
       record = json.load(f)
     self.assertEqual(record["mapping"], _SMALL_MAP)
     self.assertEqual(record["unused_weights"],
@@ -172,7 +92,7 @@ class MappedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     export_dir = os.path.join(self.get_temp_dir(), "export")
     spec = dataclasses.replace(_SMALL_SPEC, likelihood="gaussian",
                                gaussian_scale=0.5)
-    path = legacy.build_generator(directory, export_dir, no_meta=True,
+    path = migrate.build_generator(directory, export_dir, no_meta=True,
                                   decoder_spec=spec, variable_map=_SMALL_MAP)
     _assert_matches_tf1(self, path, directory)
     expected = np.load(os.path.join(directory, "expected.npz"))
@@ -187,10 +107,10 @@ class MappedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     spec = dataclasses.replace(_SMALL_SPEC, hidden_sizes=(12,),
                                activation="sigmoid")
     with self.assertLogs("absl", level="INFO") as logs:
-      path = legacy.build_generator(directory, export_dir, decoder_spec=spec)
+      path = migrate.build_generator(directory, export_dir, decoder_spec=spec)
     _assert_matches_tf1(self, path, directory)
     # Every checkpoint variable is listed as used or unused.
-    report = checkpoints.inspect(directory)
+    report = reader.inspect(directory)
     text = "\n".join(logs.output)
     used = re.findall(r"Used: (\S+) .* -> (\S+) \(by shape\)", text)
     self.assertLen(used, 4)
@@ -204,7 +124,7 @@ class MappedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     directory = _without_meta(self, "seed003")
     export_dir = os.path.join(self.get_temp_dir(), "export")
     with self.assertRaises(errors.TfvaeError) as caught:
-      legacy.build_generator(directory, export_dir)
+      migrate.build_generator(directory, export_dir)
     message = str(caught.exception)
     self.assertNotIn("\n", message)
     self.assertRegex(message, r"decoder/mlp/linear_0/b \[512\] could be any "
@@ -242,7 +162,7 @@ class MappedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     variable_map = {k: v for k, v in variable_map.items() if v}
     export_dir = os.path.join(self.get_temp_dir(), "export")
     with self.assertRaisesRegex(errors.TfvaeError, pattern) as caught:
-      legacy.build_generator(directory, export_dir, decoder_spec=_SMALL_SPEC,
+      migrate.build_generator(directory, export_dir, decoder_spec=_SMALL_SPEC,
                              variable_map=variable_map)
     self.assertNotIn("\n", str(caught.exception))
     self.assertEqual(_versions(export_dir), [])
@@ -254,18 +174,18 @@ class MappedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
         errors.TfvaeError,
         r"no checkpoint variable has the shape \[2, 512\] of "
         r"decoder/mlp/linear_0/w"):
-      legacy.build_generator(directory, export_dir)  # 28x28, 512: seed 003
+      migrate.build_generator(directory, export_dir)  # 28x28, 512: seed 003
     self.assertEqual(_versions(export_dir), [])
 
   def test_numpy_check_mismatch_is_not_published(self):
     directory = _without_meta(self, "relu")
     export_dir = os.path.join(self.get_temp_dir(), "export")
-    real = mapping.reference_decode
-    with mock.patch.object(mapping, "reference_decode",
+    real = reference.decode
+    with mock.patch.object(reference, "decode",
                            lambda *a: real(*a) + 1e-3):
       with self.assertRaisesRegex(errors.TfvaeError,
                                   "differs from the same weights computed"):
-        legacy.build_generator(
+        migrate.build_generator(
             directory, export_dir, variable_map=_SMALL_MAP,
             decoder_spec=dataclasses.replace(_SMALL_SPEC, activation="relu"))
     self.assertEqual(_versions(export_dir), [])
@@ -275,7 +195,7 @@ class MappedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     export_dir = os.path.join(self.get_temp_dir(), "export")
     spec = mapping.DecoderSpec(network="conv", image_shape=(8, 8, 1),
                                conv_channels=(4, 4))
-    path = legacy.build_generator(directory, export_dir, decoder_spec=spec)
+    path = migrate.build_generator(directory, export_dir, decoder_spec=spec)
     _assert_matches_tf1(self, path, directory)
 
   @parameterized.parameters("tanh", "relu", "sigmoid", "elu", "softplus",
@@ -293,50 +213,9 @@ class MappedCheckpointTest(tf.test.TestCase, parameterized.TestCase):
         variable.assign(tf.random.stateless_normal(variable.shape, [i, 1]))
         weights[mapping.variable_key(variable)] = variable.numpy()
       z = np.random.RandomState(0).normal(size=(4, 3)).astype(np.float32)
-      self.assertAllClose(mapping.reference_decode(spec, weights, z),
+      self.assertAllClose(reference.decode(spec, weights, z),
                           decoder.outputs(tf.constant(z))["mean"],
                           atol=1e-5, rtol=1e-5)
-
-
-class Seed003Test(tf.test.TestCase):
-  """The issue's "done when": z = [3, 3] through a graph found unaided."""
-
-  def test_z_3_3_draws_the_tf1_picture(self):
-    directory = _fixture("seed003")
-    expected = np.load(os.path.join(directory, "expected.npz"))
-    self.assertAllEqual(expected["z"][-1], [3., 3.])
-    tf1_picture = expected["output"][-1].reshape(28, 28, 1)
-    export_dir = os.path.join(self.get_temp_dir(), "export")
-    path = legacy.build_generator(directory, export_dir)
-    got = _decode(path, np.array([[3., 3.]], np.float32))["mean"].numpy()
-    self.assertAllClose(got[0], tf1_picture, atol=1e-5, rtol=0)
-    png = images.write_png(os.path.join(self.get_temp_dir(), "z33.png"),
-                           images.grid(got))
-    drawn = tf.io.decode_png(tf.io.read_file(png)).numpy()
-    # Within rounding of the 8-bit grey levels TF1's pixels would get.
-    self.assertAllClose(drawn, np.clip(tf1_picture, 0, 1) * 255, atol=0.51,
-                        rtol=0)
-
-
-class CliTest(tf.test.TestCase):
-
-  def test_build_generator_cli_with_map(self):
-    directory = _without_meta(self, "relu")
-    export_dir = os.path.join(self.get_temp_dir(), "export")
-    items = [f"{k}={v}" for k, v in _SMALL_MAP.items()]
-    result = _run_tool(
-        "tools.build_generator", f"--checkpoint={directory}/model",
-        f"--export_dir={export_dir}", "--hidden_sizes=16",
-        "--image_shape=8,8,1", "--activation=relu",
-        "--map=" + ",".join(items[:3]), "--map", items[3])
-    self.assertEqual(result.returncode, 0, result.stderr)
-    self.assertEqual(result.stdout.strip(), os.path.join(export_dir, "1"))
-    _assert_matches_tf1(self, os.path.join(export_dir, "1"), directory)
-    for name, slot in [("Variable_3", "decoder/mlp/linear_0/w"),
-                       ("Variable_9", "decoder/mlp/linear_1/b")]:
-      self.assertRegex(result.stderr, rf"Used: {name} .* -> {slot} \(by name")
-    self.assertRegex(result.stderr, r"Unused: Variable_5 \[16\]")
-
 
 if __name__ == "__main__":
   tf.test.main()
