@@ -119,8 +119,8 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
   def test_batch_jacobian_matches_finite_differences(self, network):
     _, model = _model("contractive_ae", network, image_shape=(6, 6, 1),
                       hidden_sizes=(16,), activation="tanh", latent_dim=3)
-    rng = np.random.default_rng(1)
-    x = rng.uniform(size=[2, 6, 6, 1]).astype(np.float32)
+    generator = np.random.default_rng(1)
+    x = generator.uniform(size=[2, 6, 6, 1]).astype(np.float32)
     code, jacobian = autoencoders.encoder_jacobian(model, tf.constant(x))
     self.assertEqual(jacobian.shape, [2, 3, 6, 6, 1])
     eps = 1e-2
