@@ -262,12 +262,15 @@ class LabelledModel:
     self.latent_size = model.latent_size
 
   def prior(self):
+    """p(z) of the wrapped model."""
     return self._model.prior()
 
   def approx_posterior(self, images):
+    """q(z | x, y) for images [B, H, W, C] with the fixed labels [B]."""
     return self._model.approx_posterior(images, self._labels)
 
   def likelihood(self, z):
+    """p(x | z, y) for z [k * B, latent_size], the labels tiled k times."""
     return self._model.likelihood(z, self._likelihood_labels)
 
 
