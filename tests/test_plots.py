@@ -19,7 +19,6 @@ from tfvae import errors
 from tfvae import evaluation
 from tfvae import export as export_lib
 from tfvae import kinds
-from tfvae import models
 from tfvae import objectives
 from tfvae import plots
 from tfvae import runs
