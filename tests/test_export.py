@@ -28,6 +28,7 @@ from tfvae import evaluation
 from tfvae import export
 from tfvae import generation
 from tfvae import images as images_lib
+from tfvae import kinds
 from tfvae import models
 from tfvae import runs
 from tfvae import training
@@ -486,7 +487,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
                      len(_FULL))
 
   def test_replay_notices_a_changed_model(self):
-    changed = export.export_module(models.build_model(
+    changed = export.export_module(kinds.build_model(
         config_lib.load(runs.config_path(self.run_dir))))
     with self.assertRaisesRegex(errors.TfvaeError, "differs from the "
                                 "in-process model"):

@@ -17,6 +17,7 @@ from tfvae import data
 from tfvae import denoising
 from tfvae import errors
 from tfvae import export
+from tfvae import kinds
 from tfvae import models
 from tfvae import objectives
 from tfvae import rng
@@ -48,7 +49,7 @@ def _config(**changes):
 def _model(kind, network="mlp", image_shape=(28, 28, 1), **changes):
   config = _config(model=kind, network=network, image_shape=image_shape,
                    **changes)
-  return config, models.build_model(config)
+  return config, kinds.build_model(config)
 
 
 def _mean_loss(objective, model, images, labels, seed=(5, 6)):
@@ -118,8 +119,8 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
   def test_batch_jacobian_matches_finite_differences(self, network):
     _, model = _model("contractive_ae", network, image_shape=(6, 6, 1),
                       hidden_sizes=(16,), activation="tanh", latent_dim=3)
-    x = np.random.default_rng(1).uniform(size=[2, 6, 6, 1]).astype(
-        np.float32)
+    generator = np.random.default_rng(1)
+    x = generator.uniform(size=[2, 6, 6, 1]).astype(np.float32)
     code, jacobian = autoencoders.encoder_jacobian(model, tf.constant(x))
     self.assertEqual(jacobian.shape, [2, 3, 6, 6, 1])
     eps = 1e-2
@@ -147,7 +148,7 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
     config, model = _model("sparse_ae", latent_dim=6, sparsity_weight=0.3,
                            sparsity_target=0.1, sparsity_penalty=penalty)
     x = data.scale(_fashion_mnist().test.images[:10])
-    objective = objectives.for_config(config)
+    objective = kinds.build_objective(config)
     noise = rng.ExampleNoise(tf.constant([0, 0], tf.int64), 10)
     loss, metrics = objective(model, x, noise)
     code = model.encode(x).numpy().astype(np.float64)
@@ -263,7 +264,7 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.parameters(*_ALL_KINDS)
   def test_conv_network_gives_finite_gradients(self, kind):
     config, model = _model(kind, "conv", image_shape=(28, 28, 1))
-    objective = objectives.for_config(config)
+    objective = kinds.build_objective(config)
     x = data.scale(_fashion_mnist().test.images[:4])
     noise = rng.ExampleNoise(tf.constant([0, 1], tf.int64), 4)
     with tf.GradientTape() as tape:
@@ -597,7 +598,7 @@ class DenoiseToolTest(tf.test.TestCase):
     result = _run_tool("tools.train", "--help")
     # absl exits with status 1 after --help.
     self.assertIn(result.returncode, (0, 1), result.stderr[-2000:])
-    for kind in models.MODEL_KINDS:
+    for kind in kinds.names():
       self.assertIn(kind, result.stdout)
     for flag in ("kl_schedule", "free_bits", "num_importance_samples",
                  "num_classes", "noise", "sparsity_penalty",

@@ -6,6 +6,7 @@ import tensorflow_probability as tfp
 
 from tfvae import likelihoods
 from tfvae import models
+from tfvae import nets
 
 tfd = tfp.distributions
 
@@ -90,6 +91,44 @@ class ModelTest(tf.test.TestCase, parameterized.TestCase):
     model = models.VAE((4, 4, 1), latent_size=2, hidden_sizes=(8,))
     q = model.approx_posterior(tf.random.uniform([3, 4, 4, 1]) * 100)
     self.assertTrue(np.all(q.stddev().numpy() > 0))
+
+  @parameterized.parameters("mlp", "conv")
+  def test_variable_names_are_those_old_checkpoints_hold(self, network):
+    model = models.VAE((4, 4, 1), latent_size=2, network=network,
+                       hidden_sizes=(8,))
+    if network == "mlp":
+      layers = [f"{part}/mlp/linear_{i}" for part in ("encoder", "decoder")
+                for i in range(2)]
+    else:
+      layers = [f"encoder/conv/{layer}" for layer in
+                ("conv_0", "conv_1", "conv_2", "conv_3", "dense", "out")]
+      layers += [f"decoder/conv/{layer}" for layer in
+                 ("dense", "upsample", "out")]
+    self.assertCountEqual([v.name for v in model.variables],
+                          [f"vae/{layer}/{w}:0" for layer in layers
+                           for w in "wb"])
+
+  def test_decoder_is_built_around_a_given_net(self):
+    with tf.name_scope("decoder"):
+      net = nets.ConvDecoderNet(2, (8, 8, 1), 1, hidden_channels=16,
+                                upsample_channels=8, name="conv")
+    decoder = models.Decoder(2, (8, 8, 1), likelihoods.Bernoulli(), "conv",
+                             name="decoder", net=net)
+    self.assertIs(decoder.net, net)
+    self.assertLen(decoder.variables, 6)
+    self.assertTrue(all(v.name.startswith("decoder/conv/")
+                        for v in decoder.variables))
+    self.assertEqual(decoder.outputs(tf.zeros([3, 2]))["mean"].shape,
+                     [3, 8, 8, 1])
+
+  def test_likelihoods_are_built_by_registered_name(self):
+    for name in likelihoods.NAMES:
+      self.assertEqual(likelihoods.get(name).name, name)
+    self.assertEqual(likelihoods.get("gaussian", gaussian_scale=0.3).scale,
+                     0.3)
+    with self.assertRaisesRegex(ValueError, "unknown likelihood 'nope'; "
+                                "choose one of bernoulli, "):
+      likelihoods.get("nope")
 
   def test_unknown_network(self):
     with self.assertRaisesRegex(ValueError, "unknown network"):

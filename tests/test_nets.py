@@ -42,6 +42,26 @@ class InitialisationTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(enc(tf.zeros([2, 27, 13, 3])).shape, [2, 10])
     self.assertEqual(dec(tf.zeros([2, 5])).shape, [2, 27, 13, 6])
 
+  @parameterized.parameters("mlp", "conv")
+  def test_factory_names_nets_after_their_architecture(self, network):
+    encoder = nets.encoder_net(network, (8, 6, 1), 10, (16,), "tanh",
+                               condition_size=3)
+    decoder = nets.decoder_net(network, 4, (8, 6, 2), (16,), "tanh")
+    self.assertEqual(encoder.name, network)
+    self.assertEqual(decoder.name, network)
+    inputs = (tf.zeros([2, 8 * 6 + 3]) if network == "mlp"
+              else tf.zeros([2, 8, 6, 1 + 3]))
+    self.assertEqual(encoder(inputs).shape, [2, 10])
+    expected = [2, 8 * 6 * 2] if network == "mlp" else [2, 8, 6, 2]
+    self.assertEqual(decoder(tf.zeros([2, 4])).shape, expected)
+
+  def test_factory_rejects_unknown_networks(self):
+    for make in (lambda: nets.encoder_net("rnn", (4, 4, 1), 2),
+                 lambda: nets.decoder_net("rnn", 2, (4, 4, 1))):
+      with self.assertRaisesRegex(ValueError, "unknown network 'rnn'; "
+                                  "choose mlp or conv"):
+        make()
+
   def test_unknown_activation(self):
     with self.assertRaisesRegex(ValueError, "unknown activation 'nope'"):
       nets.MLP(3, [2], activation="nope")

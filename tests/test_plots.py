@@ -18,7 +18,7 @@ from tfvae import data
 from tfvae import errors
 from tfvae import evaluation
 from tfvae import export as export_lib
-from tfvae import models
+from tfvae import kinds
 from tfvae import objectives
 from tfvae import plots
 from tfvae import runs
@@ -164,7 +164,7 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_manifold_of_a_wider_latent_picks_the_most_varied_dims(self):
     config = self.loaded.config.replace(latent_dim=4)
-    native = evaluation.NativeModel(models.build_model(config))
+    native = evaluation.NativeModel(kinds.build_model(config))
     means = plots.posterior_means(native, self.images)
     expected = tuple(np.argsort(-np.var(means, axis=0))[:2])
     figure, dims = plots.manifold(native, self.images, grid_size=4)
@@ -186,7 +186,7 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_latent_of_a_wider_latent_uses_pca(self):
     config = self.loaded.config.replace(latent_dim=5)
-    native = evaluation.NativeModel(models.build_model(config))
+    native = evaluation.NativeModel(kinds.build_model(config))
     figure = plots.latent(native, self.images)
     self.assertIn("PC 1", figure.axes[0].get_xlabel())
     self._save(figure, "latent_pca")

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import tfvae
 from tfvae import errors
+from tfvae import kinds
 from tfvae import objectives
 from tfvae import runs
 from tfvae import training
@@ -158,14 +159,14 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
         loss, metrics = super().__call__(model, images, noise, step)
         return tf.where(step >= 5, np.nan, loss), metrics
 
-    original = objectives.for_config
-    objectives.for_config = lambda config: PoisonedAtStep5()
+    original = kinds.build_objective
+    kinds.build_objective = lambda config: PoisonedAtStep5()
     try:
       with self.assertRaisesRegex(errors.NonFiniteLossError,
                                   "NaN or infinite within steps 5-6;"):
         _train(run_dir, epochs=2, save_every_steps=2)
     finally:
-      objectives.for_config = original
+      kinds.build_objective = original
     newest = tf.train.latest_checkpoint(runs.ckpt_dir(run_dir))
     self.assertEndsWith(newest, "ckpt-4")
     reader = tf.train.load_checkpoint(newest)

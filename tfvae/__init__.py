@@ -31,7 +31,7 @@ from tfvae.config import Config
 from tfvae.errors import TfvaeError
 from tfvae.models import CVAE
 from tfvae.models import VAE
-from tfvae.models import build_model
+from tfvae.kinds import build_model
 from tfvae.objectives import elbo
 from tfvae.objectives import iwae_bound
 

@@ -31,7 +31,6 @@ from tfvae import nets
 from tfvae import objectives
 from tfvae import rng
 
-KINDS = ("ae", "denoising_ae", "sparse_ae", "contractive_ae")
 CODE_ACTIVATIONS = ("linear", "sigmoid")
 CORRUPTIONS = ("salt_and_pepper", "gaussian", "masking")
 SPARSITY_PENALTIES = ("kl", "l1")
@@ -181,14 +180,8 @@ class CodeEncoder(tf.Module):
     self.code_activation = code_activation
     self._network = network
     with self.name_scope:
-      if network == "mlp":
-        self.net = nets.MLP(math.prod(image_shape), [*hidden_sizes, code_size],
-                            activation, name="mlp")
-      elif network == "conv":
-        self.net = nets.ConvEncoderNet(image_shape, code_size, activation,
-                                       name="conv")
-      else:
-        raise ValueError(f"unknown network {network!r}; choose mlp or conv")
+      self.net = nets.encoder_net(network, image_shape, code_size,
+                                  hidden_sizes, activation)
 
   @tf.Module.with_name_scope
   def __call__(self, images):
@@ -213,8 +206,8 @@ class Autoencoder(tf.Module):
     likelihood: A likelihood name (see `likelihoods.NAMES`) or object.
     gaussian_scale: Pixel scale of the fixed-scale Gaussian likelihood.
     code_activation: "linear" or "sigmoid".
-    kind: The model kind this autoencoder is trained as (one of `KINDS`),
-      used in messages.
+    kind: The model kind this autoencoder is trained as (see
+      `kinds.names()`), used in messages.
     name: Module name.
   """
   # No prior: tools that sample (pictures, `generate`) check this.
@@ -266,16 +259,6 @@ class Autoencoder(tf.Module):
         f"model {self.kind} is a deterministic autoencoder with no prior "
         "over its codes, so it cannot generate samples; use encode, decode "
         "or reconstruct, or train a vae, iwae or cvae to generate")
-
-
-def build(config):
-  """Builds the `Autoencoder` of a config whose model is one of `KINDS`."""
-  return Autoencoder(
-      config.image_shape, config.latent_dim, config.network,
-      config.hidden_sizes, config.hidden_activation, config.likelihood,
-      config.gaussian_scale,
-      code_activation="sigmoid" if config.model == "sparse_ae" else "linear",
-      kind=config.model, name=config.model)
 
 
 # Objectives.
@@ -428,20 +411,6 @@ class ContractiveObjective(objectives.Objective):
         images)
     return distortion + self.weight * frobenius_sq, {
         "distortion": distortion, "jacobian_frobenius_sq": frobenius_sq}
-
-
-def objective_for_config(config):
-  """The training objective of a config whose model is one of `KINDS`."""
-  if config.model == "ae":
-    return ReconstructionObjective()
-  if config.model == "denoising_ae":
-    return DenoisingObjective(Corruption.parse(config.noise))
-  if config.model == "sparse_ae":
-    return SparseObjective(config.sparsity_weight, config.sparsity_target,
-                           config.sparsity_penalty)
-  if config.model == "contractive_ae":
-    return ContractiveObjective(config.contractive_weight)
-  raise ValueError(f"{config.model!r} is not an autoencoder kind")
 
 
 def denoise(model, images, batch_size=500, labels=None):

@@ -3,13 +3,19 @@
 A likelihood turns the decoder network's raw output map [B, H, W, C * k]
 (k = `num_params` numbers per pixel) into a `tfd.Distribution` whose event is an
 image [H, W, C], and into the named tensors an export hands to clients.
+
+Each likelihood class registers itself under its `name` (see `register`);
+`get` builds one by name. The names are also listed, without TensorFlow, in
+`kinds.likelihood_names()` for the --likelihood flag; tests/test_kinds.py
+checks that the two lists agree.
 """
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
 
-NAMES = ("bernoulli", "continuous_bernoulli", "gaussian", "gaussian_learned")
+# name -> likelihood class, in the order the classes are defined.
+_REGISTRY = {}
 
 
 def _image(base):
@@ -34,7 +40,53 @@ class BernoulliByLogits(tfd.Bernoulli):
     return event * logits - tf.nn.softplus(logits)
 
 
-class Bernoulli:
+class Likelihood:
+  """How a decoder's raw output map [B, H, W, C * num_params] becomes p(x | z).
+
+  Subclasses set `name` and `num_params` and implement `distribution` and
+  `outputs`; `register` makes them available to `get`.
+  """
+  name = None
+  num_params = 1
+
+  @classmethod
+  def create(cls, gaussian_scale=0.1):
+    """Builds the likelihood from a config's likelihood options.
+
+    Args:
+      gaussian_scale: The fixed pixel scale (used by `Gaussian` only).
+    """
+    del gaussian_scale  # Only the fixed-scale Gaussian has options.
+    return cls()
+
+  def distribution(self, params):
+    """Returns p(x | z) with batch shape [B] and event shape [H, W, C].
+
+    Args:
+      params: float32 [B, H, W, C * num_params], the decoder's output.
+    """
+    raise NotImplementedError
+
+  def outputs(self, params):
+    """Returns the named tensors of p(x | z): "mean" [B, H, W, C] and the
+    parameters an export hands to clients (each [B, H, W, C])."""
+    raise NotImplementedError
+
+
+def register(cls):
+  """Class decorator: makes the `Likelihood` subclass `cls` known to `get`.
+
+  Raises:
+    ValueError: If a likelihood of the same name is registered already.
+  """
+  if cls.name in _REGISTRY:
+    raise ValueError(f"likelihood {cls.name!r} is registered already")
+  _REGISTRY[cls.name] = cls
+  return cls
+
+
+@register
+class Bernoulli(Likelihood):
   """Independent Bernoulli pixels parameterised by logits.
 
   log p(x | z) is computed from logits (sigmoid cross-entropy), never as
@@ -54,7 +106,8 @@ class Bernoulli:
     return {"mean": tf.sigmoid(params), "logits": params}
 
 
-class ContinuousBernoulli:
+@register
+class ContinuousBernoulli(Likelihood):
   """Continuous Bernoulli pixels (Loaiza-Ganem & Cunningham, 2019).
 
   A normalised density on [0, 1] for grey-level images; its mean is not
@@ -71,7 +124,8 @@ class ContinuousBernoulli:
             "logits": params}
 
 
-class Gaussian:
+@register
+class Gaussian(Likelihood):
   """Gaussian pixels with a fixed scale: -log p(x | z) is a scaled L2 loss.
 
   The pixel mean is sigmoid(output) so that it stays in the pixel range
@@ -90,6 +144,10 @@ class Gaussian:
     self.scale = float(scale)
     self._mean_fn = _mean_activation(mean_activation)
 
+  @classmethod
+  def create(cls, gaussian_scale=0.1):
+    return cls(scale=gaussian_scale)
+
   def distribution(self, params):
     return _image(tfd.Normal(loc=self._mean_fn(params), scale=self.scale))
 
@@ -99,7 +157,8 @@ class Gaussian:
                                                       self.scale)}
 
 
-class GaussianLearned:
+@register
+class GaussianLearned(Likelihood):
   """Gaussian pixels whose per-pixel scale the decoder predicts.
 
   The decoder emits two numbers per pixel: the mean (through sigmoid, as in
@@ -142,15 +201,23 @@ def _mean_activation(name):
                    f"got {name!r}")
 
 
+# The registered names, in registration order.
+NAMES = tuple(_REGISTRY)
+
+
 def get(name, gaussian_scale=0.1):
-  """Returns the likelihood called `name` (one of `NAMES`)."""
-  if name == "bernoulli":
-    return Bernoulli()
-  if name == "continuous_bernoulli":
-    return ContinuousBernoulli()
-  if name == "gaussian":
-    return Gaussian(scale=gaussian_scale)
-  if name == "gaussian_learned":
-    return GaussianLearned()
-  raise ValueError(f"unknown likelihood {name!r}; choose one of "
-                   f"{', '.join(NAMES)}")
+  """Returns the likelihood called `name` (one of `NAMES`).
+
+  Args:
+    name: A registered likelihood name.
+    gaussian_scale: The pixel scale of the fixed-scale Gaussian.
+
+  Raises:
+    ValueError: If no likelihood is registered under `name`.
+  """
+  try:
+    cls = _REGISTRY[name]
+  except KeyError:
+    raise ValueError(f"unknown likelihood {name!r}; choose one of "
+                     f"{', '.join(_REGISTRY)}") from None
+  return cls.create(gaussian_scale)

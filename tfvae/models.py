@@ -4,8 +4,6 @@
   approx_posterior q(z | x)  = N(mu(x), diag(sigma(x)^2))   (the encoder)
   likelihood       p(x | z)  = a pixel-wise distribution     (the decoder)
 """
-import math
-
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -32,28 +30,26 @@ class GaussianEncoder(tf.Module):
   Args:
     image_shape: (H, W, C) of the input images.
     latent_size: Dimension of z.
-    network: "mlp" or "conv".
+    network: "mlp" or "conv": the architecture built, and the input `net`
+      takes (flattened pixels or images).
     hidden_sizes: Hidden widths (mlp only).
     activation: Hidden activation name.
     name: Module name.
+    net: A network to use instead of building one (see `nets.encoder_net`
+      for what it maps); its variables keep the names it was built with.
   """
 
   def __init__(self, image_shape, latent_size, network="mlp",
-               hidden_sizes=(512,), activation="tanh", name=None):
+               hidden_sizes=(512,), activation="tanh", name=None, net=None):
     super().__init__(name=name)
     self.image_shape = tuple(image_shape)
     self.latent_size = latent_size
     self._network = network
     with self.name_scope:
-      if network == "mlp":
-        self.net = nets.MLP(math.prod(image_shape),
-                            [*hidden_sizes, 2 * latent_size], activation,
-                            name="mlp")
-      elif network == "conv":
-        self.net = nets.ConvEncoderNet(image_shape, 2 * latent_size,
-                                       activation, name="conv")
-      else:
-        raise ValueError(f"unknown network {network!r}; choose mlp or conv")
+      if net is None:
+        net = nets.encoder_net(network, image_shape, 2 * latent_size,
+                               hidden_sizes, activation)
+      self.net = net
 
   @tf.Module.with_name_scope
   def __call__(self, images):
@@ -79,10 +75,15 @@ class Decoder(tf.Module):
     hidden_sizes: Hidden widths (mlp only), from z upwards.
     activation: Hidden activation name.
     name: Module name.
+    net: A network to use instead of building one: z [B, latent_size] to
+      H * W * C * num_params numbers per example (see `nets.decoder_net`).
+      Its variables keep the names it was built with, so a caller that
+      wants the built-in names ("decoder/conv/...") builds it under
+      `tf.name_scope(name)`.
   """
 
   def __init__(self, latent_size, image_shape, likelihood, network="mlp",
-               hidden_sizes=(512,), activation="tanh", name=None):
+               hidden_sizes=(512,), activation="tanh", name=None, net=None):
     super().__init__(name=name)
     self.latent_size = latent_size
     self.image_shape = tuple(image_shape)
@@ -90,16 +91,10 @@ class Decoder(tf.Module):
     height, width, channels = image_shape
     self._param_shape = (height, width, channels * likelihood.num_params)
     with self.name_scope:
-      if network == "mlp":
-        self.net = nets.MLP(latent_size,
-                            [*hidden_sizes, math.prod(self._param_shape)],
-                            activation, name="mlp")
-      elif network == "conv":
-        self.net = nets.ConvDecoderNet(latent_size, image_shape,
-                                       self._param_shape[-1], activation,
-                                       name="conv")
-      else:
-        raise ValueError(f"unknown network {network!r}; choose mlp or conv")
+      if net is None:
+        net = nets.decoder_net(network, latent_size, self._param_shape,
+                               hidden_sizes, activation)
+      self.net = net
 
   @tf.Module.with_name_scope
   def params(self, z):
@@ -205,18 +200,10 @@ class ConditionalGaussianEncoder(tf.Module):
     self.num_classes = num_classes
     self.latent_size = latent_size
     self._network = network
-    height, width, channels = image_shape
     with self.name_scope:
-      if network == "mlp":
-        self.net = nets.MLP(math.prod(image_shape) + num_classes,
-                            [*hidden_sizes, 2 * latent_size], activation,
-                            name="mlp")
-      elif network == "conv":
-        self.net = nets.ConvEncoderNet((height, width, channels + num_classes),
-                                       2 * latent_size, activation,
-                                       name="conv")
-      else:
-        raise ValueError(f"unknown network {network!r}; choose mlp or conv")
+      self.net = nets.encoder_net(network, image_shape, 2 * latent_size,
+                                  hidden_sizes, activation,
+                                  condition_size=num_classes)
 
   @tf.Module.with_name_scope
   def __call__(self, images, labels):
@@ -334,30 +321,6 @@ class CVAE(tf.Module):
     return self.decoder(z, labels)
 
 
-MODEL_KINDS = ("vae", "iwae", "cvae", "ae", "denoising_ae", "sparse_ae",
-               "contractive_ae")
-
-
-def build_model(config):
-  """Builds the model a `config.Config` (with `image_shape` set) describes."""
-  if config.image_shape is None:
-    raise ValueError("config.image_shape must be set (from the data set)")
-  if config.model in ("vae", "iwae"):
-    return VAE(config.image_shape, config.latent_dim, config.network,
-               config.hidden_sizes, config.hidden_activation,
-               config.likelihood, config.gaussian_scale, name=config.model)
-  if config.model == "cvae":
-    return CVAE(config.image_shape, config.num_classes, config.latent_dim,
-                config.network, config.hidden_sizes, config.hidden_activation,
-                config.likelihood, config.gaussian_scale, name="cvae")
-  # autoencoders builds on this module's Decoder.
-  from tfvae import autoencoders  # pylint: disable=g-import-not-at-top
-  if config.model in autoencoders.KINDS:
-    return autoencoders.build(config)
-  raise ValueError(f"unknown model {config.model!r}; choose one of "
-                   f"{', '.join(MODEL_KINDS)}")
-
-
 def is_conditional(model):
   """Whether `model` takes class labels (a `CVAE`)."""
   return isinstance(model, CVAE)
@@ -375,7 +338,7 @@ def reconstruction_means(model, images, labels=None):
   label, autoencoders their code.
 
   Args:
-    model: A model built by `build_model`.
+    model: A model built by `kinds.build_model`.
     images: float32 [B, H, W, C] in [0, 1].
     labels: int [B] class labels (conditional models only).
   """

@@ -16,6 +16,9 @@ import math
 
 import tensorflow as tf
 
+# The encoder/decoder architectures `encoder_net` and `decoder_net` build.
+NETWORKS = ("mlp", "conv")
+
 ACTIVATIONS = {
     "tanh": tf.nn.tanh,
     "relu": tf.nn.relu,
@@ -253,3 +256,65 @@ class ConvDecoderNet(tf.Module):
     x = tf.reshape(x, [-1, *self._hidden_shape])
     x = self._activation(self.upsample(x, self._image_hw))
     return self.out(x)
+
+
+def _check_network(network):
+  if network not in NETWORKS:
+    raise ValueError(f"unknown network {network!r}; choose mlp or conv")
+
+
+def encoder_net(network, image_shape, output_size, hidden_sizes=(512,),
+                activation="tanh", condition_size=0):
+  """The network of an encoder: images (and a condition) to features.
+
+  An "mlp" takes the flattened pixels [B, H * W * C] with `condition_size`
+  features appended, [B, H * W * C + condition_size]; a "conv" takes the
+  images with the condition as extra channels, [B, H, W, C + condition_size].
+  Either returns [B, output_size]. The net is named after its architecture
+  ("mlp" or "conv"), the names TF1 weight mappings and checkpoints know.
+
+  Args:
+    network: One of `NETWORKS`.
+    image_shape: (H, W, C) of the images.
+    output_size: Width of the output (e.g. 2 * latent size).
+    hidden_sizes: Hidden widths (mlp only).
+    activation: Hidden activation name.
+    condition_size: Width of the condition (a one-hot label; 0 for none).
+
+  Raises:
+    ValueError: If `network` is not one of `NETWORKS`.
+  """
+  _check_network(network)
+  if network == "mlp":
+    return MLP(math.prod(image_shape) + condition_size,
+               [*hidden_sizes, output_size], activation, name="mlp")
+  height, width, channels = image_shape
+  return ConvEncoderNet((height, width, channels + condition_size),
+                        output_size, activation, name="conv")
+
+
+def decoder_net(network, latent_size, output_shape, hidden_sizes=(512,),
+                activation="tanh"):
+  """The network of a decoder: latent points to a map of output_shape.
+
+  Maps z [B, latent_size] to [B, H * W * C'] ("mlp", to be reshaped) or
+  [B, H, W, C'] ("conv"), (H, W, C') = `output_shape`. Named "mlp" or
+  "conv" as `encoder_net`'s nets are.
+
+  Args:
+    network: One of `NETWORKS`.
+    latent_size: Width of z.
+    output_shape: (H, W, C') of the output map, C' the image's channels
+      times the likelihood's parameters per pixel.
+    hidden_sizes: Hidden widths (mlp only), from z upwards.
+    activation: Hidden activation name.
+
+  Raises:
+    ValueError: If `network` is not one of `NETWORKS`.
+  """
+  _check_network(network)
+  if network == "mlp":
+    return MLP(latent_size, [*hidden_sizes, math.prod(output_shape)],
+               activation, name="mlp")
+  return ConvDecoderNet(latent_size, output_shape, output_shape[-1],
+                        activation, name="conv")

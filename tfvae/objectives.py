@@ -262,12 +262,15 @@ class LabelledModel:
     self.latent_size = model.latent_size
 
   def prior(self):
+    """p(z) of the wrapped model."""
     return self._model.prior()
 
   def approx_posterior(self, images):
+    """q(z | x, y) for images [B, H, W, C] with the fixed labels [B]."""
     return self._model.approx_posterior(images, self._labels)
 
   def likelihood(self, z):
+    """p(x | z, y) for z [k * B, latent_size], the labels tiled k times."""
     return self._model.likelihood(z, self._likelihood_labels)
 
 
@@ -342,17 +345,3 @@ class IwaeObjective(Objective):
     return -bound, {"iwae_bound": bound,
                     "elbo": tf.reduce_mean(log_w, axis=0)}
 
-
-def for_config(config):
-  """The training objective of a `config.Config`'s model kind."""
-  if config.model in ("vae", "cvae"):
-    return ElboObjective(config.beta, KlSchedule.parse(config.kl_schedule),
-                         config.free_bits,
-                         conditional=config.model == "cvae")
-  if config.model == "iwae":
-    return IwaeObjective(config.num_importance_samples)
-  # autoencoders builds on this module's Objective.
-  from tfvae import autoencoders  # pylint: disable=g-import-not-at-top
-  if config.model in autoencoders.KINDS:
-    return autoencoders.objective_for_config(config)
-  raise ValueError(f"no objective for model {config.model!r}")

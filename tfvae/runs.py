@@ -21,7 +21,7 @@ import tensorflow as tf
 from tfvae import config as config_lib
 from tfvae import errors
 from tfvae import files
-from tfvae import models
+from tfvae import kinds
 
 CONFIG = "config.json"
 CKPT = "ckpt"
@@ -252,7 +252,7 @@ def restore_model(run_dir, checkpoint=None):
   elif not os.path.exists(checkpoint + ".index"):
     raise errors.RunDirError(f"{checkpoint}: no such checkpoint (expected "
                              f"{checkpoint}.index)")
-  model = models.build_model(config)
+  model = kinds.build_model(config)
   step = tf.Variable(0, dtype=tf.int64, name="step")
   ckpt = tf.train.Checkpoint(model=model, step=step)
   try:

@@ -20,6 +20,7 @@ from tfvae import data
 from tfvae import errors
 from tfvae import files
 from tfvae import images as images_lib
+from tfvae import kinds
 from tfvae import models
 from tfvae import objectives
 from tfvae import optimizers
@@ -105,8 +106,8 @@ def validate(config):
   checks = [
       (config.dataset in data.DATASET_NAMES, "dataset",
        f"choose one of {', '.join(data.DATASET_NAMES)}"),
-      (config.model in models.MODEL_KINDS, "model",
-       f"choose one of {', '.join(models.MODEL_KINDS)}"),
+      (config.model in kinds.names(), "model",
+       f"choose one of {', '.join(kinds.names())}"),
       (config.network in ("mlp", "conv"), "network", "choose mlp or conv"),
       (config.latent_dim > 0, "latent_dim", "must be positive"),
       (all(h > 0 for h in config.hidden_sizes), "hidden_sizes",
@@ -236,7 +237,7 @@ class Trainer:
           f"{len(self.train_split.labels)} training examples")
     tf.random.set_seed(config.seed)
     with strategy.scope():
-      self.model = models.build_model(config)
+      self.model = kinds.build_model(config)
       self.optimizer = make_optimizer(config)
       self.optimizer.build(self.model.trainable_variables)
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -244,7 +245,7 @@ class Trainer:
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, step=self.step,
         epoch=self.epoch)
-    self.objective = objectives.for_config(config)
+    self.objective = kinds.build_objective(config)
     if data_on_device is None:
       data_on_device = strategy.num_replicas_in_sync == 1
     if data_on_device and strategy.num_replicas_in_sync != 1:
