@@ -16,6 +16,8 @@ check the native decoder that they were loaded into.
 import dataclasses
 import json
 
+import tensorflow as tf
+
 from tfvae import errors
 from tfvae import likelihoods
 from tfvae import models
@@ -95,18 +97,19 @@ def build_decoder(spec):
   else:
     likelihood = likelihoods.Gaussian(spec.gaussian_scale,
                                       mean_activation="identity")
-  decoder = models.Decoder(
-      spec.latent_size, spec.image_shape, likelihood, spec.network,
-      tuple(spec.hidden_sizes), spec.activation, name="decoder")
+  net = None
   if spec.network == "conv" and tuple(spec.conv_channels) != (64, 32):
-    # models.Decoder builds ConvDecoderNet with its default channels; a TF1
-    # conv decoder may have others, so the net is rebuilt in the same scope.
-    with decoder.name_scope:
-      decoder.net = nets.ConvDecoderNet(
+    # A TF1 conv decoder may have other channels than the native default; its
+    # net is built under the decoder's scope so that the variable names are
+    # the ones the native decoder would give it.
+    with tf.name_scope("decoder"):
+      net = nets.ConvDecoderNet(
           spec.latent_size, spec.image_shape, spec.image_shape[-1],
           spec.activation, hidden_channels=spec.conv_channels[0],
           upsample_channels=spec.conv_channels[1], name="conv")
-  return decoder
+  return models.Decoder(
+      spec.latent_size, spec.image_shape, likelihood, spec.network,
+      tuple(spec.hidden_sizes), spec.activation, name="decoder", net=net)
 
 
 def variable_key(variable):
