@@ -4,56 +4,26 @@ Models are `tf.Module`s whose encoder, prior and decoder are TFP distributions;
 training is a `tf.function` step under a `tf.distribute.Strategy` with
 `tf.train.Checkpoint`s; exports are SavedModels whose signatures give the
 decoder on its own.
-"""
-from tfvae import autoencoders
-from tfvae import config
-from tfvae import data
-from tfvae import denoising
-from tfvae import distribute
-from tfvae import errors
-from tfvae import evaluation
-from tfvae import export
-from tfvae import generation
-from tfvae import images
-from tfvae import likelihoods
-from tfvae import migrate
-from tfvae import models
-from tfvae import nets
-from tfvae import objectives
-from tfvae import optimizers
-from tfvae import plots
-from tfvae import presets
-from tfvae import runs
-from tfvae import training
-from tfvae import warmup
-from tfvae.autoencoders import Autoencoder
-from tfvae.config import Config
-from tfvae.errors import TfvaeError
-from tfvae.models import CVAE
-from tfvae.models import VAE
-from tfvae.kinds import build_model
-from tfvae.objectives import elbo
-from tfvae.objectives import iwae_bound
 
-__all__ = [
-    "Autoencoder",
-    "CVAE",
-    "Config",
-    "TfvaeError",
-    "VAE",
+The names below are imported when first used (PEP 562), so `import tfvae`
+costs nothing: a program's `--help`, and the modules that need no TensorFlow
+(`config`, `kinds`, `errors`), do not start TensorFlow, matplotlib or TF1's
+protobufs.
+"""
+import importlib
+
+_SUBMODULES = (
     "autoencoders",
-    "build_model",
     "config",
     "data",
     "denoising",
     "distribute",
-    "elbo",
     "errors",
     "evaluation",
     "export",
     "generation",
     "images",
-    "iwae_bound",
+    "kinds",
     "likelihoods",
     "migrate",
     "models",
@@ -62,7 +32,36 @@ __all__ = [
     "optimizers",
     "plots",
     "presets",
+    "rng",
     "runs",
     "training",
     "warmup",
-]
+)
+
+# Public name -> the submodule that defines it.
+_DEFINED_IN = {
+    "Autoencoder": "autoencoders",
+    "CVAE": "models",
+    "Config": "config",
+    "TfvaeError": "errors",
+    "VAE": "models",
+    "build_model": "kinds",
+    "elbo": "objectives",
+    "iwae_bound": "objectives",
+}
+
+__all__ = sorted([*_SUBMODULES, *_DEFINED_IN])
+
+
+def __getattr__(name):
+  """Imports a submodule, or the one defining a public name, on first use."""
+  if name in _SUBMODULES:
+    return importlib.import_module(f"{__name__}.{name}")
+  if name in _DEFINED_IN:
+    module = importlib.import_module(f"{__name__}.{_DEFINED_IN[name]}")
+    return getattr(module, name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted({*globals(), *__all__})

@@ -2,103 +2,252 @@
 
 Later programs (export, evaluate, plot) rebuild the model from the run
 directory alone, so every field that defines the model or its data is here.
+
+Each field is stated once, in `Config`: its default, its help text (which
+`tfvae-train --help` shows), its choices and the check `Config.validate`
+applies. `tools/train.py` derives its flags from `fields()`.
+
+Importing this module does not import TensorFlow: the few checks that need
+the code that uses a value (the likelihood, the activation, the KL schedule,
+the corruption) import it when `validate` runs.
 """
 import dataclasses
 import json
+import typing
+from typing import Any, Callable
 
 from tfvae import errors
 from tfvae import files
+from tfvae import kinds
 
-# Fields that may differ when a run is resumed: they change how the run is
-# executed or how long it goes on, not what is being trained.
-RESUMABLE_FIELDS = frozenset({
-    "epochs", "data_dir", "save_every_steps", "keep_checkpoints", "jit",
-    "strategy", "steps_per_call", "log_every_steps", "cpu_devices",
-})
+DATASETS = ("fashion_mnist", "mnist")
+NETWORKS = ("mlp", "conv")
+BINARIZATIONS = ("none", "static", "dynamic")
+OPTIMIZERS = ("adam", "rmsprop")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+SPARSITY_PENALTIES = ("kl", "l1")
+
+# The key of a field's `_Spec` in its `dataclasses.Field.metadata`.
+_SPEC = "tfvae"
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+  """A condition on one field's value, and what to tell the user if unmet.
+
+  Attributes:
+    ok: value -> bool.
+    why: The reason shown after "--FLAG=VALUE: " (or a function giving
+      it, for choices known only at check time).
+  """
+  ok: Callable[[Any], bool]
+  why: str | Callable[[], str]
+
+
+_POSITIVE = Check(lambda value: value > 0, "must be positive")
+_NOT_NEGATIVE = Check(lambda value: value >= 0, "must not be negative")
+_POSITIVE_WIDTHS = Check(lambda widths: all(w > 0 for w in widths),
+                         "widths must be positive")
+_OPEN_UNIT_INTERVAL = Check(lambda value: 0 < value < 1, "must be in (0, 1)")
+
+
+def _one_of(choices, why=None):
+  """A Check that a value is one of `choices`: a tuple, or a function
+  returning one, asked at check time (model kinds can be registered after
+  this module is imported)."""
+  current = choices if callable(choices) else lambda: choices
+  return Check(lambda value: value in current(),
+               why or (lambda: f"choose one of {', '.join(current())}"))
+
+
+# Checks that parse a value with the code that uses it. They run after every
+# `Check`, in field order, and import that code only then because it imports
+# TensorFlow, which `import tfvae.config` must not. Those modules never import
+# this one, so the deferred imports point one way.
+
+
+def _parse_likelihood(config):
+  from tfvae import likelihoods  # pylint: disable=g-import-not-at-top
+  try:
+    likelihoods.get(config.likelihood)
+  except ValueError as e:
+    raise errors.TfvaeError(f"--likelihood: {e}") from None
+
+
+def _parse_activation(config):
+  from tfvae import nets  # pylint: disable=g-import-not-at-top
+  try:
+    nets.get_activation(config.hidden_activation)
+  except ValueError as e:
+    raise errors.TfvaeError(f"--activation: {e}") from None
+
+
+def _parse_kl_schedule(config):
+  from tfvae import objectives  # pylint: disable=g-import-not-at-top
+  objectives.KlSchedule.parse(config.kl_schedule)
+
+
+def _parse_noise(config):
+  from tfvae import autoencoders  # pylint: disable=g-import-not-at-top
+  autoencoders.Corruption.parse(config.noise)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+  help: str
+  choices: tuple = ()
+  check: Check | None = None
+  parse: Callable | None = None
+  resumable: bool = False
+  on_command_line: bool = True
+
+
+def _field(default, help_text, *, choices=(), check=None, parse=None,
+           resumable=False, on_command_line=True):
+  """A `Config` field with its help, choices and checks beside its default.
+
+  Args:
+    default: The default value.
+    help_text: What the field means, as `--help` shows it.
+    choices: The values the flag accepts (an enum flag); empty: any.
+    check: A `Check` that `Config.validate` applies to the value.
+    parse: A function of the config that raises `errors.TfvaeError` if the
+      value cannot be used; runs after every field's `check`.
+    resumable: Whether the value may differ when a run is resumed: it changes
+      how the run is executed or how long it goes on, not what is trained.
+    on_command_line: Whether `tfvae-train` has a flag for it.
+  """
+  spec = _Spec(help_text, tuple(choices), check, parse, resumable,
+               on_command_line)
+  return dataclasses.field(default=default, metadata={_SPEC: spec})
 
 
 @dataclasses.dataclass
 class Config:
   """Everything that defines a training run.
 
-  Attributes:
-    dataset: "fashion_mnist" or "mnist".
-    data_dir: Where to look for the data first (None: the default places).
-    model: The kind of model (see `models.MODEL_KINDS`): vae, iwae, cvae,
-      ae, denoising_ae, sparse_ae or contractive_ae.
-    network: "mlp" or "conv".
-    latent_dim: Dimension of z.
-    hidden_sizes: Hidden widths of the MLP encoder (the decoder mirrors them).
-    activation: Hidden activation; None means the network's default (tanh for
-      mlp, relu for conv).
-    likelihood: Decoder likelihood (see `likelihoods.NAMES`).
-    gaussian_scale: Pixel standard deviation of the fixed-scale Gaussian.
-    binarize: "none", "static" or "dynamic".
-    beta: Weight of the rate (KL) term in the training loss.
-    kl_schedule: Annealing of the rate's weight (vae, cvae): "constant",
-      "linear:STEPS" or "cyclical:PERIOD" (see `objectives.KlSchedule`).
-    free_bits: Nats per latent dimension below which the rate is not
-      penalised (vae, cvae; 0 disables).
-    num_importance_samples: k of the importance-weighted bound (iwae).
-    num_classes: Number of class labels (cvae).
-    noise: Corruption of the denoising autoencoder's inputs, "KIND:LEVEL"
-      (see `autoencoders.Corruption`).
-    sparsity_penalty: "kl" (to --sparsity_target) or "l1" (sparse_ae).
-    sparsity_weight: Weight of the sparsity penalty (sparse_ae).
-    sparsity_target: Target mean activation of the code units (sparse_ae,
-      kl penalty).
-    contractive_weight: Weight of the squared Frobenius norm of the encoder
-      Jacobian (contractive_ae).
-    seed: Seed of initialisation, data order and sampling.
-    batch_size: Global batch size (split across replicas).
-    epochs: Number of passes over the training split.
-    optimizer: "adam" or "rmsprop".
-    learning_rate: Optimizer step size.
-    clip_norm: Clip gradients to this global norm; 0 disables clipping.
-    jit: Compile the loss and gradient computation with XLA.
-    strategy: "default", "mirrored" or "multi_worker".
-    steps_per_call: Training steps run per call of the compiled step.
-    save_every_steps: Save a checkpoint every this many steps (and at each
-      epoch end).
-    keep_checkpoints: How many checkpoints to keep.
-    log_every_steps: Progress line interval.
-    cpu_devices: Split the CPU into this many logical devices (0: leave it).
-    image_shape: (H, W, C) of the data, filled in from the data set.
+  Each field's meaning is its help text, below (also `tfvae-train --help`).
+  Fields are declared in the order `validate` checks them, so that a config
+  with several bad values names the same one first as earlier versions did.
   """
-  dataset: str = "fashion_mnist"
-  data_dir: str | None = None
-  model: str = "vae"
-  network: str = "mlp"
-  latent_dim: int = 2
-  hidden_sizes: tuple = (512,)
-  activation: str | None = None
-  likelihood: str = "bernoulli"
-  gaussian_scale: float = 0.1
-  binarize: str = "none"
-  beta: float = 1.0
-  kl_schedule: str = "constant"
-  free_bits: float = 0.0
-  num_importance_samples: int = 5
-  num_classes: int = 10
-  noise: str = "salt_and_pepper:0.1"
-  sparsity_penalty: str = "kl"
-  sparsity_weight: float = 0.1
-  sparsity_target: float = 0.05
-  contractive_weight: float = 0.1
-  seed: int = 0
-  batch_size: int = 64
-  epochs: int = 10
-  optimizer: str = "adam"
-  learning_rate: float = 1e-3
-  clip_norm: float = 0.0
-  jit: bool = False
-  strategy: str = "default"
-  steps_per_call: int = 100
-  save_every_steps: int = 1000
-  keep_checkpoints: int = 3
-  log_every_steps: int = 200
-  cpu_devices: int = 0
-  image_shape: tuple | None = None
+  dataset: str = _field(
+      "fashion_mnist", "Data set to train on.",
+      choices=DATASETS, check=_one_of(DATASETS))
+  data_dir: str | None = _field(
+      None, "Directory searched first for the data set's IDX files or "
+      "mnist.npz (then $TFVAE_DATA_DIR, ~/.keras/datasets, "
+      "/usr/share/datasets/fashion-mnist).", resumable=True)
+  model: str = _field(
+      "vae", "Kind of model: " + ", ".join(
+          f"{name} ({kinds.get(name).description})" for name in kinds.names())
+      + ". Autoencoders cannot generate; for them --latent_dim is the code "
+      "width.", choices=kinds.names(), check=_one_of(kinds.names))
+  network: str = _field(
+      "mlp", "Encoder/decoder architecture: mlp (784-512-latent by default) "
+      "or conv (conv 32, 64/2, 64, 64, dense 32; transposed conv decoder).",
+      choices=NETWORKS, check=_one_of(NETWORKS, "choose mlp or conv"))
+  latent_dim: int = _field(2, "Dimension of the latent code z.",
+                           check=_POSITIVE)
+  hidden_sizes: tuple = _field(
+      (512,), "Comma-separated hidden widths of the MLP encoder; the decoder "
+      "mirrors them.", check=_POSITIVE_WIDTHS)
+  likelihood: str = _field(
+      "bernoulli", "Decoder distribution p(x|z): bernoulli (logits), "
+      "continuous_bernoulli (grey-level), gaussian (fixed scale, see "
+      "--gaussian_scale), gaussian_learned (per-pixel scale).",
+      choices=kinds.likelihood_names(), parse=_parse_likelihood)
+  activation: str | None = _field(
+      None, "Hidden activation (tanh, relu, elu, sigmoid, softplus, "
+      "leaky_relu, gelu, swish); default tanh for mlp, relu for conv.",
+      parse=_parse_activation)
+  binarize: str = _field(
+      "none", "Binarisation of pixels: none (grey levels in [0,1]), static "
+      "(sampled once, fixed seed) or dynamic (resampled every batch). The "
+      "test split of a binarised run is binarised once with a fixed seed.",
+      choices=BINARIZATIONS, check=_one_of(BINARIZATIONS))
+  seed: int = _field(
+      0, "Seed of initialisation, data order and sampling; the same flags "
+      "and seed give the same loss curve.")
+  batch_size: int = _field(
+      64, "Global batch size (split across replicas).", check=_POSITIVE)
+  epochs: int = _field(
+      10, "Total epochs to train; raise it to extend a finished run.",
+      check=_NOT_NEGATIVE, resumable=True)
+  learning_rate: float = _field(1e-3, "Optimizer learning rate.",
+                                check=_POSITIVE)
+  optimizer: str = _field(
+      "adam", "Optimizer: adam or rmsprop (tf_keras' optimizers with one "
+      "fused update per variable, see tfvae/optimizers.py).",
+      choices=OPTIMIZERS, check=_one_of(OPTIMIZERS))
+  strategy: str = _field(
+      "default", "tf.distribute strategy: default (one device), mirrored "
+      "(all GPUs, or all logical CPUs; see --cpu_devices) or multi_worker "
+      "(MultiWorkerMirroredStrategy over the hosts of TF_CONFIG or "
+      "--worker_hosts; run the same command on every worker).",
+      choices=STRATEGIES, check=_one_of(STRATEGIES), resumable=True)
+  beta: float = _field(1.0, "Weight of the KL (rate) term in the loss.",
+                       check=_NOT_NEGATIVE)
+  kl_schedule: str = _field(
+      "constant", "Annealing of the KL weight (vae, cvae): constant, "
+      "linear:STEPS (0 to --beta over STEPS steps) or cyclical:PERIOD (0 to "
+      "--beta over the first half of every PERIOD steps, then --beta). A "
+      "function of the checkpointed step, so resuming continues it.",
+      parse=_parse_kl_schedule)
+  gaussian_scale: float = _field(
+      0.1, "Pixel standard deviation of --likelihood=gaussian.",
+      check=_POSITIVE)
+  steps_per_call: int = _field(
+      100, "Training steps per call of the compiled step function (a "
+      "tf.range loop; fewer Python round trips, same results; see "
+      "BENCHMARKS.md).", check=_POSITIVE, resumable=True)
+  save_every_steps: int = _field(
+      1000, "Save a checkpoint every this many steps (and at the end of "
+      "every epoch).", check=_POSITIVE, resumable=True)
+  keep_checkpoints: int = _field(3, "Number of checkpoints kept.",
+                                 check=_POSITIVE, resumable=True)
+  clip_norm: float = _field(
+      0.0, "Clip gradients to this global norm (0: no clipping).",
+      check=_NOT_NEGATIVE)
+  jit: bool = _field(
+      False, "Compile the loss and gradients with XLA (jit_compile).",
+      resumable=True)
+  log_every_steps: int = _field(200, "Steps between progress lines.",
+                                resumable=True)
+  cpu_devices: int = _field(
+      0, "Split the CPU into this many logical devices (for "
+      "--strategy=mirrored without GPUs); 0 leaves it alone.",
+      resumable=True)
+  # The model family's fields (issue 6).
+  free_bits: float = _field(
+      0.0, "Free bits (vae, cvae): nats per latent dimension and example "
+      "below which the KL is not penalised (0: off).", check=_NOT_NEGATIVE)
+  num_importance_samples: int = _field(
+      5, "k, importance samples per example of the iwae bound (iwae).",
+      check=_POSITIVE)
+  num_classes: int = _field(
+      10, "Number of class labels fed to the cvae; must match the data set.",
+      check=_POSITIVE)
+  noise: str = _field(
+      "salt_and_pepper:0.1", "Training-time corruption of the denoising_ae's "
+      "input: salt_and_pepper:P (pixel set to 0 or 1 with probability P), "
+      "gaussian:S (add S * N(0,1), clip to [0,1]) or masking:P (pixel set to "
+      "0 with probability P).", parse=_parse_noise)
+  sparsity_penalty: str = _field(
+      "kl", "Sparsity penalty of the sparse_ae's sigmoid code: kl (KL from "
+      "--sparsity_target to each unit's mean activation over the batch) or "
+      "l1 (sum of activations per example).", choices=SPARSITY_PENALTIES,
+      check=_one_of(SPARSITY_PENALTIES, "choose kl or l1"))
+  sparsity_weight: float = _field(
+      0.1, "Weight of the sparse_ae's sparsity penalty.", check=_NOT_NEGATIVE)
+  sparsity_target: float = _field(
+      0.05, "Target mean activation of the sparse_ae's code units (kl "
+      "penalty), in (0, 1).", check=_OPEN_UNIT_INTERVAL)
+  contractive_weight: float = _field(
+      0.1, "Weight of the contractive_ae's penalty, the squared Frobenius "
+      "norm of the encoder Jacobian.", check=_NOT_NEGATIVE)
+  image_shape: tuple | None = _field(
+      None, "(H, W, C) of the data, filled in from the data set.",
+      on_command_line=False)
 
   def __post_init__(self):
     self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
@@ -112,10 +261,30 @@ class Config:
       return self.activation
     return "tanh" if self.network == "mlp" else "relu"
 
+  def validate(self):
+    """Checks the values of every field, in field order.
+
+    Raises:
+      errors.TfvaeError: Naming the first bad field as its flag,
+        "--FLAG=VALUE: why".
+    """
+    specs = [(f.name, f.metadata[_SPEC]) for f in dataclasses.fields(self)]
+    for name, spec in specs:
+      value = getattr(self, name)
+      if spec.check is not None and not spec.check.ok(value):
+        why = spec.check.why() if callable(spec.check.why) else \
+            spec.check.why
+        raise errors.TfvaeError(f"--{name}={value!r}: {why}")
+    for _, spec in specs:
+      if spec.parse is not None:
+        spec.parse(self)
+
   def replace(self, **changes):
+    """A copy with `changes` ({field: value}) applied."""
     return dataclasses.replace(self, **changes)
 
   def to_dict(self):
+    """{field: value} of plain JSON types (tuples become lists)."""
     d = dataclasses.asdict(self)
     d["hidden_sizes"] = list(self.hidden_sizes)
     if self.image_shape is not None:
@@ -128,10 +297,58 @@ class Config:
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in d.items() if k in known})
 
-  def differences(self, other, ignore=RESUMABLE_FIELDS):
-    """Names of fields whose values differ, except those in `ignore`."""
+  def differences(self, other, ignore=None):
+    """Names of fields whose values differ, except those in `ignore`.
+
+    Args:
+      other: Another `Config`.
+      ignore: Field names to leave out; None: `RESUMABLE_FIELDS`.
+    """
+    ignore = RESUMABLE_FIELDS if ignore is None else ignore
     a, b = self.to_dict(), other.to_dict()
     return sorted(k for k in a if k not in ignore and a[k] != b.get(k))
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One field of `Config`, as programs that set it see it.
+
+  Attributes:
+    name: The field's (and its flag's) name.
+    type: Its type without None: str, int, float, bool or tuple.
+    default: Its default value.
+    help: What it means.
+    choices: The values it takes; empty: any of its type.
+    resumable: Whether it may differ when a run is resumed.
+    on_command_line: Whether `tfvae-train` has a flag for it.
+  """
+  name: str
+  type: type
+  default: Any
+  help: str
+  choices: tuple
+  resumable: bool
+  on_command_line: bool
+
+
+def _without_none(annotation):
+  types = [t for t in typing.get_args(annotation) if t is not type(None)]
+  return types[0] if types else annotation
+
+
+def fields():
+  """The `Field`s of `Config`, in declaration order."""
+  return tuple(
+      Field(name=f.name, type=_without_none(f.type), default=f.default,
+            help=f.metadata[_SPEC].help, choices=f.metadata[_SPEC].choices,
+            resumable=f.metadata[_SPEC].resumable,
+            on_command_line=f.metadata[_SPEC].on_command_line)
+      for f in dataclasses.fields(Config))
+
+
+# Fields that may differ when a run is resumed: they change how the run is
+# executed or how long it goes on, not what is being trained.
+RESUMABLE_FIELDS = frozenset(f.name for f in fields() if f.resumable)
 
 
 def save(config, path):

@@ -14,7 +14,6 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from tfvae import autoencoders
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae import errors
@@ -22,7 +21,6 @@ from tfvae import files
 from tfvae import images as images_lib
 from tfvae import kinds
 from tfvae import models
-from tfvae import objectives
 from tfvae import optimizers
 from tfvae import rng
 from tfvae import runs
@@ -103,57 +101,7 @@ def prepared_split(dataset, split, binarize):
 
 def validate(config):
   """Checks a config's values; raises TfvaeError naming the flag."""
-  checks = [
-      (config.dataset in data.DATASET_NAMES, "dataset",
-       f"choose one of {', '.join(data.DATASET_NAMES)}"),
-      (config.model in kinds.names(), "model",
-       f"choose one of {', '.join(kinds.names())}"),
-      (config.network in ("mlp", "conv"), "network", "choose mlp or conv"),
-      (config.latent_dim > 0, "latent_dim", "must be positive"),
-      (all(h > 0 for h in config.hidden_sizes), "hidden_sizes",
-       "widths must be positive"),
-      (config.binarize in BINARIZATIONS, "binarize",
-       f"choose one of {', '.join(BINARIZATIONS)}"),
-      (config.batch_size > 0, "batch_size", "must be positive"),
-      (config.epochs >= 0, "epochs", "must not be negative"),
-      (config.learning_rate > 0, "learning_rate", "must be positive"),
-      (config.optimizer in OPTIMIZERS, "optimizer",
-       f"choose one of {', '.join(OPTIMIZERS)}"),
-      (config.strategy in STRATEGIES, "strategy",
-       f"choose one of {', '.join(STRATEGIES)}"),
-      (config.beta >= 0, "beta", "must not be negative"),
-      (config.gaussian_scale > 0, "gaussian_scale", "must be positive"),
-      (config.steps_per_call > 0, "steps_per_call", "must be positive"),
-      (config.save_every_steps > 0, "save_every_steps", "must be positive"),
-      (config.keep_checkpoints > 0, "keep_checkpoints", "must be positive"),
-      (config.clip_norm >= 0, "clip_norm", "must not be negative"),
-      # The model family's fields (issue 6).
-      (config.free_bits >= 0, "free_bits", "must not be negative"),
-      (config.num_importance_samples > 0, "num_importance_samples",
-       "must be positive"),
-      (config.num_classes > 0, "num_classes", "must be positive"),
-      (config.sparsity_penalty in autoencoders.SPARSITY_PENALTIES,
-       "sparsity_penalty", "choose kl or l1"),
-      (config.sparsity_weight >= 0, "sparsity_weight", "must not be negative"),
-      (0 < config.sparsity_target < 1, "sparsity_target",
-       "must be in (0, 1)"),
-      (config.contractive_weight >= 0, "contractive_weight",
-       "must not be negative"),
-  ]
-  for ok, flag, why in checks:
-    if not ok:
-      raise errors.TfvaeError(
-          f"--{flag}={getattr(config, flag)!r}: {why}")
-  try:
-    models.likelihoods_lib.get(config.likelihood)
-  except ValueError as e:
-    raise errors.TfvaeError(f"--likelihood: {e}") from None
-  try:
-    models.nets.get_activation(config.hidden_activation)
-  except ValueError as e:
-    raise errors.TfvaeError(f"--activation: {e}") from None
-  objectives.KlSchedule.parse(config.kl_schedule)
-  autoencoders.Corruption.parse(config.noise)
+  config.validate()
 
 
 def resolve_config(run_dir, requested, explicit=None):

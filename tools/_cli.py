@@ -3,17 +3,38 @@ import os
 import sys
 
 from absl import app
+from absl import flags
 from absl import logging
 
 from tfvae import errors
 
+
+def _document_program(program):
+  """Makes `--help` describe `program` when it runs as a console script.
+
+  absl's `--help` prints the docstring of `__main__` and the key flags of the
+  module named `sys.argv[0]`. Run as `python -m tools.x`, that module is the
+  program; run as an installed `tfvae-*` script, it is setuptools' wrapper,
+  which has neither, so the program's docstring and key flags are lent to it.
+
+  Args:
+    program: The module that defines the program's flags and main.
+  """
+  wrapper = sys.modules["__main__"]
+  if program is wrapper:
+    return
+  for flag in flags.FLAGS.get_key_flags_for_module(program):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  if not wrapper.__doc__:
+    wrapper.__doc__ = program.__doc__
 
 
 def run(main):
   """Runs an absl `main`, turning `TfvaeError`s into one-line errors.
 
   Args:
-    main: A function `main(argv)` as taken by `absl.app.run`.
+    main: A function `main(argv)` as taken by `absl.app.run`, defined in the
+      program's module (the module whose flags `--help` lists).
   """
 
   def guarded_main(argv):
@@ -29,5 +50,6 @@ def run(main):
       # os._exit would skip absl's flush; SystemExit keeps it orderly.
       raise SystemExit(1)
 
+  _document_program(sys.modules[main.__module__])
   logging.set_verbosity(logging.INFO)
   app.run(guarded_main)
