@@ -26,8 +26,8 @@ from tfvae import optimizers
 from tfvae import plots
 from tfvae import presets
 from tfvae import runs
+from tfvae import trained
 from tfvae import training
-from tfvae import warmup
 from tfvae.autoencoders import Autoencoder
 from tfvae.config import Config
 from tfvae.errors import TfvaeError
@@ -67,6 +67,6 @@ __all__ = [
     "plots",
     "presets",
     "runs",
+    "trained",
     "training",
-    "warmup",
 ]
