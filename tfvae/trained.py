@@ -390,7 +390,6 @@ def open_model(path, checkpoint=None):
   """
   if runs.is_run_dir(path):
     config, module, step = runs.restore_model(path, checkpoint)
-    logging.info("Restored %s at step %d.", path, step)
     can_generate, conditional = export.capabilities(module)
     return TrainedModel(
         path, run_dir=path, config=config, step=step, module=module,
@@ -407,7 +406,6 @@ def open_model(path, checkpoint=None):
     raise errors.TfvaeError(
         f"--model={path}: {saved_model_dir} could not be loaded: "
         f"{str(e).strip().splitlines()[0]}") from None
-  logging.info("Loaded export %s.", saved_model_dir)
   return _from_export(path, saved_model_dir, loaded.signatures)
 
 
@@ -474,4 +472,9 @@ def open_for_scoring(path, jit=False):
   """
   trained = open_model(path)
   trained.prepare_scoring(jit)
+  # Only here: the generate tool's errors must stay its only output line.
+  if trained.run_dir:
+    logging.info("Restored %s at step %d.", path, trained.step)
+  else:
+    logging.info("Loaded export %s.", trained.saved_model_dir)
   return trained
