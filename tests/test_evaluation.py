@@ -18,6 +18,7 @@ from tfvae import evaluation
 from tfvae import objectives
 from tfvae import presets
 from tfvae import rng
+from tfvae import trained
 
 tfd = tfp.distributions
 
@@ -118,7 +119,7 @@ class ImportanceWeightedEstimateTest(tf.test.TestCase):
     self.pixels = _images(self.model, 40)
     self.x = self.pixels.astype(np.float32) / 255.0
     self.truth = self.model.true_log_px(self.x)
-    self.native = evaluation.NativeModel(self.model)
+    self.native = trained.NativeModel(self.model)
 
   def _estimate(self, k, chunk, seed=0):
     return evaluation.iwae_in_chunks(
@@ -168,7 +169,7 @@ class EvaluateTest(tf.test.TestCase):
     model = _linear_gaussian(dead_dimension=True)
     pixels = _images(model, 60, seed=1)
     images = evaluation.Images(pixels, None, None, "linear-Gaussian draws")
-    metrics = evaluation.evaluate(evaluation.NativeModel(model), images,
+    metrics = evaluation.evaluate(trained.NativeModel(model), images,
                                   num_importance_samples=500, chunk_size=64,
                                   batch_size=25, seed=0)
     truth = model.true_log_px(pixels.astype(np.float64) / 255.0)
@@ -212,7 +213,7 @@ class EvaluateTest(tf.test.TestCase):
     self.assertAllClose(expected_bce, bce_from_mean, rtol=1e-4)
 
   def test_bad_sizes_are_one_line_errors(self):
-    model = evaluation.NativeModel(_linear_gaussian())
+    model = trained.NativeModel(_linear_gaussian())
     images = evaluation.Images(_images(model.model, 4), None, None, "x")
     for flag in ("num_importance_samples", "chunk_size", "batch_size"):
       kwargs = {flag: 0}
@@ -221,7 +222,7 @@ class EvaluateTest(tf.test.TestCase):
         evaluation.evaluate(model, images, **kwargs)
 
   def test_images_of_another_shape_are_refused(self):
-    model = evaluation.NativeModel(_linear_gaussian())
+    model = trained.NativeModel(_linear_gaussian())
     images = evaluation.Images(np.zeros([2, 28, 28, 1], np.uint8), None,
                                None, "mnist test")
     with self.assertRaisesRegex(errors.TfvaeError, "do not fit the model"):

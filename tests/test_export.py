@@ -1,4 +1,4 @@
-"""Tests for tfvae.export, tfvae.warmup, tfvae.generation and their tools.
+"""Tests for tfvae.export (with its warmup), tfvae.generation and their tools.
 
 One tiny run is trained and exported (through the real `tfvae-export`) once
 for the whole module; the programs that only read it (an isolated Python, the
@@ -24,15 +24,15 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae import errors
-from tfvae import evaluation
 from tfvae import export
 from tfvae import generation
 from tfvae import images as images_lib
 from tfvae import kinds
 from tfvae import models
 from tfvae import runs
+from tfvae import trained
 from tfvae import training
-from tfvae import warmup
+from tfvae.export import warmup
 from tests import util
 
 if not flags.FLAGS.is_parsed():
@@ -249,7 +249,7 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
   # The export itself.
 
   def test_evaluation_reads_the_run_config_from_the_export(self):
-    loaded = evaluation.load_model(self.saved_model)
+    loaded = trained.open_for_scoring(self.saved_model)
     self.assertIsNotNone(loaded.config)
     self.assertEqual(loaded.config.to_dict(),
                      runs.load_config(self.run_dir).to_dict())

@@ -23,14 +23,14 @@ from tfvae import autoencoders
 from tfvae import config as config_lib
 from tfvae import data
 from tfvae import errors
-from tfvae import evaluation
 from tfvae import export
 from tfvae import generation
 from tfvae import plots
 from tfvae import rng
+from tfvae import trained
 from tfvae import runs
 from tfvae import training
-from tfvae import warmup
+from tfvae.export import warmup
 from tests import util
 
 if not flags.FLAGS.is_parsed():
@@ -173,7 +173,7 @@ class ConditionalExportTest(tf.test.TestCase):
     for path in (self.run_dir, self.export_dir):
       with self.assertRaisesRegex(errors.TfvaeError,
                                   "holds a cvae model; evaluation"):
-        evaluation.load_model(path)
+        trained.open_for_scoring(path)
 
   def test_signatures_all_take_a_label(self):
     self.assertCountEqual(self.loaded, (

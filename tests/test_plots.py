@@ -22,6 +22,7 @@ from tfvae import kinds
 from tfvae import objectives
 from tfvae import plots
 from tfvae import runs
+from tfvae import trained
 from tfvae import training
 
 _RUN = {}
@@ -143,7 +144,7 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    loaded = evaluation.load_model(_RUN["run_dir"])
+    loaded = trained.open_for_scoring(_RUN["run_dir"])
     cls.loaded = loaded
     cls.model = loaded.model
     cls.images = _images()
@@ -164,7 +165,7 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_manifold_of_a_wider_latent_picks_the_most_varied_dims(self):
     config = self.loaded.config.replace(latent_dim=4)
-    native = evaluation.NativeModel(kinds.build_model(config))
+    native = trained.NativeModel(kinds.build_model(config))
     means = plots.posterior_means(native, self.images)
     expected = tuple(np.argsort(-np.var(means, axis=0))[:2])
     figure, dims = plots.manifold(native, self.images, grid_size=4)
@@ -186,7 +187,7 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_latent_of_a_wider_latent_uses_pca(self):
     config = self.loaded.config.replace(latent_dim=5)
-    native = evaluation.NativeModel(kinds.build_model(config))
+    native = trained.NativeModel(kinds.build_model(config))
     figure = plots.latent(native, self.images)
     self.assertIn("PC 1", figure.axes[0].get_xlabel())
     self._save(figure, "latent_pca")
@@ -279,7 +280,7 @@ class ExportedModelTest(tf.test.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     _, model, _ = runs.restore_model(_RUN["run_dir"])
-    cls.native = evaluation.NativeModel(model)
+    cls.native = trained.NativeModel(model)
     cls.export_dir = os.path.join(_RUN["root"], "export")
     module, signatures = _export_module(model)
     for version in (1, 2):
@@ -288,13 +289,13 @@ class ExportedModelTest(tf.test.TestCase):
     cls.images = _images()
 
   def test_the_highest_version_is_loaded(self):
-    exported = evaluation.ExportedModel(self.export_dir)
+    exported = trained.ExportedModel(self.export_dir)
     self.assertEqual(exported.path, os.path.join(self.export_dir, "2"))
     self.assertEqual(exported.image_shape, (28, 28, 1))
     self.assertEqual(exported.latent_size, 2)
 
   def test_deterministic_signatures_agree_with_the_model(self):
-    exported = evaluation.ExportedModel(self.export_dir)
+    exported = trained.ExportedModel(self.export_dir)
     x = self.images.images[:10].astype(np.float32) / 255.0
     for got, expected in zip(exported.encode(x), self.native.encode(x)):
       self.assertAllClose(expected, got, atol=1e-5)
@@ -307,7 +308,7 @@ class ExportedModelTest(tf.test.TestCase):
     self.assertEqual(exported.log_weights(x, 0, 0, 0, 7).shape, (7, 10))
 
   def test_evaluate_through_the_export_agrees_with_the_run(self):
-    exported = evaluation.ExportedModel(self.export_dir)
+    exported = trained.ExportedModel(self.export_dir)
     images = evaluation.Images(self.images.images[:100], None, None, "x")
     got = evaluation.evaluate(exported, images, num_importance_samples=20,
                               chunk_size=8, batch_size=50)
@@ -331,12 +332,12 @@ class ExportedModelTest(tf.test.TestCase):
     with self.assertRaisesRegex(errors.TfvaeError,
                                 "lacks the signature\\(s\\) "
                                 "log_importance_weights"):
-      evaluation.ExportedModel(os.path.dirname(path))
+      trained.ExportedModel(os.path.dirname(path))
 
   def test_neither_run_nor_export_is_refused(self):
     with self.assertRaisesRegex(errors.TfvaeError,
                                 "neither a run directory"):
-      evaluation.load_model(self.get_temp_dir())
+      trained.open_for_scoring(self.get_temp_dir())
 
 
 class CommandLineTest(tf.test.TestCase):

@@ -34,8 +34,9 @@ _SUBMODULES = (
     "presets",
     "rng",
     "runs",
+    "trained",
+    "trained",
     "training",
-    "warmup",
 )
 
 # Public name -> the submodule that defines it.

@@ -13,8 +13,7 @@ from tfvae import data
 from tfvae import errors
 from tfvae import files
 from tfvae import images as images_lib
-from tfvae import models
-from tfvae import runs
+from tfvae import trained
 from tfvae import training
 
 
@@ -126,9 +125,14 @@ def run(run_dir, out, noise="salt_and_pepper:0.1", seed=0, input_path=None,
   corruption = None
   if input_path is None:
     corruption = autoencoders.Corruption.parse(noise)
-  config, model, step = runs.restore_model(run_dir, checkpoint)
+  opened = trained.open_model(run_dir, checkpoint)
+  if opened.module is None:
+    raise errors.TfvaeError(
+        f"--model={run_dir}: denoising needs a run directory (config.json "
+        "and ckpt/), not an export")
+  config, model = opened.config, opened.module
   logging.info("Loaded %s (%s) at step %d from %s.", config.model,
-               config.network, step, run_dir)
+               config.network, opened.step, run_dir)
   image_shape = tuple(config.image_shape)
   labels = None
   if input_path is None:
@@ -147,7 +151,7 @@ def run(run_dir, out, noise="salt_and_pepper:0.1", seed=0, input_path=None,
                   f"{corruption}")
     rows = [result["noisy"], result["cleaned"], clean]
   else:
-    if models.is_conditional(model):
+    if opened.conditional:
       raise errors.TfvaeError(
           f"--input: {run_dir} holds a cvae, which needs class labels; "
           "denoise the test split with --noise instead")

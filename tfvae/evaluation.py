@@ -17,40 +17,30 @@ accumulated chunk by chunk (`ChunkedLogMeanExp`). For models built in Python
 the noise of importance sample i of batch b is drawn from the stateless seed
 (seed, b) folded with i, so the estimate does not depend on the chunk size.
 
-A model is evaluated through an adapter (`NativeModel` for a model restored
-from a run directory, `ExportedModel` for a SavedModel export) offering the
-same few methods, so the evaluation and plotting code is written once.
+A model is evaluated through the five methods (encode, decode, generate,
+elbo, log_weights) that `trained.open_model` offers for a run directory and
+an export alike (`trained.NativeModel`, `trained.ExportedModel`), so the
+evaluation and plotting code is written once.
 """
 import dataclasses
 import json
 import math
 import os
-import re
 import time
 
 from absl import logging
 import numpy as np
-import tensorflow as tf
 
-from tfvae import config as config_lib
 from tfvae import data
 from tfvae import errors
-from tfvae import export as export_lib
 from tfvae import files
-from tfvae import objectives
 from tfvae import rng
-from tfvae import runs
 
 ACTIVE_UNIT_THRESHOLD = 0.01
-
-# Signatures an export needs for evaluation and plots (see `ExportedModel`).
-EXPORT_SIGNATURES = ("encode", "decode", "generate", "reconstruct", "elbo",
-                     "log_importance_weights")
 
 # A clip keeping log(mean) finite in the binary cross-entropy of models whose
 # decoder does not give logits.
 _BCE_EPS = 1e-6
-_VERSION_RE = re.compile(r"^[0-9]+$")
 
 
 # ----------------------------------------------------------------------------
@@ -110,295 +100,6 @@ def iwae_in_chunks(log_weights_fn, num_samples, chunk_size, batch):
     count = min(chunk_size, num_samples - start)
     accumulator.add(log_weights_fn(start, count))
   return accumulator.result()
-
-
-# ----------------------------------------------------------------------------
-# Models behind one interface.
-
-
-class NativeModel:
-  """A tfvae model in this process (e.g. restored from a run directory).
-
-  Args:
-    model: An object with `prior()`, `approx_posterior(x)`, `likelihood(z)`
-      and `latent_size` (a `models.VAE`); `decoder.outputs(z)` is used for
-      pictures when present.
-    image_shape: (H, W, C); default `model.image_shape`.
-  """
-
-  def __init__(self, model, image_shape=None, jit=False):
-    self.model = model
-    self.latent_size = int(model.latent_size)
-    self.image_shape = tuple(image_shape or model.image_shape)
-    latent = self.latent_size
-
-    # The compiled edge of evaluation: one chunk of importance samples.
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, *self.image_shape], tf.float32),
-        tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64),
-        tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)],
-                 jit_compile=jit)
-    def chunk_log_weights(images, seed, batch_index, start, count):
-      noise = rng.importance_noise(seed, batch_index, start, count,
-                               tf.shape(images)[0], latent)
-      return objectives.log_importance_weights(model, images, count,
-                                               noise=noise)
-
-    self._chunk_log_weights = chunk_log_weights
-
-  def encode(self, images):
-    """Posterior (loc, scale), each float32 numpy [B, D]."""
-    q = self.model.approx_posterior(tf.convert_to_tensor(images, tf.float32))
-    return q.mean().numpy(), q.stddev().numpy()
-
-  def decode(self, z):
-    """The decoder's named outputs ("mean", ...) as numpy [B, H, W, C]."""
-    z = tf.convert_to_tensor(z, tf.float32)
-    decoder = getattr(self.model, "decoder", None)
-    if decoder is not None and hasattr(decoder, "outputs"):
-      return {k: v.numpy() for k, v in decoder.outputs(z).items()}
-    return {"mean": self.model.likelihood(z).mean().numpy()}
-
-  def generate(self, seeds):
-    """Images decoded from z ~ p(z), one per int64 seed: (images, z)."""
-    z = rng.prior_latents(tf.constant(seeds, tf.int64),
-                                 self.latent_size)
-    return self.decode(z)["mean"], z.numpy()
-
-  def elbo(self, images, seed, batch_index):
-    """Per-example (elbo, rate, distortion), numpy [B] each."""
-    images = tf.convert_to_tensor(images, tf.float32)
-    noise = rng.normal([tf.shape(images)[0], self.latent_size],
-                       rng.eval_seed(seed, batch_index))
-    bound = objectives.elbo(self.model, images, noise=noise)
-    return bound.elbo.numpy(), bound.rate.numpy(), bound.distortion.numpy()
-
-  def log_weights(self, images, seed, batch_index, start, count):
-    """Log importance weights of samples start..start+count-1: [count, B]."""
-    return self._chunk_log_weights(
-        tf.convert_to_tensor(images, tf.float32), tf.constant(seed, tf.int64),
-        tf.constant(batch_index, tf.int64), tf.constant(start, tf.int32),
-        tf.constant(count, tf.int32)).numpy()
-
-
-class ExportedModel:
-  """A tfvae SavedModel export, used through its signatures only.
-
-  The export's signatures (inputs are found by these names, else by dtype
-  and rank, so other names work where that is unambiguous; a seed may be a
-  scalar or [1]):
-
-    encode(x float32 [None, H, W, C]) -> loc, scale [None, D]
-    decode(z float32 [None, D]) -> mean [None, H, W, C] (+ logits or
-      loc/scale)
-    generate(seed int64 [None]) -> images, z
-    reconstruct(x) -> mean
-    elbo(x, seed int64) -> elbo, rate, distortion [None]
-    log_importance_weights(x, seed int64 scalar, num_samples int32 scalar)
-      -> log_weights [num_samples, None]
-
-  Random signatures are called with a seed derived from (seed, batch, chunk),
-  so an export's estimate depends on the chunk size through its noise only.
-
-  Args:
-    path: A version directory (with saved_model.pb) or the parent of numbered
-      versions, of which the highest is taken.
-
-  Raises:
-    errors.TfvaeError: If there is no SavedModel or a signature is missing.
-  """
-
-  def __init__(self, path):
-    self.path = resolve_export(path)
-    try:
-      loaded = tf.saved_model.load(self.path)
-    except (OSError, ValueError, tf.errors.OpError) as e:
-      raise errors.TfvaeError(
-          f"{self.path}: cannot load the SavedModel: "
-          f"{_first_line(e)}") from None
-    self._loaded = loaded
-    missing = [n for n in EXPORT_SIGNATURES if n not in loaded.signatures]
-    if missing:
-      raise errors.TfvaeError(
-          f"{self.path}: the export lacks the signature(s) "
-          f"{', '.join(missing)} that evaluation needs (has: "
-          f"{', '.join(sorted(loaded.signatures)) or 'none'}); re-export "
-          "the run with a current tfvae-export")
-    self._signatures = loaded.signatures
-    x_spec = self._input(self._signatures["encode"], tf.float32, 4)
-    z_spec = self._input(self._signatures["decode"], tf.float32, 2)
-    self.image_shape = tuple(int(d) for d in x_spec.shape[1:])
-    self.latent_size = int(z_spec.shape[1])
-
-  def _input(self, signature, dtype, rank):
-    """The spec of the input of `signature` with this dtype and rank."""
-    for spec in signature.structured_input_signature[1].values():
-      if spec.dtype == dtype and spec.shape.rank == rank:
-        return spec
-    raise errors.TfvaeError(
-        f"{self.path}: a signature has no {dtype.name} input of rank {rank} "
-        f"(inputs: {signature.structured_input_signature[1]})")
-
-  def _call(self, name, **roles):
-    """Calls signature `name`, matching tensors to its inputs.
-
-    Each role (x, z, seed, num_samples) goes to the input of that name if
-    there is one, else to the one remaining input of its dtype and rank; it
-    is cast to the input's dtype, and a scalar seed fills a [1] input.
-    """
-    signature = self._signatures[name]
-    specs = dict(signature.structured_input_signature[1])
-    kwargs = {}
-    # Inputs named like their role first, so that the others match by type
-    # among the inputs left.
-    for role, value in sorted(roles.items(), key=lambda r: r[0] not in specs):
-      if role in specs:
-        input_name = role
-      else:
-        candidates = [n for n, spec in specs.items()
-                      if spec.dtype.is_floating == value.dtype.is_floating
-                      and spec.shape.rank in (value.shape.rank,
-                                              value.shape.rank + 1)]
-        if len(candidates) != 1:
-          raise errors.TfvaeError(
-              f"{self.path}: cannot tell which input of signature {name} "
-              f"takes the {role} (inputs: "
-              f"{_describe(specs)})")
-        input_name = candidates[0]
-      spec = specs.pop(input_name)
-      value = tf.cast(value, spec.dtype)
-      if spec.shape.rank == value.shape.rank + 1:
-        value = value[None]
-      kwargs[input_name] = value
-    return signature(**kwargs)
-
-  def _output(self, name, outputs, key):
-    if key not in outputs:
-      raise errors.TfvaeError(
-          f"{self.path}: signature {name} has no output {key!r} (outputs: "
-          f"{', '.join(sorted(outputs))})")
-    return outputs[key].numpy()
-
-  def encode(self, images):
-    out = self._call("encode", x=tf.convert_to_tensor(images, tf.float32))
-    return (self._output("encode", out, "loc"),
-            self._output("encode", out, "scale"))
-
-  def decode(self, z):
-    out = self._call("decode", z=tf.convert_to_tensor(z, tf.float32))
-    self._output("decode", out, "mean")
-    return {k: v.numpy() for k, v in out.items()}
-
-  def generate(self, seeds):
-    out = self._call("generate", seed=tf.constant(seeds, tf.int64))
-    return (self._output("generate", out, "images"),
-            self._output("generate", out, "z"))
-
-  def elbo(self, images, seed, batch_index):
-    out = self._call(
-        "elbo", x=tf.convert_to_tensor(images, tf.float32),
-        seed=tf.constant(rng.export_seed(seed, rng.EVAL_SEED_OFFSET + batch_index, 0),
-                         tf.int64))
-    return tuple(self._output("elbo", out, k)
-                 for k in ("elbo", "rate", "distortion"))
-
-  def log_weights(self, images, seed, batch_index, start, count):
-    out = self._call(
-        "log_importance_weights", x=tf.convert_to_tensor(images, tf.float32),
-        seed=tf.constant(rng.export_seed(seed, batch_index, start), tf.int64),
-        num_samples=tf.constant(count, tf.int32))
-    return self._output("log_importance_weights", out, "log_weights")
-
-
-def _describe(specs):
-  return ", ".join(f"{n} {spec.dtype.name}{spec.shape}"
-                   for n, spec in specs.items())
-
-
-def _first_line(e):
-  text = str(getattr(e, "message", None) or e).strip()
-  return text.splitlines()[0] if text else type(e).__name__
-
-
-def resolve_export(path):
-  """The version directory of an export path (highest numbered version)."""
-  if not os.path.isdir(path):
-    raise errors.TfvaeError(f"--model={path}: no such run directory or "
-                            "export")
-  if os.path.isfile(os.path.join(path, "saved_model.pb")):
-    return path
-  versions = sorted(int(n) for n in os.listdir(path)
-                    if _VERSION_RE.match(n) and os.path.isfile(
-                        os.path.join(path, n, "saved_model.pb")))
-  if not versions:
-    raise errors.TfvaeError(
-        f"--model={path}: neither a run directory (no config.json) nor an "
-        "export (no saved_model.pb in it or in a numbered version "
-        "directory)")
-  return os.path.join(path, str(versions[-1]))
-
-
-@dataclasses.dataclass
-class LoadedModel:
-  """A model to evaluate and what is known of its data.
-
-  Attributes:
-    model: A `NativeModel` or `ExportedModel`.
-    config: The run's `config.Config`, or None for an export without one.
-    run_dir: The run directory, or None for an export.
-    source: What was loaded (checkpoint prefix or export version path).
-  """
-  model: object
-  config: object
-  run_dir: str | None
-  source: str
-
-
-def load_model(path):
-  """Loads a run directory (newest intact checkpoint) or an export.
-
-  An export made from a run records the run's config in
-  `assets.extra/tfvae_export.json`; it is used as the config here.
-
-  Raises:
-    errors.TfvaeError: If `path` is neither, or holds a model that is not a
-      VAE (deterministic autoencoders and conditional VAEs have no
-      unconditional posterior and prior to score and plot with).
-  """
-  if runs.is_run_dir(path):
-    config, model, step = runs.restore_model(path)
-    _check_kind(config.model, path)
-    logging.info("Restored %s at step %d.", path, step)
-    return LoadedModel(NativeModel(model, config.image_shape), config, path,
-                       f"{path} (step {step})")
-  exported = ExportedModel(path)
-  config = None
-  info_file = os.path.join(exported.path, "assets.extra",
-                           export_lib.METADATA_FILE)
-  if os.path.isfile(info_file):
-    try:
-      with open(info_file) as f:
-        info = json.load(f)
-      if isinstance(info.get("config"), dict):
-        config = config_lib.Config.from_dict(info["config"])
-      if info.get("model"):
-        _check_kind(info["model"], path)
-    except (OSError, ValueError, TypeError) as e:
-      logging.warning("ignoring %s: %s", info_file, e)
-  logging.info("Loaded export %s.", exported.path)
-  return LoadedModel(exported, config, None, exported.path)
-
-
-_SCORABLE_KINDS = ("vae", "iwae")
-
-
-def _check_kind(kind, path):
-  if kind not in _SCORABLE_KINDS:
-    raise errors.TfvaeError(
-        f"{path} holds a {kind} model; evaluation and these plots need a VAE "
-        f"({', '.join(_SCORABLE_KINDS)}); for a cvae use "
-        "`tfvae-plot --kind=classes`, for autoencoders `tfvae-generate --z` "
-        "and `tfvae-denoise`")
 
 
 # ----------------------------------------------------------------------------
@@ -560,7 +261,8 @@ def evaluate(model, images, num_importance_samples=1000, chunk_size=100,
   """Evaluates a model on images: bounds, reconstructions, latent usage.
 
   Args:
-    model: A `NativeModel` or `ExportedModel`.
+    model: A `trained.TrainedModel` (or its `NativeModel` or
+      `ExportedModel`).
     images: An `Images`.
     num_importance_samples: k of the importance-weighted estimate.
     chunk_size: Importance samples drawn at once (memory is proportional to

@@ -3,11 +3,11 @@
 A generator is anything with the `decode` and `generate` signatures of
 `export.generator_functions`: a tfvae SavedModel (any part, or an export of a
 migrated TF1 model), an export directory of versions, or a run directory
-(whose newest checkpoint is restored in-process). A cvae's functions also
+(whose newest checkpoint is restored in-process), as `trained.open_model`
+opens them. A cvae's functions also
 take class labels; a deterministic autoencoder's decode takes codes and it
 cannot generate.
 """
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -16,7 +16,7 @@ from tfvae import errors
 from tfvae import export
 from tfvae import files
 from tfvae import models
-from tfvae import runs
+from tfvae import trained
 
 # More images than this in one call is almost surely a typo (64 MB of
 # 28x28 floats already).
@@ -101,21 +101,50 @@ class Generator:
     return models.class_label(spec, self.class_names)
 
 
-def _from_model(model, path, class_names):
-  if not models.can_generate(model):
-    module = export.export_module(model, "full")
-    refusal = export.refuse_generation(model.kind, _DECODE_ONLY)
-    return Generator(module.decode, None, model.latent_size, path,
+def from_trained(trained_model):
+  """The `Generator` of a model opened by `trained.open_model`.
+
+  A model in this process runs through the functions it would export, so
+  a run and its export draw the same images.
+
+  Raises:
+    errors.TfvaeError: If an export lacks the decode signature, or a
+      generative one the generate signature or a z input.
+  """
+  t = trained_model
+  if t.module is not None:
+    if not t.can_generate:
+      module = export.export_module(t.module, "full")
+      return Generator(module.decode, None, t.latent_size, t.location,
+                       refusal=export.refuse_generation(t.module.kind,
+                                                        _DECODE_ONLY),
+                       z_input="code")
+    module = export.export_module(t.module, "generator")
+    return Generator(module.decode, module.generate, t.latent_size,
+                     t.location, conditional=t.conditional,
+                     class_names=t.class_names)
+  signatures = t.signatures
+  if "decode" not in signatures:
+    raise errors.TfvaeError(
+        f"--model={t.path}: {t.location} has no decode signature (it "
+        f"has: {', '.join(sorted(signatures))})")
+  inputs = signatures["decode"].structured_input_signature[1]
+  if "code" in inputs and not t.can_generate:
+    refusal = export.refuse_generation(t.kind or "autoencoder", _DECODE_ONLY)
+    return Generator(signatures["decode"], None, t.latent_size, t.location,
                      refusal=refusal, z_input="code")
-  module = export.export_module(model, "generator")
-  conditional = models.is_conditional(model)
-  return Generator(module.decode, module.generate, model.latent_size, path,
-                   conditional=conditional,
-                   class_names=class_names if conditional else None)
+  if not t.can_generate or "z" not in inputs:
+    raise errors.TfvaeError(
+        f"--model={t.path}: {t.location} has no generate signature, or "
+        f"its decode takes no z (signatures: "
+        f"{', '.join(sorted(signatures))})")
+  return Generator(signatures["decode"], signatures["generate"],
+                   t.latent_size, t.location, conditional=t.conditional,
+                   class_names=t.class_names)
 
 
 def load(path):
-  """Opens the generator that `path` names.
+  """Opens the generator that `path` names (see `trained.open_model`).
 
   Args:
     path: A SavedModel directory, an export directory (its highest version is
@@ -128,48 +157,7 @@ def load(path):
     errors.TfvaeError: If `path` is none of these, or lacks the decode or
       generate signature (a deterministic autoencoder needs decode only).
   """
-  if not os.path.exists(path):
-    raise errors.TfvaeError(f"--model={path}: no such file or directory")
-  if runs.is_run_dir(path):
-    config, model, _ = runs.restore_model(path)
-    return _from_model(model, path, export.run_class_names(config))
-  saved_model_dir = export.find_saved_model(path)
-  if saved_model_dir is None:
-    raise errors.TfvaeError(
-        f"--model={path}: not a SavedModel (no saved_model.pb), an export "
-        "directory of numbered versions, or a run directory (config.json)")
-  try:
-    loaded = tf.saved_model.load(saved_model_dir)
-  except Exception as e:  # pylint: disable=broad-except
-    # A damaged saved_model.pb fails in protobuf, TF or Python alike.
-    raise errors.TfvaeError(
-        f"--model={path}: {saved_model_dir} could not be loaded: "
-        f"{str(e).strip().splitlines()[0]}") from None
-  if "decode" not in loaded.signatures:
-    raise errors.TfvaeError(
-        f"--model={path}: {saved_model_dir} has no decode signature (it "
-        f"has: {', '.join(sorted(loaded.signatures))})")
-  decode = loaded.signatures["decode"]
-  inputs = decode.structured_input_signature[1]
-  if "code" in inputs and "generate" not in loaded.signatures:
-    kind = export.read_metadata(saved_model_dir).get("model", "autoencoder")
-    return Generator(decode, None, inputs["code"].shape[-1], saved_model_dir,
-                     refusal=export.refuse_generation(kind, _DECODE_ONLY),
-                     z_input="code")
-  if "generate" not in loaded.signatures or "z" not in inputs:
-    raise errors.TfvaeError(
-        f"--model={path}: {saved_model_dir} has no generate signature, or "
-        f"its decode takes no z (signatures: "
-        f"{', '.join(sorted(loaded.signatures))})")
-  conditional = "label" in inputs
-  class_names = None
-  if conditional:
-    metadata = export.read_metadata(saved_model_dir)
-    class_names = metadata.get("class_names") or [
-        str(i) for i in range(int(metadata.get("num_classes", 10)))]
-  return Generator(decode, loaded.signatures["generate"],
-                   inputs["z"].shape[-1], saved_model_dir,
-                   conditional=conditional, class_names=class_names)
+  return from_trained(trained.open_model(path))
 
 
 def check_count(num):

@@ -124,7 +124,8 @@ def manifold(model, images=None, grid_size=20, span=3.0):
   posterior means.
 
   Args:
-    model: A `evaluation.NativeModel` or `ExportedModel`.
+    model: A `trained.TrainedModel` opened for scoring (or its
+      `NativeModel` or `ExportedModel`).
     images: An `evaluation.Images` (needed when the latent size is above 2).
     grid_size: Points per axis.
     span: Half-width of the grid.

@@ -57,6 +57,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from tfvae import errors  # pylint: disable=g-import-not-at-top
   from tfvae import evaluation  # pylint: disable=g-import-not-at-top
+  from tfvae import trained  # pylint: disable=g-import-not-at-top
 
   if not FLAGS.model:
     raise errors.TfvaeError("--model is required: a run directory or an "
@@ -68,10 +69,7 @@ def main(argv):
   if FLAGS.split not in ("train", "test"):
     raise errors.TfvaeError(f"--split={FLAGS.split}: no such split; choose "
                             "train or test")
-  loaded = evaluation.load_model(FLAGS.model)
-  if FLAGS.jit and loaded.run_dir:
-    loaded.model = evaluation.NativeModel(loaded.model.model,
-                                          loaded.model.image_shape, jit=True)
+  loaded = trained.open_for_scoring(FLAGS.model, jit=FLAGS.jit)
   config = loaded.config
   dataset = FLAGS.dataset or (config.dataset if config else "fashion_mnist")
   binarize = FLAGS.binarize or (config.binarize if config else "none")

@@ -74,6 +74,7 @@ def main(argv):
   from tfvae import errors  # pylint: disable=g-import-not-at-top
   from tfvae import evaluation  # pylint: disable=g-import-not-at-top
   from tfvae import plots  # pylint: disable=g-import-not-at-top
+  from tfvae import trained  # pylint: disable=g-import-not-at-top
 
   for flag in ("model", "kind", "out"):
     if not FLAGS[flag].value:
@@ -99,7 +100,7 @@ def main(argv):
                              FLAGS.seed), FLAGS.out)
     logging.info("Wrote %s.", FLAGS.out)
     return
-  loaded = evaluation.load_model(FLAGS.model)
+  loaded = trained.open_for_scoring(FLAGS.model)
   model, config = loaded.model, loaded.config
   dataset = FLAGS.dataset or (config.dataset if config else "fashion_mnist")
   binarize = FLAGS.binarize or (config.binarize if config else "none")

@@ -1,0 +1,135 @@
+"""Exporting a model or a run: signatures, warmup, checks, provenance.
+
+`export_model` publishes `signatures.export_module(model, part)` as the next
+version of an export directory with TF Serving warmup requests, after
+replaying them through the reloaded SavedModel (`verify`); `export_run` does
+so for a run directory's checkpoint and records where it came from.
+"""
+import os
+
+from absl import logging
+import tensorflow as tf
+
+from tfvae import data
+from tfvae import errors
+from tfvae import runs
+from tfvae.export import signature_functions
+from tfvae.export import verify as verify_lib
+from tfvae.export import versions
+from tfvae.export import warmup
+
+
+def export_model(model, export_dir, part="full", version=None,
+                 metadata=None, verify=None):
+  """Publishes `model` as `export_dir/<version>/`, verified, atomically.
+
+  The SavedModel holds `export_module(model, part)` with the signatures of
+  `signatures`, `assets.extra/tf_serving_warmup_requests` (one request per
+  signature) and `assets.extra/tfvae_export.json` (provenance). Before the
+  version directory is renamed into place the export is loaded back, checked
+  for device pins, and every warmup request is replayed and compared with
+  the in-process model.
+
+  Args:
+    model: The model (see `signatures.export_module`).
+    export_dir: Parent directory of the versions.
+    part: "full" or "generator".
+    version: Positive integer version; default one above the highest.
+    metadata: Optional JSON-able dict added to the provenance file (for a
+      CVAE, "class_names": the names of its labels, which
+      `tfvae-generate --label=NAME` reads).
+    verify: Optional extra `verify(loaded, path)` run last (see `publish`).
+
+  Returns:
+    The path of the published version directory.
+
+  Raises:
+    errors.TfvaeError: On any failure; no version directory is left then.
+  """
+  module = signature_functions.export_module(model, part)
+  signature_map = signature_functions.signatures(module)
+  model_name = os.path.basename(os.path.normpath(export_dir)) or "model"
+  num_classes = int(getattr(model, "num_classes", 2))
+  requests = [(name, verify_lib.example_inputs(function,
+                                               num_classes=num_classes))
+              for name, function in signature_map.items()]
+  can_generate, conditional = signature_functions.capabilities(model)
+  kind_info = {"generative": can_generate, "conditional": conditional}
+  if conditional:
+    kind_info["num_classes"] = num_classes
+
+  def check(loaded, path):
+    pins = verify_lib.device_pins(path)
+    if pins:
+      raise errors.TfvaeError(f"{path}: exported nodes are pinned to devices "
+                              f"({pins[0]}, ...)")
+    warmup.write(path, requests, model_name)
+    count = verify_lib.replay_warmup(loaded, path, signature_map)
+    logging.info("Replayed %d warmup requests (%s) through the reloaded "
+                 "SavedModel.", count, ", ".join(signature_map))
+    versions.write_metadata(path, {
+        "part": part,
+        "signatures": list(signature_map),
+        "latent_size": int(model.latent_size),
+        "image_shape": [int(d) for d in model.image_shape],
+        **kind_info,
+        **(metadata or {}),
+    })
+    if verify is not None:
+      verify(loaded, path)
+
+  return versions.publish(module, export_dir, version,
+                             signatures=signature_map, verify=check)
+
+
+def export_run(run_dir, export_dir, checkpoint=None, version=None,
+               part="full", verify=None):
+  """Exports a run's checkpoint (default: its newest intact one).
+
+  Args:
+    run_dir: A tfvae run directory.
+    export_dir: Parent directory of the versions.
+    checkpoint: A checkpoint prefix, or the name of one in RUN_DIR/ckpt
+      (such as "ckpt-1000"); default the newest intact checkpoint.
+    version: Positive integer version; default one above the highest.
+    part: "full" or "generator".
+    verify: Optional extra check (see `publish`).
+
+  Returns:
+    The path of the published version directory.
+
+  Raises:
+    errors.TfvaeError: If the run has no usable checkpoint, the checkpoint
+      does not fit the run's config, or the export fails.
+  """
+  if checkpoint is not None and not os.path.exists(checkpoint + ".index"):
+    inside = os.path.join(runs.ckpt_dir(run_dir), checkpoint)
+    if os.path.exists(inside + ".index"):
+      checkpoint = inside
+  signature_functions.check_part(part)
+  if tf.io.gfile.exists(export_dir) and not tf.io.gfile.isdir(export_dir):
+    raise errors.TfvaeError(f"--export_dir={export_dir} is not a directory")
+  if checkpoint is None:
+    runs.load_config(run_dir)
+    checkpoint = runs.newest_intact_checkpoint(runs.ckpt_dir(run_dir))
+  config, model, step = runs.restore_model(run_dir, checkpoint)
+  logging.info("Exporting %s (step %d) of %s as part %s.", checkpoint, step,
+               run_dir, part)
+  metadata = {"run_dir": os.path.abspath(run_dir),
+              "checkpoint": os.path.abspath(checkpoint), "step": step,
+              "model": config.model, "config": config.to_dict()}
+  if signature_functions.capabilities(model).conditional:
+    metadata["class_names"] = list(run_class_names(config))
+  return export_model(model, export_dir, part, version, metadata, verify)
+
+
+def run_class_names(config):
+  """The names of a run's class labels: its data set's, or "0", "1", ...
+
+  Returns:
+    A tuple of `config.num_classes` strings.
+  """
+  names = tuple(data.CLASS_NAMES.get(config.dataset, ()))
+  if len(names) != config.num_classes:
+    names = tuple(str(i) for i in range(config.num_classes))
+  return names
