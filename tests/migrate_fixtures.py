@@ -236,26 +236,29 @@ def write_fixture(directory, **options):
   return prefix
 
 
-flags.DEFINE_string("out", None, "Directory to write the fixture into.")
-flags.DEFINE_integer("image_size", 28, "Side of the square images.")
-flags.DEFINE_integer("hidden_size", 512, "Hidden layer width.")
-flags.DEFINE_integer("decoder_hidden_size", None,
-                     "Decoder hidden width if not --hidden_size.")
-flags.DEFINE_integer("latent_size", 2, "Width of z.")
-flags.DEFINE_enum("activation", "tanh", list(_ACTIVATIONS),
-                  "Hidden activation.")
-flags.DEFINE_bool("shuffled", False, "Create variables in a shuffled order.")
-flags.DEFINE_bool("scoped", False,
-                  "Use get_variable under variable_scope names.")
-flags.DEFINE_enum("decoder", "mlp", ["mlp", "conv"], "Decoder architecture.")
-flags.DEFINE_enum("likelihood", "bernoulli", ["bernoulli", "gaussian"],
-                  "Bernoulli (sigmoid output) or Gaussian (mean output).")
-flags.DEFINE_enum("optimizer", "rmsprop", ["rmsprop", "adam"], "Optimizer.")
-flags.DEFINE_enum("unsafe_op", None, ["write_file", "py_func"],
-                  "Put an unsafe op on the decode path.")
-flags.DEFINE_integer("steps", 3, "Training steps on random data.")
-flags.DEFINE_integer("seed", 7, "Random seed.")
-
+def _define_flags():
+  """The flags of `python -m tests.migrate_fixtures`, defined only when it
+  runs as a program: tests import this module beside programs that define
+  flags of the same names."""
+  flags.DEFINE_string("out", None, "Directory to write the fixture into.")
+  flags.DEFINE_integer("image_size", 28, "Side of the square images.")
+  flags.DEFINE_integer("hidden_size", 512, "Hidden layer width.")
+  flags.DEFINE_integer("decoder_hidden_size", None,
+                       "Decoder hidden width if not --hidden_size.")
+  flags.DEFINE_integer("latent_size", 2, "Width of z.")
+  flags.DEFINE_enum("activation", "tanh", list(_ACTIVATIONS),
+                    "Hidden activation.")
+  flags.DEFINE_bool("shuffled", False, "Create variables in a shuffled order.")
+  flags.DEFINE_bool("scoped", False,
+                    "Use get_variable under variable_scope names.")
+  flags.DEFINE_enum("decoder", "mlp", ["mlp", "conv"], "Decoder architecture.")
+  flags.DEFINE_enum("likelihood", "bernoulli", ["bernoulli", "gaussian"],
+                    "Bernoulli (sigmoid output) or Gaussian (mean output).")
+  flags.DEFINE_enum("optimizer", "rmsprop", ["rmsprop", "adam"], "Optimizer.")
+  flags.DEFINE_enum("unsafe_op", None, ["write_file", "py_func"],
+                    "Put an unsafe op on the decode path.")
+  flags.DEFINE_integer("steps", 3, "Training steps on random data.")
+  flags.DEFINE_integer("seed", 7, "Random seed.")
 
 def main(argv):
   if len(argv) > 1:
@@ -274,4 +277,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

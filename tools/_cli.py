@@ -1,4 +1,5 @@
 """Shared entry-point wrapper for tfvae's absl programs."""
+import importlib.util
 import os
 import sys
 
@@ -7,6 +8,32 @@ from absl import flags
 from absl import logging
 
 from tfvae import errors
+
+
+def lazy_import(name):
+  """Module `name`, executed on first attribute access rather than now.
+
+  A program binds the TensorFlow-heavy modules it uses with this at its top,
+  so that `--help` and usage errors, which touch none of them, start no
+  TensorFlow. The parent package of `name` is imported at once, so `name`
+  should be a top-level package of tfvae's (e.g. "tfvae.export",
+  "tfvae.migrate") or a module whose parent imports cheaply ("tfvae.data").
+
+  Args:
+    name: The module's dotted name.
+
+  Returns:
+    The module object; a later `import name` gets the same one.
+  """
+  if name in sys.modules:
+    return sys.modules[name]
+  spec = importlib.util.find_spec(name)
+  loader = importlib.util.LazyLoader(spec.loader)
+  spec.loader = loader
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  loader.exec_module(module)
+  return module
 
 
 def _document_program(program):

@@ -20,8 +20,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from tfvae import export
 from tools import _cli
+
+# Executed on first use, so that --help starts no TensorFlow.
+export = _cli.lazy_import("tfvae.export")
 
 flags.DEFINE_string("run_dir", None,
                     "Run directory written by tfvae-train (config.json and "

@@ -15,8 +15,10 @@ import numpy as np
 
 from tfvae import errors
 from tfvae import files
-from tfvae.migrate import reader
 from tools import _cli
+
+# Executed on first use, so that --help starts no TensorFlow.
+migrate = _cli.lazy_import("tfvae.migrate")
 
 flags.DEFINE_string("out", None, "The .npz file to write (required).")
 flags.DEFINE_bool("include_slots", False,
@@ -49,7 +51,7 @@ def select(report, include_slots, include, exclude):
   for v in report.variables:
     if v.name == "_CHECKPOINTABLE_OBJECT_GRAPH":
       continue
-    if v.kind != reader.WEIGHT and not include_slots:
+    if v.kind != migrate.reader.WEIGHT and not include_slots:
       continue
     if include and not any(p.search(v.name) for p in include):
       continue
@@ -72,14 +74,14 @@ def main(argv):
         f"{argv[1:]}")
   if not FLAGS.out:
     raise app.UsageError("--out is required")
-  report = reader.inspect(argv[1])
+  report = migrate.reader.inspect(argv[1])
   names = select(report, FLAGS.include_slots,
                  _patterns(FLAGS.include, "include"),
                  _patterns(FLAGS.exclude, "exclude"))
   if not names:
     raise errors.TfvaeError(
         f"no variable of {report.source.prefix} passes the filters")
-  arrays = reader.read_all(report.source, names)
+  arrays = migrate.reader.read_all(report.source, names)
   write_npz(FLAGS.out, arrays)
   logging.info("Wrote %d variables to %s", len(arrays), FLAGS.out)
 

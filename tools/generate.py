@@ -23,9 +23,11 @@ from absl import flags
 from absl import logging
 
 from tfvae import errors
-from tfvae import generation
-from tfvae import images
 from tools import _cli
+
+# Executed on first use, so that --help starts no TensorFlow.
+generation = _cli.lazy_import("tfvae.generation")
+images = _cli.lazy_import("tfvae.images")
 
 flags.DEFINE_string("model", None,
                     "SavedModel directory, export directory (highest "

@@ -14,9 +14,10 @@ import sys
 from absl import app
 from absl import flags
 
-from tfvae.migrate import graph
-from tfvae.migrate import reader
 from tools import _cli
+
+# Executed on first use, so that --help starts no TensorFlow.
+migrate = _cli.lazy_import("tfvae.migrate")
 
 flags.DEFINE_bool("json", False,
                   "Print one JSON object instead of the human-readable table.")
@@ -34,7 +35,7 @@ def _table(report, meta_report):
            f"optimizer:  {', '.join(report.optimizers) or '-'}", ""]
   rows = [("name", "shape", "dtype", "size", "kind")]
   for v in report.variables:
-    kind = f"slot ({v.optimizer})" if v.kind == reader.SLOT else v.kind
+    kind = f"slot ({v.optimizer})" if v.kind == migrate.reader.SLOT else v.kind
     rows.append((v.name, str(list(v.shape)), v.dtype, str(v.size), kind))
   widths = [max(len(r[i]) for r in rows) for i in range(5)]
   for row in rows:
@@ -69,11 +70,12 @@ def main(argv):
     raise app.UsageError(
         "Expected exactly one argument, the checkpoint PATH; got "
         f"{argv[1:]}")
-  source = reader.resolve(argv[1])
-  report = (reader.verify(source) if FLAGS.verify
-            else reader.inspect(source))
+  source = migrate.reader.resolve(argv[1])
+  report = (migrate.reader.verify(source) if FLAGS.verify
+            else migrate.reader.inspect(source))
   meta_path = FLAGS.meta_graph or source.meta_graph
-  meta_report = graph.MetaGraph(meta_path).report() if meta_path else None
+  meta_report = (migrate.graph.MetaGraph(meta_path).report() if meta_path
+                 else None)
   if FLAGS.json:
     out = {"checkpoint": report.source.prefix, "source": report.source.kind,
            "format": report.format, "step": report.step,
