@@ -22,9 +22,11 @@ from bench import keras_reference
 from bench import tf1_reference
 from bench import timing
 from tfvae import config as config_lib
-from tfvae import data
 from tfvae import export
+from tfvae import input_pipeline
+from tfvae import launch
 from tfvae import likelihoods
+from tfvae import objectives
 from tfvae import training
 
 tfd = tfp.distributions
@@ -86,7 +88,8 @@ QUICK = Settings(mlp_examples=3200, conv_examples=256, latency_calls=200,
 
 
 class TfvaeTraining:
-  """tfvae's Trainer step on a data set, driven as `Trainer.train` drives it.
+  """tfvae's `Trainer` and its step on a data set, driven as `Trainer.train`
+  drives them.
 
   Args:
     dataset: A `data.Dataset`.
@@ -97,8 +100,8 @@ class TfvaeTraining:
     former: Implementations to put back as they were before the fused
       ones, for the mechanism rows: "optimizer" (tf_keras' RMSprop, one op
       per element-wise step of the update) and/or "likelihood" (TFP's
-      Bernoulli log-prob, two softplus passes). Swapped into the Trainer
-      before its step is first traced.
+      Bernoulli log-prob, two softplus passes). Built into the Trainer in
+      place of tfvae's.
     **overrides: Config fields to change (steps_per_call, jit).
   """
 
@@ -110,18 +113,23 @@ class TfvaeTraining:
         learning_rate=LEARNING_RATE, seed=SEED,
         image_shape=dataset.image_shape, **overrides)
     self.config = config
-    self.trainer = training.Trainer(
-        config, tempfile.mkdtemp(prefix="tfvae-bench-"), dataset,
-        tf.distribute.get_strategy(), data_on_device=data_on_device)
-    self.model = self.trainer.model
-    if "optimizer" in former:
-      self.trainer.optimizer = tf_keras.optimizers.RMSprop(
-          LEARNING_RATE, jit_compile=False)
-      self.trainer.optimizer.build(self.model.trainable_variables)
+    strategy = tf.distribute.get_strategy()
+    self.model = launch.build_model(config, strategy)
     if "likelihood" in former:
       self.model.decoder.likelihood = TfpBernoulli()
+    with strategy.scope():
+      if "optimizer" in former:
+        optimizer = tf_keras.optimizers.RMSprop(LEARNING_RATE,
+                                                jit_compile=False)
+      else:
+        optimizer = launch.make_optimizer(config)
+    self.trainer = training.Trainer(
+        config, tempfile.mkdtemp(prefix="tfvae-bench-"), dataset, strategy,
+        self.model, objectives.for_config(config), optimizer,
+        data_on_device=data_on_device)
+    self.train_step = self.trainer.train_step
     self._epoch, self._into = 0, 0
-    self._runner = self.trainer.step_runner(0, 0)
+    self._runner = self.train_step.runner(0, 0)
 
   def run(self, num_steps):
     """Runs `num_steps` steps, across epochs; returns summed [loss, ...]."""
@@ -131,7 +139,7 @@ class TfvaeTraining:
     while num_steps > 0:
       if self._into == per_epoch:
         self._epoch, self._into = self._epoch + 1, 0
-        self._runner = self.trainer.step_runner(self._epoch, 0)
+        self._runner = self.train_step.runner(self._epoch, 0)
       num = min(per_call, num_steps, per_epoch - self._into)
       sums = sums + self._runner(num).numpy()
       self._into += num
@@ -235,7 +243,7 @@ def float_images(split):
 
 def _steps(examples, batch_size, dataset):
   steps = max(1, examples // batch_size)
-  return min(steps, data.steps_per_epoch(dataset.train, batch_size))
+  return min(steps, input_pipeline.steps_per_epoch(dataset.train, batch_size))
 
 
 def training_rows(dataset, settings):
@@ -530,10 +538,10 @@ def pipeline_rows(dataset, settings, tfvae_rates):
   """The tf.data training pipeline alone, against the step it feeds."""
   batch = settings.mlp_batches[0]
   num = min(settings.pipeline_batches,
-            data.steps_per_epoch(dataset.train, batch))
+            input_pipeline.steps_per_epoch(dataset.train, batch))
 
   def examples_per_sec():
-    pipeline = data.train_dataset(dataset.train, batch, SEED, 0)
+    pipeline = input_pipeline.train_dataset(dataset.train, batch, SEED, 0)
     start = time.perf_counter()
     for element in pipeline.take(num):
       _ = element["image"]

@@ -43,6 +43,7 @@ def main(argv):
   tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
   from bench import suite  # pylint: disable=g-import-not-at-top
   from tfvae import data  # pylint: disable=g-import-not-at-top
+  from tfvae import input_pipeline  # pylint: disable=g-import-not-at-top
 
   images = np.load(FLAGS.images)
   split = data.Split(images, np.zeros(len(images), np.int64))
@@ -54,7 +55,7 @@ def main(argv):
     overrides["steps_per_call"] = FLAGS.steps_per_call
   contender = suite.TfvaeTraining(dataset, "mlp", FLAGS.batch_size,
                                   FLAGS.hidden_size, **overrides)
-  contender.run(min(data.steps_per_epoch(split, FLAGS.batch_size),
+  contender.run(min(input_pipeline.steps_per_epoch(split, FLAGS.batch_size),
                     2 * contender.config.steps_per_call))
   print("ready", flush=True)
   for line in sys.stdin:

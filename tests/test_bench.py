@@ -15,10 +15,11 @@ from bench import suite
 from bench import tf1_reference
 from tfvae import config as config_lib
 from tfvae import data
+from tfvae import input_pipeline
+from tfvae import launch
 from tfvae import models
 from tfvae import objectives
 from tfvae import optimizers
-from tfvae import training
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SHAPE = (28, 28, 1)
@@ -143,7 +144,7 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
       contender = suite.TfvaeTraining(dataset, "mlp", 16, 8,
                                       data_on_device=on_device,
                                       steps_per_call=spc)
-      self.assertEqual(on_device, contender.trainer.data_on_device)
+      self.assertEqual(on_device, contender.train_step.data_on_device)
       losses[on_device] = [contender.run(n) for n in (4, 5)]
       weights[on_device] = [v.numpy() for v in contender.model.variables]
       self.assertEqual(9, int(contender.trainer.step))
@@ -173,10 +174,10 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
   def test_device_runner_starts_mid_epoch_at_the_data_sets_batch(self):
     dataset = _small_dataset()
     contender = suite.TfvaeTraining(dataset, "mlp", 16, 8)
-    trainer = contender.trainer
-    order = trainer.epoch_order(2)
-    expected = data.train_dataset(trainer.train_split, 16, 0, 2,
-                                  skip_batches=3)
+    train_step = contender.train_step
+    order = train_step.epoch_order(2)
+    expected = input_pipeline.train_dataset(train_step.train_split, 16, 0, 2,
+                                            skip_batches=3)
     first = next(iter(expected))["image"].numpy()
     self.assertAllEqual(dataset.train.images[order[48:64]], first)
 
@@ -186,9 +187,9 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
                                save_every_steps=4, log_every_steps=10**6)
     straight = os.path.join(self.get_temp_dir(), "straight")
     resumed = os.path.join(self.get_temp_dir(), "resumed")
-    _, records = training.run(config, straight, dataset=dataset)
-    training.run(config.replace(epochs=1), resumed, dataset=dataset)
-    _, more = training.run(config, resumed, dataset=dataset)
+    _, records = launch.run(config, straight, dataset=dataset)
+    launch.run(config.replace(epochs=1), resumed, dataset=dataset)
+    _, more = launch.run(config, resumed, dataset=dataset)
     self.assertEqual(records[-1]["step"], more[-1]["step"])
     self.assertAllClose(records[-1]["train_loss"], more[-1]["train_loss"],
                         rtol=1e-6)
@@ -200,7 +201,7 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
     self.assertGreater(config.steps_per_call, 1)
     self.assertFalse(config.jit)  # XLA changes the rounding of results.
     contender = suite.TfvaeTraining(_small_dataset(), "mlp", 16, 8)
-    self.assertTrue(contender.trainer.data_on_device)
+    self.assertTrue(contender.train_step.data_on_device)
 
 
 class BenchCliTest(tf.test.TestCase):

@@ -22,10 +22,10 @@ import tfvae
 from tfvae import checkpoints
 from tfvae import errors
 from tfvae import images
+from tfvae import launch
 from tfvae import legacy
 from tfvae import mapping
 from tfvae import runs
-from tfvae import training
 
 # The decoder weights of the small fixtures (8x8 images, 16 hidden units,
 # z of width 2), in the seed's creation order: Variable_3 and Variable_4 are
@@ -72,8 +72,8 @@ class RunDirTest(tf.test.TestCase):
     config = tfvae.Config(epochs=1, batch_size=32, hidden_sizes=(32,),
                           latent_dim=2, save_every_steps=10**6,
                           log_every_steps=10**6)
-    training.run(config, cls.run_dir,
-                 dataset=util.small_fashion_mnist(num_train=64, num_test=32))
+    launch.run(config, cls.run_dir,
+               dataset=util.small_fashion_mnist(num_train=64, num_test=32))
 
   def _assert_is_the_runs_decoder(self, path, checkpoint=None):
     _, model, _ = runs.restore_model(self.run_dir, checkpoint)

@@ -11,11 +11,15 @@ from tfvae import config
 from tfvae import data
 from tfvae import denoising
 from tfvae import distribute
+from tfvae import download
 from tfvae import errors
 from tfvae import evaluation
 from tfvae import export
 from tfvae import generation
+from tfvae import idx
 from tfvae import images
+from tfvae import input_pipeline
+from tfvae import launch
 from tfvae import legacy
 from tfvae import likelihoods
 from tfvae import mapping
@@ -25,7 +29,9 @@ from tfvae import objectives
 from tfvae import optimizers
 from tfvae import plots
 from tfvae import presets
+from tfvae import run_outputs
 from tfvae import runs
+from tfvae import train_step
 from tfvae import training
 from tfvae import warmup
 from tfvae.autoencoders import Autoencoder
@@ -50,13 +56,17 @@ __all__ = [
     "data",
     "denoising",
     "distribute",
+    "download",
     "elbo",
     "errors",
     "evaluation",
     "export",
     "generation",
+    "idx",
     "images",
+    "input_pipeline",
     "iwae_bound",
+    "launch",
     "legacy",
     "likelihoods",
     "mapping",
@@ -66,7 +76,9 @@ __all__ = [
     "optimizers",
     "plots",
     "presets",
+    "run_outputs",
     "runs",
+    "train_step",
     "training",
     "warmup",
 ]

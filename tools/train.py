@@ -166,14 +166,14 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   # Imported here so that --help does not pay for TensorFlow's start-up.
   from tfvae import config as config_lib  # pylint: disable=g-import-not-at-top
-  from tfvae import training  # pylint: disable=g-import-not-at-top
+  from tfvae import launch  # pylint: disable=g-import-not-at-top
 
   if FLAGS.strategy == "multi_worker":
     _start_cluster()
   elif FLAGS.worker_hosts or FLAGS.task_index is not None:
     raise app.UsageError("--worker_hosts/--task_index: only with "
                          "--strategy=multi_worker")
-  training.configure_cpu_devices(FLAGS.cpu_devices)
+  launch.configure_cpu_devices(FLAGS.cpu_devices)
   fields = {f: FLAGS[f].value for f in config_lib.Config().to_dict()
             if f in FLAGS and f not in _NOT_CONFIG}
   try:
@@ -185,7 +185,7 @@ def main(argv):
   explicit = {f for f in fields if FLAGS[f].present}
   fields, explicit = presets.apply(FLAGS.preset, fields, explicit)
   config = config_lib.Config(**fields)
-  training.run(config, FLAGS.run_dir, explicit=explicit)
+  launch.run(config, FLAGS.run_dir, explicit=explicit)
 
 
 def run_main():
