@@ -9,6 +9,7 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from bench import contenders
 from bench import flops as flops_lib
 from bench import keras_reference
 from bench import suite
@@ -78,7 +79,7 @@ class ReferenceLossTest(tf.test.TestCase, parameterized.TestCase):
     tf.random.set_seed(1)
     model = models.VAE(_SHAPE, 2, "mlp", (32,))
     images, epsilon = _batch(8)
-    weights = suite.mlp_weights(model)
+    weights = contenders.mlp_weights(model)
     reference = tf1_reference.Tf1MlpVae(784, 32, 2)
     reference.set_weights(weights)
     got = reference.compute_loss(images.reshape(8, -1), epsilon)
@@ -141,9 +142,9 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
     losses, weights = {}, {}
     for on_device, spc in ((False, 1), (True, steps_per_call)):
       tf.random.set_seed(0)
-      contender = suite.TfvaeTraining(dataset, "mlp", 16, 8,
-                                      data_on_device=on_device,
-                                      steps_per_call=spc)
+      contender = contenders.TfvaeTraining(dataset, "mlp", 16, 8,
+                                           data_on_device=on_device,
+                                           steps_per_call=spc)
       self.assertEqual(on_device, contender.train_step.data_on_device)
       losses[on_device] = [contender.run(n) for n in (4, 5)]
       weights[on_device] = [v.numpy() for v in contender.model.variables]
@@ -159,8 +160,8 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
     losses, weights = {}, {}
     for former in ((), ("optimizer", "likelihood")):
       tf.random.set_seed(0)
-      contender = suite.TfvaeTraining(dataset, "mlp", 16, 8, former=former,
-                                      steps_per_call=3)
+      contender = contenders.TfvaeTraining(dataset, "mlp", 16, 8,
+                                           former=former, steps_per_call=3)
       uses_fused = isinstance(contender.trainer.optimizer,
                               optimizers.RMSProp)
       self.assertEqual(not former, uses_fused)
@@ -173,7 +174,7 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_device_runner_starts_mid_epoch_at_the_data_sets_batch(self):
     dataset = _small_dataset()
-    contender = suite.TfvaeTraining(dataset, "mlp", 16, 8)
+    contender = contenders.TfvaeTraining(dataset, "mlp", 16, 8)
     train_step = contender.train_step
     order = train_step.epoch_order(2)
     expected = input_pipeline.train_dataset(train_step.train_split, 16, 0, 2,
@@ -200,7 +201,7 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
     config = config_lib.Config()
     self.assertGreater(config.steps_per_call, 1)
     self.assertFalse(config.jit)  # XLA changes the rounding of results.
-    contender = suite.TfvaeTraining(_small_dataset(), "mlp", 16, 8)
+    contender = contenders.TfvaeTraining(_small_dataset(), "mlp", 16, 8)
     self.assertTrue(contender.train_step.data_on_device)
 
 
