@@ -6,34 +6,25 @@ repetitions (see `timing.alternate`) and reports medians.
 """
 import dataclasses
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
-import tf_keras
 
+from bench import contenders as contenders_lib
 from bench import flops as flops_lib
 from bench import keras_reference
 from bench import tf1_reference
 from bench import timing
-from tfvae import config as config_lib
-from tfvae import data
 from tfvae import export
-from tfvae import likelihoods
-from tfvae import training
-
-tfd = tfp.distributions
+from tfvae import input_pipeline
 
 Row = timing.Row
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LATENT_SIZE = 2
-LEARNING_RATE = 1e-3
-SEED = 0
+# The contenders' model and seed, which the rows' own references share.
+LATENT_SIZE = contenders_lib.LATENT_SIZE
+SEED = contenders_lib.SEED
 
 
 @dataclasses.dataclass
@@ -82,148 +73,6 @@ QUICK = Settings(mlp_examples=3200, conv_examples=256, latency_calls=200,
 
 
 # ---------------------------------------------------------------------------
-# Contenders.
-
-
-class TfvaeTraining:
-  """tfvae's Trainer step on a data set, driven as `Trainer.train` drives it.
-
-  Args:
-    dataset: A `data.Dataset`.
-    network: "mlp" or "conv".
-    batch_size: Examples per step.
-    hidden_size: MLP hidden width.
-    data_on_device: Passed to the Trainer (None: its default).
-    former: Implementations to put back as they were before the fused
-      ones, for the mechanism rows: "optimizer" (tf_keras' RMSprop, one op
-      per element-wise step of the update) and/or "likelihood" (TFP's
-      Bernoulli log-prob, two softplus passes). Swapped into the Trainer
-      before its step is first traced.
-    **overrides: Config fields to change (steps_per_call, jit).
-  """
-
-  def __init__(self, dataset, network, batch_size, hidden_size,
-               data_on_device=None, former=(), **overrides):
-    config = config_lib.Config(
-        network=network, batch_size=batch_size, hidden_sizes=(hidden_size,),
-        latent_dim=LATENT_SIZE, optimizer="rmsprop",
-        learning_rate=LEARNING_RATE, seed=SEED,
-        image_shape=dataset.image_shape, **overrides)
-    self.config = config
-    self.trainer = training.Trainer(
-        config, tempfile.mkdtemp(prefix="tfvae-bench-"), dataset,
-        tf.distribute.get_strategy(), data_on_device=data_on_device)
-    self.model = self.trainer.model
-    if "optimizer" in former:
-      self.trainer.optimizer = tf_keras.optimizers.RMSprop(
-          LEARNING_RATE, jit_compile=False)
-      self.trainer.optimizer.build(self.model.trainable_variables)
-    if "likelihood" in former:
-      self.model.decoder.likelihood = TfpBernoulli()
-    self._epoch, self._into = 0, 0
-    self._runner = self.trainer.step_runner(0, 0)
-
-  def run(self, num_steps):
-    """Runs `num_steps` steps, across epochs; returns summed [loss, ...]."""
-    per_call = self.config.steps_per_call
-    per_epoch = self.trainer.steps_per_epoch
-    sums = 0.0
-    while num_steps > 0:
-      if self._into == per_epoch:
-        self._epoch, self._into = self._epoch + 1, 0
-        self._runner = self.trainer.step_runner(self._epoch, 0)
-      num = min(per_call, num_steps, per_epoch - self._into)
-      sums = sums + self._runner(num).numpy()
-      self._into += num
-      num_steps -= num
-    return sums
-
-  def examples_per_sec(self, num_steps):
-    return timing.rate(lambda: self.run(num_steps),
-                       num_steps * self.config.batch_size)
-
-
-class TfpBernoulli(likelihoods.Bernoulli):
-  """tfvae's Bernoulli likelihood as it was: TFP's own log-prob."""
-
-  def distribution(self, params):
-    return tfd.Independent(tfd.Bernoulli(logits=params, dtype=tf.float32),
-                           reinterpreted_batch_ndims=3)
-
-
-def mlp_weights(model):
-  """A tfvae MLP VAE's weights in the TF1 reference's order (NumPy)."""
-  return [v.numpy() for net in (model.encoder.net, model.decoder.net)
-          for layer in net.layers for v in (layer.w, layer.b)]
-
-
-class Tf1Training:
-  """The TF1 session version, fed batch by batch as `next_batch` would."""
-
-  def __init__(self, images, batch_size, hidden_size, weights):
-    self.batch_size = batch_size
-    self.images = images.reshape(len(images), -1)
-    self.reference = tf1_reference.Tf1MlpVae(
-        self.images.shape[1], hidden_size, LATENT_SIZE, LEARNING_RATE)
-    self.reference.set_weights(weights)
-    self._rng = np.random.default_rng(SEED)
-    self._epoch_images = self.images[self._rng.permutation(len(self.images))]
-    self._position = 0
-
-  def run(self, num_steps):
-    for _ in range(num_steps):
-      if self._position + self.batch_size > len(self._epoch_images):
-        self._epoch_images = self.images[
-            self._rng.permutation(len(self.images))]
-        self._position = 0
-      self.reference.train_step(
-          self._epoch_images[self._position:self._position + self.batch_size])
-      self._position += self.batch_size
-
-  def examples_per_sec(self, num_steps):
-    return timing.rate(lambda: self.run(num_steps),
-                       num_steps * self.batch_size)
-
-
-class _BatchClock(tf_keras.callbacks.Callback):
-  """Notes the time at the end of batch `start - 1` and of the last batch."""
-
-  def __init__(self, start):
-    super().__init__()
-    self._supports_tf_logs = True  # No conversion of the logs per batch.
-    self.start = start
-    self.first = self.last = None
-
-  def on_train_batch_end(self, batch, logs=None):
-    self.last = time.perf_counter()
-    if batch == self.start - 1:
-      self.first = self.last
-
-
-class KerasTraining:
-  """The tf_keras version, trained with `fit` on NumPy arrays."""
-
-  def __init__(self, images, network, batch_size, hidden_size, model,
-               warmup_steps):
-    self.images = images
-    self.batch_size = batch_size
-    self.warmup_steps = warmup_steps
-    self.vae, self.generator = keras_reference.build(
-        network, images.shape[1:], LATENT_SIZE, hidden_size, LEARNING_RATE)
-    keras_reference.copy_weights_from_tfvae(self.vae, model)
-
-  def examples_per_sec(self, num_steps):
-    total = self.warmup_steps + num_steps
-    clock = _BatchClock(self.warmup_steps)
-    start = np.random.default_rng(num_steps).integers(
-        0, max(1, len(self.images) - total * self.batch_size))
-    self.vae.fit(self.images[start:start + total * self.batch_size],
-                 batch_size=self.batch_size, epochs=1, shuffle=True,
-                 verbose=0, callbacks=[clock])
-    return num_steps * self.batch_size / (clock.last - clock.first)
-
-
-# ---------------------------------------------------------------------------
 # The rows.
 
 
@@ -235,7 +84,7 @@ def float_images(split):
 
 def _steps(examples, batch_size, dataset):
   steps = max(1, examples // batch_size)
-  return min(steps, data.steps_per_epoch(dataset.train, batch_size))
+  return min(steps, input_pipeline.steps_per_epoch(dataset.train, batch_size))
 
 
 def training_rows(dataset, settings):
@@ -261,12 +110,14 @@ def training_rows(dataset, settings):
                  network, batch, steps, settings.repetitions)
     peaks.append(timing.matmul_peak(settings.matmul_size))
     logging.info("matmul peak %.1f GFLOP/s", peaks[-1])
-    ours = TfvaeTraining(dataset, network, batch, settings.hidden_size)
+    ours = contenders_lib.TfvaeTraining(dataset, network, batch,
+                                        settings.hidden_size)
     contenders = {"tfvae": ours}
     if network == "mlp":
-      contenders["tf1 session"] = Tf1Training(
-          images, batch, settings.hidden_size, mlp_weights(ours.model))
-    contenders["keras fit"] = KerasTraining(
+      contenders["tf1 session"] = contenders_lib.Tf1Training(
+          images, batch, settings.hidden_size,
+          contenders_lib.mlp_weights(ours.model))
+    contenders["keras fit"] = contenders_lib.KerasTraining(
         images, network, batch, settings.hidden_size, ours.model,
         settings.warmup_steps)
     for name, contender in contenders.items():
@@ -283,7 +134,7 @@ def training_rows(dataset, settings):
                                 medians["tfvae"], value, "examples/s",
                                 name))
     tfvae_rates[(network, batch)] = medians["tfvae"]
-    if isinstance(contenders.get("tf1 session"), Tf1Training):
+    if isinstance(contenders.get("tf1 session"), contenders_lib.Tf1Training):
       contenders["tf1 session"].reference.close()
     layers = (flops_lib.mlp_vae_layers(shape, (settings.hidden_size,),
                                        LATENT_SIZE) if network == "mlp"
@@ -327,8 +178,9 @@ def mechanism_rows(dataset, settings):
                              jit=True),
   }
   logging.info("mechanisms, mlp batch %d: %d variants", batch, len(variants))
-  contenders = {name: TfvaeTraining(dataset, "mlp", batch,
-                                    settings.hidden_size, **options)
+  contenders = {name: contenders_lib.TfvaeTraining(dataset, "mlp", batch,
+                                                   settings.hidden_size,
+                                                   **options)
                 for name, options in variants.items()}
   for contender in contenders.values():
     contender.run(min(steps, 2 * contender.config.steps_per_call))
@@ -338,53 +190,6 @@ def mechanism_rows(dataset, settings):
   return [Row.compare(f"mechanism mlp b{batch}: {name}", value,
                       medians["baseline"], "examples/s", "baseline")
           for name, value in medians.items() if name != "baseline"]
-
-
-class WorkerProcess:
-  """tfvae's MLP step in a `bench.worker` process with its own settings.
-
-  Args:
-    images_path: .npy file of the uint8 training images.
-    batch_size: Examples per step.
-    hidden_size: MLP hidden width.
-    environment: Variables to set in the worker's environment.
-    **flags: `bench.worker` flags (inter_op_threads, intra_op_threads).
-  """
-
-  def __init__(self, images_path, batch_size, hidden_size, environment=None,
-               **flags):
-    command = [sys.executable, "-m", "bench.worker",
-               f"--images={images_path}", f"--batch_size={batch_size}",
-               f"--hidden_size={hidden_size}"]
-    command += [f"--{name}={value}" for name, value in flags.items()]
-    self._stderr = tempfile.TemporaryFile(mode="w+")
-    self._process = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=self._stderr, text=True, cwd=_ROOT,
-        env={**os.environ, **(environment or {})})
-
-  def _read(self):
-    line = self._process.stdout.readline()
-    if not line:
-      self._stderr.seek(0)
-      tail = self._stderr.read().strip().splitlines()[-1:] or ["no output"]
-      raise RuntimeError(f"bench.worker exited: {tail[0]}")
-    return line.strip()
-
-  def wait_ready(self):
-    if self._read() != "ready":
-      raise RuntimeError("bench.worker did not start")
-
-  def examples_per_sec(self, num_steps):
-    self._process.stdin.write(f"{num_steps}\n")
-    self._process.stdin.flush()
-    return float(self._read())
-
-  def close(self):
-    self._process.stdin.close()
-    self._process.wait(timeout=60)
-    self._stderr.close()
-
 
 def process_rows(dataset, settings):
   """oneDNN and thread-pool settings, each in a worker process of its own,
@@ -402,8 +207,9 @@ def process_rows(dataset, settings):
   directory = tempfile.mkdtemp(prefix="tfvae-bench-")
   images_path = os.path.join(directory, "train.npy")
   np.save(images_path, dataset.train.images)
-  workers = {name: WorkerProcess(images_path, batch, settings.hidden_size,
-                                 **options)
+  workers = {name: contenders_lib.WorkerProcess(images_path, batch,
+                                                settings.hidden_size,
+                                                **options)
              for name, options in variants.items()}
   try:
     for worker in workers.values():
@@ -448,14 +254,14 @@ def identity_signature(export_dir):
 
 def generation_rows(dataset, settings):
   """Decoder latency (batch 1) and throughput rows, MLP decoder."""
-  ours = TfvaeTraining(dataset, "mlp", settings.mlp_batches[0],
-                       settings.hidden_size)
+  ours = contenders_lib.TfvaeTraining(dataset, "mlp", settings.mlp_batches[0],
+                                      settings.hidden_size)
   model = ours.model
   decode = saved_generator(model, os.path.join(
       tempfile.mkdtemp(prefix="tfvae-bench-"), "generator"))
   tf1 = tf1_reference.Tf1MlpVae(int(np.prod(dataset.image_shape)),
                                 settings.hidden_size, LATENT_SIZE)
-  tf1.set_weights(mlp_weights(model))
+  tf1.set_weights(contenders_lib.mlp_weights(model))
   keras_vae, generator = keras_reference.build(
       "mlp", dataset.image_shape, LATENT_SIZE, settings.hidden_size)
   keras_reference.copy_weights_from_tfvae(keras_vae, model)
@@ -530,10 +336,10 @@ def pipeline_rows(dataset, settings, tfvae_rates):
   """The tf.data training pipeline alone, against the step it feeds."""
   batch = settings.mlp_batches[0]
   num = min(settings.pipeline_batches,
-            data.steps_per_epoch(dataset.train, batch))
+            input_pipeline.steps_per_epoch(dataset.train, batch))
 
   def examples_per_sec():
-    pipeline = data.train_dataset(dataset.train, batch, SEED, 0)
+    pipeline = input_pipeline.train_dataset(dataset.train, batch, SEED, 0)
     start = time.perf_counter()
     for element in pipeline.take(num):
       _ = element["image"]

@@ -41,8 +41,9 @@ def main(argv):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.threading.set_inter_op_parallelism_threads(FLAGS.inter_op_threads)
   tf.config.threading.set_intra_op_parallelism_threads(FLAGS.intra_op_threads)
-  from bench import suite  # pylint: disable=g-import-not-at-top
+  from bench import contenders  # pylint: disable=g-import-not-at-top
   from tfvae import data  # pylint: disable=g-import-not-at-top
+  from tfvae import input_pipeline  # pylint: disable=g-import-not-at-top
 
   images = np.load(FLAGS.images)
   split = data.Split(images, np.zeros(len(images), np.int64))
@@ -52,9 +53,9 @@ def main(argv):
   overrides = {}
   if FLAGS.steps_per_call:
     overrides["steps_per_call"] = FLAGS.steps_per_call
-  contender = suite.TfvaeTraining(dataset, "mlp", FLAGS.batch_size,
-                                  FLAGS.hidden_size, **overrides)
-  contender.run(min(data.steps_per_epoch(split, FLAGS.batch_size),
+  contender = contenders.TfvaeTraining(dataset, "mlp", FLAGS.batch_size,
+                                       FLAGS.hidden_size, **overrides)
+  contender.run(min(input_pipeline.steps_per_epoch(split, FLAGS.batch_size),
                     2 * contender.config.steps_per_call))
   print("ready", flush=True)
   for line in sys.stdin:

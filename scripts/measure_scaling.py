@@ -40,20 +40,22 @@ FLAGS = flags.FLAGS
 def _time_steps(config, dataset, steps):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfvae import data  # pylint: disable=g-import-not-at-top
-  from tfvae import training  # pylint: disable=g-import-not-at-top
-  trainer = training.Trainer(config, "/nonexistent", dataset,
-                             tf.distribute.get_strategy())
+  from tfvae import input_pipeline  # pylint: disable=g-import-not-at-top
+  from tfvae import launch  # pylint: disable=g-import-not-at-top
+  trainer = launch.build_trainer(config, "/nonexistent", dataset,
+                                 tf.distribute.get_strategy())
   split = trainer.train_split
-  batches = data.train_dataset(split, config.batch_size, 0, 0).repeat()
+  batches = input_pipeline.train_dataset(split, config.batch_size, 0,
+                                         0).repeat()
   iterator = iter(trainer.strategy.experimental_distribute_dataset(batches))
-  trainer._train_steps(iterator, tf.constant(steps))  # pylint: disable=protected-access
+  train_step = trainer.train_step
+  train_step.steps_from_iterator(iterator, tf.constant(steps))
   # The fastest of several calls: other processes on the machine only ever
   # slow a call down.
   seconds = float("inf")
   for _ in range(FLAGS.repeats):
     start = time.perf_counter()
-    trainer._train_steps(iterator, tf.constant(steps)).numpy()  # pylint: disable=protected-access
+    train_step.steps_from_iterator(iterator, tf.constant(steps)).numpy()
     seconds = min(seconds, (time.perf_counter() - start) / steps)
   grad_bytes = sum(int(np.prod(v.shape)) * v.dtype.size
                    for v in trainer.model.trainable_variables)

@@ -9,16 +9,18 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from bench import contenders
 from bench import flops as flops_lib
 from bench import keras_reference
 from bench import suite
 from bench import tf1_reference
 from tfvae import config as config_lib
 from tfvae import data
+from tfvae import input_pipeline
+from tfvae import launch
 from tfvae import models
 from tfvae import objectives
 from tfvae import optimizers
-from tfvae import training
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SHAPE = (28, 28, 1)
@@ -77,7 +79,7 @@ class ReferenceLossTest(tf.test.TestCase, parameterized.TestCase):
     tf.random.set_seed(1)
     model = models.VAE(_SHAPE, 2, "mlp", (32,))
     images, epsilon = _batch(8)
-    weights = suite.mlp_weights(model)
+    weights = contenders.mlp_weights(model)
     reference = tf1_reference.Tf1MlpVae(784, 32, 2)
     reference.set_weights(weights)
     got = reference.compute_loss(images.reshape(8, -1), epsilon)
@@ -140,10 +142,10 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
     losses, weights = {}, {}
     for on_device, spc in ((False, 1), (True, steps_per_call)):
       tf.random.set_seed(0)
-      contender = suite.TfvaeTraining(dataset, "mlp", 16, 8,
-                                      data_on_device=on_device,
-                                      steps_per_call=spc)
-      self.assertEqual(on_device, contender.trainer.data_on_device)
+      contender = contenders.TfvaeTraining(dataset, "mlp", 16, 8,
+                                           data_on_device=on_device,
+                                           steps_per_call=spc)
+      self.assertEqual(on_device, contender.train_step.data_on_device)
       losses[on_device] = [contender.run(n) for n in (4, 5)]
       weights[on_device] = [v.numpy() for v in contender.model.variables]
       self.assertEqual(9, int(contender.trainer.step))
@@ -158,8 +160,8 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
     losses, weights = {}, {}
     for former in ((), ("optimizer", "likelihood")):
       tf.random.set_seed(0)
-      contender = suite.TfvaeTraining(dataset, "mlp", 16, 8, former=former,
-                                      steps_per_call=3)
+      contender = contenders.TfvaeTraining(dataset, "mlp", 16, 8,
+                                           former=former, steps_per_call=3)
       uses_fused = isinstance(contender.trainer.optimizer,
                               optimizers.RMSProp)
       self.assertEqual(not former, uses_fused)
@@ -172,11 +174,11 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_device_runner_starts_mid_epoch_at_the_data_sets_batch(self):
     dataset = _small_dataset()
-    contender = suite.TfvaeTraining(dataset, "mlp", 16, 8)
-    trainer = contender.trainer
-    order = trainer.epoch_order(2)
-    expected = data.train_dataset(trainer.train_split, 16, 0, 2,
-                                  skip_batches=3)
+    contender = contenders.TfvaeTraining(dataset, "mlp", 16, 8)
+    train_step = contender.train_step
+    order = train_step.epoch_order(2)
+    expected = input_pipeline.train_dataset(train_step.train_split, 16, 0, 2,
+                                            skip_batches=3)
     first = next(iter(expected))["image"].numpy()
     self.assertAllEqual(dataset.train.images[order[48:64]], first)
 
@@ -186,9 +188,9 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
                                save_every_steps=4, log_every_steps=10**6)
     straight = os.path.join(self.get_temp_dir(), "straight")
     resumed = os.path.join(self.get_temp_dir(), "resumed")
-    _, records = training.run(config, straight, dataset=dataset)
-    training.run(config.replace(epochs=1), resumed, dataset=dataset)
-    _, more = training.run(config, resumed, dataset=dataset)
+    _, records = launch.run(config, straight, dataset=dataset)
+    launch.run(config.replace(epochs=1), resumed, dataset=dataset)
+    _, more = launch.run(config, resumed, dataset=dataset)
     self.assertEqual(records[-1]["step"], more[-1]["step"])
     self.assertAllClose(records[-1]["train_loss"], more[-1]["train_loss"],
                         rtol=1e-6)
@@ -199,8 +201,8 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
     config = config_lib.Config()
     self.assertGreater(config.steps_per_call, 1)
     self.assertFalse(config.jit)  # XLA changes the rounding of results.
-    contender = suite.TfvaeTraining(_small_dataset(), "mlp", 16, 8)
-    self.assertTrue(contender.trainer.data_on_device)
+    contender = contenders.TfvaeTraining(_small_dataset(), "mlp", 16, 8)
+    self.assertTrue(contender.train_step.data_on_device)
 
 
 class BenchCliTest(tf.test.TestCase):

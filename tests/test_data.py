@@ -15,7 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data
+from tfvae import download
 from tfvae import errors
+from tfvae import idx
+from tfvae import input_pipeline
 
 # Under pytest nobody parses absl flags, which get_temp_dir() needs.
 if not flags.FLAGS.is_parsed():
@@ -42,9 +45,9 @@ def _write_set(directory, num_train=20, num_test=8, height=28, width=28,
   suffix = ".gz" if gz else ""
   for prefix, (images, labels) in (("train", train), ("t10k", test)):
     sep = "." if dotted else "-"
-    data.write_idx(os.path.join(directory, f"{prefix}-images{sep}idx3-ubyte"
+    idx.write_idx(os.path.join(directory, f"{prefix}-images{sep}idx3-ubyte"
                                 f"{suffix}"), images)
-    data.write_idx(os.path.join(directory, f"{prefix}-labels{sep}idx1-ubyte"
+    idx.write_idx(os.path.join(directory, f"{prefix}-labels{sep}idx1-ubyte"
                                 f"{suffix}"), labels)
   return train, test
 
@@ -74,8 +77,8 @@ class IdxTest(tf.test.TestCase, parameterized.TestCase):
     array = np.random.default_rng(0).integers(0, 200, size=shape).astype(dtype)
     path = os.path.join(self.get_temp_dir(), "x-idx3-ubyte" + (".gz" if gz
                                                                else ""))
-    data.write_idx(path, array)
-    got = data.read_idx(path)
+    idx.write_idx(path, array)
+    got = idx.read_idx(path)
     self.assertEqual(got.dtype, array.dtype)
     self.assertAllEqual(got, array)
     with open(path, "rb") as f:
@@ -83,12 +86,12 @@ class IdxTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_labels_keep_raw_shape(self):
     path = os.path.join(self.get_temp_dir(), "labels")
-    data.write_idx(path, np.arange(7, dtype=np.uint8))
-    self.assertEqual(data.read_idx(path).shape, (7,))
+    idx.write_idx(path, np.arange(7, dtype=np.uint8))
+    self.assertEqual(idx.read_idx(path).shape, (7,))
 
   def test_header_is_standard(self):
     path = os.path.join(self.get_temp_dir(), "images")
-    data.write_idx(path, np.zeros([2, 3, 4], np.uint8))
+    idx.write_idx(path, np.zeros([2, 3, 4], np.uint8))
     with open(path, "rb") as f:
       self.assertEqual(f.read(16), bytes.fromhex(
           "00000803" "00000002" "00000003" "00000004"))
@@ -238,11 +241,11 @@ class LoadTest(tf.test.TestCase, parameterized.TestCase):
     elif "corrupt_gzip" in test_name:
       raw = raw[:10] + b"garbage" * 5
     elif "count_mismatch" in test_name:
-      data.write_idx(path, np.zeros([7], np.uint8))
+      idx.write_idx(path, np.zeros([7], np.uint8))
     elif "label_range" in test_name:
-      data.write_idx(path, np.full([20], 10, np.uint8))
+      idx.write_idx(path, np.full([20], 10, np.uint8))
     elif "labels_as_images" in test_name:
-      data.write_idx(path, np.zeros([20], np.uint8))
+      idx.write_idx(path, np.zeros([20], np.uint8))
     if not any(k in test_name for k in ("count", "range", "as_images")):
       with open(path, "wb") as f:
         f.write(raw)
@@ -255,13 +258,13 @@ class LoadTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_truncated_message_counts_bytes(self):
     path = os.path.join(self.get_temp_dir(), "t-idx1-ubyte")
-    data.write_idx(path, np.zeros([10], np.uint8))
+    idx.write_idx(path, np.zeros([10], np.uint8))
     with open(path, "r+b") as f:
       f.truncate(8 + 6)
     with self.assertRaisesRegex(
         errors.DataError,
         f"^{re.escape(path)}: truncated: expected 10 bytes of data, found 6$"):
-      data.read_idx(path)
+      idx.read_idx(path)
 
   def test_unknown_names(self):
     with self.assertRaisesRegex(errors.DataError, "fashion_mnist, mnist"):
@@ -278,27 +281,29 @@ class PixelTest(tf.test.TestCase):
   def test_scale(self):
     images = np.array([[0, 51, 255]], np.uint8)
     for value in (images, tf.constant(images)):
-      scaled = data.scale(value)
+      scaled = input_pipeline.scale(value)
       self.assertEqual(scaled.dtype, tf.float32)
       self.assertAllClose(scaled, [[0.0, 0.2, 1.0]])
 
   def test_static_binarize(self):
     images = np.random.default_rng(1).integers(0, 256, size=(200, 28, 28, 1),
                                                dtype=np.uint8)
-    first = data.static_binarize(images, seed=7)
+    first = input_pipeline.static_binarize(images, seed=7)
     self.assertEqual(first.dtype, np.uint8)
     self.assertEqual(first.shape, images.shape)
-    self.assertAllEqual(first, data.static_binarize(images, seed=7))
-    self.assertNotAllEqual(first, data.static_binarize(images, seed=8))
+    self.assertAllEqual(first, input_pipeline.static_binarize(images, seed=7))
+    self.assertNotAllEqual(first,
+                           input_pipeline.static_binarize(images, seed=8))
     self.assertSetEqual(set(np.unique(first)), {0, 255})
     self.assertAllClose(first.mean() / 255, images.mean() / 255, atol=0.01)
     extremes = np.array([0, 255] * 500, np.uint8)
-    self.assertAllEqual(data.static_binarize(extremes, seed=0), extremes)
+    self.assertAllEqual(input_pipeline.static_binarize(extremes, seed=0),
+                        extremes)
 
   def test_binarize(self):
     x = tf.random.stateless_uniform([100, 28, 28, 1], seed=[1, 2])
     noise = tf.random.stateless_uniform([100, 28, 28, 1], seed=[3, 4])
-    binary = data.binarize(x, noise)
+    binary = input_pipeline.binarize(x, noise)
     self.assertEqual(binary.dtype, tf.float32)
     self.assertAllInSet(binary, [0.0, 1.0])
     self.assertAllEqual(binary, tf.cast(noise < x, tf.float32))
@@ -309,8 +314,8 @@ class PipelineTest(tf.test.TestCase):
 
   def test_train_dataset_format_and_drop_remainder(self):
     split = _split(23)
-    self.assertEqual(data.steps_per_epoch(split, 5), 4)
-    batches = list(data.train_dataset(split, 5, seed=1, epoch=0))
+    self.assertEqual(input_pipeline.steps_per_epoch(split, 5), 4)
+    batches = list(input_pipeline.train_dataset(split, 5, seed=1, epoch=0))
     self.assertLen(batches, 4)
     for batch in batches:
       self.assertEqual(set(batch), {"image", "label"})
@@ -324,41 +329,41 @@ class PipelineTest(tf.test.TestCase):
 
   def test_train_dataset_is_deterministic_per_epoch(self):
     split = _split(64)
-    order = _labels(data.train_dataset(split, 8, seed=3, epoch=2))
-    self.assertAllEqual(order,
-                        _labels(data.train_dataset(split, 8, seed=3, epoch=2)))
+    order = _labels(input_pipeline.train_dataset(split, 8, seed=3, epoch=2))
+    self.assertAllEqual(order, _labels(
+        input_pipeline.train_dataset(split, 8, seed=3, epoch=2)))
     tf.random.set_seed(12345)  # tf.data's own shuffle would change with this
-    self.assertAllEqual(order,
-                        _labels(data.train_dataset(split, 8, seed=3, epoch=2)))
+    self.assertAllEqual(order, _labels(
+        input_pipeline.train_dataset(split, 8, seed=3, epoch=2)))
     self.assertNotAllEqual(
-        order, _labels(data.train_dataset(split, 8, seed=3, epoch=3)))
+        order, _labels(input_pipeline.train_dataset(split, 8, seed=3, epoch=3)))
     self.assertNotAllEqual(
-        order, _labels(data.train_dataset(split, 8, seed=4, epoch=2)))
+        order, _labels(input_pipeline.train_dataset(split, 8, seed=4, epoch=2)))
     self.assertNotAllEqual(order, np.arange(64))
     # One pass over the data set repeats the same order (no reshuffle).
-    dataset = data.train_dataset(split, 8, seed=3, epoch=2)
+    dataset = input_pipeline.train_dataset(split, 8, seed=3, epoch=2)
     self.assertAllEqual(_labels(dataset), _labels(dataset))
 
   def test_skip_batches_resumes_mid_epoch(self):
     split = _split(50)
-    full = _labels(data.train_dataset(split, 6, seed=0, epoch=5))
+    full = _labels(input_pipeline.train_dataset(split, 6, seed=0, epoch=5))
     self.assertLen(full, 48)
     for skip in (0, 3, 8):
-      resumed = _labels(data.train_dataset(split, 6, seed=0, epoch=5,
-                                           skip_batches=skip))
+      resumed = _labels(input_pipeline.train_dataset(split, 6, seed=0, epoch=5,
+                                                     skip_batches=skip))
       self.assertAllEqual(resumed, full[skip * 6:])
     with self.assertRaises(errors.DataError):
-      data.train_dataset(split, 6, seed=0, epoch=5, skip_batches=9)
+      input_pipeline.train_dataset(split, 6, seed=0, epoch=5, skip_batches=9)
 
   def test_bad_batch_size(self):
     with self.assertRaisesRegex(errors.DataError, "exceeds"):
-      data.train_dataset(_split(5), 6, seed=0, epoch=0)
+      input_pipeline.train_dataset(_split(5), 6, seed=0, epoch=0)
     with self.assertRaisesRegex(errors.DataError, "positive"):
-      data.eval_dataset(_split(5), 0)
+      input_pipeline.eval_dataset(_split(5), 0)
 
   def test_eval_dataset_keeps_remainder_in_order(self):
     split = _split(23)
-    batches = list(data.eval_dataset(split, 5))
+    batches = list(input_pipeline.eval_dataset(split, 5))
     self.assertEqual([len(b["label"]) for b in batches], [5, 5, 5, 5, 3])
     self.assertAllEqual(np.concatenate([b["label"] for b in batches]),
                         np.arange(23))
@@ -379,29 +384,30 @@ class DownloadTest(tf.test.TestCase):
     _write_set(self.mirror)
     self.base_url = "file://" + self.mirror + "/"
     self.checksums = {f: _sha256_of(os.path.join(self.mirror, f))
-                      for f in data.FILENAMES}
+                      for f in download.FILENAMES}
 
   def test_download_verifies_and_loads(self):
     dest = os.path.join(self.create_tempdir().full_path, "new")
     calls = []
-    got = data.download("mnist", dest, base_url=self.base_url,
-                        checksums=self.checksums,
-                        progress=lambda *args: calls.append(args))
+    got = download.download("mnist", dest, base_url=self.base_url,
+                            checksums=self.checksums,
+                            progress=lambda *args: calls.append(args))
     self.assertEqual(got, dest)
-    self.assertCountEqual(os.listdir(dest), data.FILENAMES)
-    for filename in data.FILENAMES:
+    self.assertCountEqual(os.listdir(dest), download.FILENAMES)
+    for filename in download.FILENAMES:
       self.assertEqual(_sha256_of(os.path.join(dest, filename)),
                        self.checksums[filename])
     done = {name: (done, total) for name, done, total in calls}
-    self.assertCountEqual(done, data.FILENAMES)
+    self.assertCountEqual(done, download.FILENAMES)
     for filename, (bytes_done, total) in done.items():
       size = os.path.getsize(os.path.join(dest, filename))
       self.assertEqual((bytes_done, total), (size, size))
     self.assertLen(data.load("mnist", data_dir=dest).train.labels, 20)
     # Verified files already there are not fetched again.
     calls.clear()
-    data.download("mnist", dest, base_url=self.base_url,
-                  checksums=self.checksums, progress=lambda *a: calls.append(a))
+    download.download("mnist", dest, base_url=self.base_url,
+                      checksums=self.checksums,
+                      progress=lambda *a: calls.append(a))
     self.assertEmpty(calls)
 
   def test_wrong_checksum_leaves_nothing(self):
@@ -410,7 +416,8 @@ class DownloadTest(tf.test.TestCase):
     bad = "0" * 64
     checksums["train-images-idx3-ubyte.gz"] = bad
     with self.assertRaises(errors.DataError) as caught:
-      data.download("mnist", dest, base_url=self.base_url, checksums=checksums)
+      download.download("mnist", dest, base_url=self.base_url,
+                        checksums=checksums)
     message = str(caught.exception)
     self.assertIn("train-images-idx3-ubyte.gz", message)
     self.assertIn(bad, message)
@@ -420,24 +427,24 @@ class DownloadTest(tf.test.TestCase):
   def test_default_table_rejects_other_files(self):
     dest = self.create_tempdir().full_path
     with self.assertRaisesRegex(errors.DataError, "SHA-256 mismatch"):
-      data.download("mnist", dest, base_url=self.base_url)
+      download.download("mnist", dest, base_url=self.base_url)
     self.assertEmpty(os.listdir(dest))
 
   def test_refuses_without_known_digest(self):
     with self.assertRaisesRegex(errors.DataError, "no SHA-256 known"):
-      data.download("mnist", self.create_tempdir().full_path,
-                    base_url=self.base_url, checksums={})
+      download.download("mnist", self.create_tempdir().full_path,
+                        base_url=self.base_url, checksums={})
 
   def test_missing_url(self):
     with self.assertRaisesRegex(errors.DataError, "download failed"):
-      data.download("mnist", self.create_tempdir().full_path,
-                    base_url="file:///nonexistent/dir/",
-                    checksums=self.checksums)
+      download.download("mnist", self.create_tempdir().full_path,
+                        base_url="file:///nonexistent/dir/",
+                        checksums=self.checksums)
 
   def test_tables_are_well_formed(self):
     for name in data.DATASET_NAMES:
-      self.assertCountEqual(data.SHA256[name], data.FILENAMES)
-      for digests in data.SHA256[name].values():
+      self.assertCountEqual(download.SHA256[name], download.FILENAMES)
+      for digests in download.SHA256[name].values():
         for digest in digests:
           self.assertRegex(digest, "^[0-9a-f]{64}$")
 
@@ -459,13 +466,13 @@ class RealFashionMnistTest(tf.test.TestCase):
       self.assertAllEqual(np.unique(split.labels), np.arange(10))
       self.assertAllEqual(np.bincount(split.labels),
                           [len(split.labels) // 10] * 10)
-    self.assertEqual(data.steps_per_epoch(dataset.train, 128), 468)
+    self.assertEqual(input_pipeline.steps_per_epoch(dataset.train, 128), 468)
 
   def test_default_table_accepts_debian_copies(self):
     dest = self.create_tempdir().full_path
-    data.download("fashion_mnist", dest,
-                  base_url="file://" + data.DEBIAN_FASHION_MNIST_DIR)
-    self.assertCountEqual(os.listdir(dest), data.FILENAMES)
+    download.download("fashion_mnist", dest,
+                      base_url="file://" + data.DEBIAN_FASHION_MNIST_DIR)
+    self.assertCountEqual(os.listdir(dest), download.FILENAMES)
     with gzip.open(os.path.join(dest, "t10k-labels-idx1-ubyte.gz")) as f:
       self.assertEqual(f.read(4), b"\x00\x00\x08\x01")
 

@@ -28,10 +28,10 @@ from tfvae import export
 from tfvae import generation
 from tfvae import images as images_lib
 from tfvae import kinds
+from tfvae import launch
 from tfvae import models
 from tfvae import runs
 from tfvae import trained
-from tfvae import training
 from tfvae.export import warmup
 from tests import util
 
@@ -145,7 +145,7 @@ def _train_tiny_run(run_dir):
       train=data.Split(full.train.images[:256], full.train.labels[:256]),
       test=data.Split(full.test.images[:64], full.test.labels[:64]),
       class_names=full.class_names, source="first 256 training images")
-  training.run(config_lib.Config(
+  launch.run(config_lib.Config(
       epochs=1, batch_size=32, hidden_sizes=(32,), latent_dim=_LATENT,
       save_every_steps=10**6, log_every_steps=10**6), run_dir, dataset=small)
   return small

@@ -25,11 +25,12 @@ from tfvae import data
 from tfvae import errors
 from tfvae import export
 from tfvae import generation
+from tfvae import input_pipeline
+from tfvae import launch
 from tfvae import plots
 from tfvae import rng
 from tfvae import trained
 from tfvae import runs
-from tfvae import training
 from tfvae.export import warmup
 from tests import util
 
@@ -43,7 +44,7 @@ _SNEAKER = 7
 
 
 def _test_images(count=4):
-  return data.scale(util.fashion_mnist().test.images[:count])
+  return input_pipeline.scale(util.fashion_mnist().test.images[:count])
 
 
 def _child_env():
@@ -128,10 +129,10 @@ class ConditionalExportTest(tf.test.TestCase):
     super().setUpClass()
     cls.root = tempfile.mkdtemp(prefix="tfvae-export-kinds-")
     cls.run_dir = os.path.join(cls.root, "fm_cvae")
-    training.run(config_lib.Config(
+    launch.run(config_lib.Config(
         model="cvae", epochs=1, batch_size=32, hidden_sizes=(32,),
         latent_dim=_LATENT, save_every_steps=10**6, log_every_steps=10**6),
-                 cls.run_dir, dataset=util.small_fashion_mnist(256, 64))
+               cls.run_dir, dataset=util.small_fashion_mnist(256, 64))
     cls.export_dir = os.path.join(cls.root, "exports", "fm_cvae")
     cls.path = export.export_run(cls.run_dir, cls.export_dir)
     cls.samples_png = os.path.join(cls.root, "sneakers.png")

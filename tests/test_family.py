@@ -13,16 +13,16 @@ import tensorflow as tf
 import tfvae
 from tfvae import autoencoders
 from tfvae import config as config_lib
-from tfvae import data
 from tfvae import denoising
 from tfvae import errors
-from tfvae import export
+from tfvae import idx
+from tfvae import input_pipeline
 from tfvae import kinds
+from tfvae import launch
 from tfvae import models
 from tfvae import objectives
 from tfvae import rng
 from tfvae import runs
-from tfvae import training
 from tests import util
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +54,7 @@ def _model(kind, network="mlp", image_shape=(28, 28, 1), **changes):
 
 def _mean_loss(objective, model, images, labels, seed=(5, 6)):
   noise = rng.ExampleNoise(tf.constant(seed, tf.int64), len(images))
-  loss, _ = objective(model, data.scale(images), noise,
+  loss, _ = objective(model, input_pipeline.scale(images), noise,
                       tf.constant(10**6, tf.int64),
                       labels=tf.constant(labels))
   return float(tf.reduce_mean(loss))
@@ -147,7 +147,7 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
   def test_sparsity_penalty_and_active_fraction(self, penalty):
     config, model = _model("sparse_ae", latent_dim=6, sparsity_weight=0.3,
                            sparsity_target=0.1, sparsity_penalty=penalty)
-    x = data.scale(_fashion_mnist().test.images[:10])
+    x = input_pipeline.scale(_fashion_mnist().test.images[:10])
     objective = kinds.build_objective(config)
     noise = rng.ExampleNoise(tf.constant([0, 0], tf.int64), 10)
     loss, metrics = objective(model, x, noise)
@@ -187,7 +187,7 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_free_bits_floor_each_dimensions_rate(self):
     _, model = _model("vae", latent_dim=5)
-    x = data.scale(_fashion_mnist().test.images[:6])
+    x = input_pipeline.scale(_fashion_mnist().test.images[:6])
     seed = tf.constant([3, 4], tf.int64)
     plain = objectives.ElboObjective(beta=2.0)
     floored = objectives.ElboObjective(beta=2.0, free_bits=0.05)
@@ -208,7 +208,7 @@ class PenaltyTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_iwae_with_one_sample_is_one_log_weight(self):
     _, model = _model("iwae", latent_dim=3)
-    x = data.scale(_fashion_mnist().test.images[:6])
+    x = input_pipeline.scale(_fashion_mnist().test.images[:6])
     seed = tf.constant([3, 4], tf.int64)
     loss, m1 = objectives.IwaeObjective(1)(model, x,
                                            rng.ExampleNoise(seed, 6))
@@ -237,8 +237,8 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
     config = _config(model=kind, hidden_sizes=(64,), latent_dim=8,
                      num_importance_samples=3,
                      image_shape=dataset.image_shape)
-    trainer = training.Trainer(config, run_dir, dataset,
-                               training.make_strategy("default"))
+    trainer = launch.build_trainer(config, run_dir, dataset,
+                                   launch.make_strategy("default"))
     test = dataset.test
     before = _mean_loss(trainer.objective, trainer.model, test.images,
                         test.labels)
@@ -265,7 +265,7 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
   def test_conv_network_gives_finite_gradients(self, kind):
     config, model = _model(kind, "conv", image_shape=(28, 28, 1))
     objective = kinds.build_objective(config)
-    x = data.scale(_fashion_mnist().test.images[:4])
+    x = input_pipeline.scale(_fashion_mnist().test.images[:4])
     noise = rng.ExampleNoise(tf.constant([0, 1], tf.int64), 4)
     with tf.GradientTape() as tape:
       loss, metrics = objective(model, x, noise, tf.constant(0, tf.int64),
@@ -281,7 +281,7 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
   def test_larger_beta_gives_smaller_rate_and_larger_distortion(self):
     results = {}
     for beta in (0.2, 5.0):
-      _, records = training.run(
+      _, records = launch.run(
           _config(model="vae", beta=beta, latent_dim=8, hidden_sizes=(64,)),
           self.create_tempdir().full_path, dataset=_small())
       results[beta] = records[-1]
@@ -293,11 +293,11 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
     # 512 / 32 = 16 steps per epoch; the schedule ramps over 40 steps.
     config = _config(model="vae", kl_schedule="linear:40")
     whole_dir = self.create_tempdir().full_path
-    _, whole = training.run(config, whole_dir, dataset=_small())
+    _, whole = launch.run(config, whole_dir, dataset=_small())
     split_dir = self.create_tempdir().full_path
-    training.run(config.replace(epochs=1), split_dir, dataset=_small())
-    _, resumed = training.run(config, split_dir, explicit={"epochs"},
-                              dataset=_small())
+    launch.run(config.replace(epochs=1), split_dir, dataset=_small())
+    _, resumed = launch.run(config, split_dir, explicit={"epochs"},
+                            dataset=_small())
     self.assertLen(resumed, 1)
     # Epoch 2 trains steps 16..31: the mean weight is 23.5 / 40; the test
     # figures are taken at step 32.
@@ -318,8 +318,8 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
                          ("sparsity_target", 0.2),
                          ("sparsity_penalty", "l1")):
       with self.assertRaisesRegex(errors.RunDirError, f"--{field}="):
-        training.resolve_config(run_dir, saved.replace(**{field: value}),
-                                explicit={field})
+        launch.resolve_config(run_dir, saved.replace(**{field: value}),
+                              explicit={field})
 
   @parameterized.parameters(
       ("free_bits", -1.0), ("num_importance_samples", 0),
@@ -328,17 +328,17 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
       ("noise", "gaussian"), ("num_classes", 0))
   def test_bad_values_name_the_flag(self, field, value):
     with self.assertRaisesRegex(errors.TfvaeError, f"--{field}="):
-      training.validate(_config(**{field: value}))
+      launch.validate(_config(**{field: value}))
 
   def test_cvae_with_other_class_count_is_refused(self):
     with self.assertRaisesRegex(errors.TfvaeError, "--num_classes=3"):
-      training.run(_config(model="cvae", num_classes=3),
-                   self.create_tempdir().full_path, dataset=_small())
+      launch.run(_config(model="cvae", num_classes=3),
+                 self.create_tempdir().full_path, dataset=_small())
 
 
 def _train_classifier(images, labels, steps=300):
   """Softmax regression on pixels, trained here with full-batch Adam."""
-  x = tf.reshape(data.scale(images), [len(images), -1])
+  x = tf.reshape(input_pipeline.scale(images), [len(images), -1])
   y = tf.constant(labels, tf.int64)
   w = tf.Variable(tf.zeros([x.shape[1], 10]))
   b = tf.Variable(tf.zeros([10]))
@@ -361,13 +361,14 @@ class ConditionalTest(tf.test.TestCase):
 
   def test_samples_drawn_with_a_label_are_classified_as_that_label(self):
     dataset = _small(num_train=4096, num_test=256)
-    trainer, records = training.run(
+    trainer, records = launch.run(
         _config(model="cvae", epochs=4, batch_size=64, hidden_sizes=(128,),
                 latent_dim=2, learning_rate=3e-3),
         self.create_tempdir().full_path, dataset=dataset)
     classify = _train_classifier(dataset.train.images, dataset.train.labels)
-    test_accuracy = np.mean(classify(data.scale(dataset.test.images)).numpy()
-                            == dataset.test.labels)
+    test_accuracy = np.mean(
+        classify(input_pipeline.scale(dataset.test.images)).numpy()
+        == dataset.test.labels)
     model = trainer.model
     per_class = 50
     labels = np.repeat(np.arange(10), per_class)
@@ -460,7 +461,7 @@ class SavedModelTest(tf.test.TestCase, parameterized.TestCase):
     module, signatures = _autoencoder_module(model)
     tf.saved_model.save(module, path, signatures=signatures)
     loaded = tf.saved_model.load(path).signatures
-    x = data.scale(_fashion_mnist().test.images[:3])
+    x = input_pipeline.scale(_fashion_mnist().test.images[:3])
     code = model.encode(x)
     self.assertAllClose(loaded["encode"](x=x)["code"], code)
     decoded = loaded["decode"](code=code)
@@ -488,7 +489,7 @@ class SavedModelTest(tf.test.TestCase, parameterized.TestCase):
     module, signatures = _cvae_module(model)
     tf.saved_model.save(module, path, signatures=signatures)
     loaded = tf.saved_model.load(path).signatures
-    x = data.scale(_fashion_mnist().test.images[:3])
+    x = input_pipeline.scale(_fashion_mnist().test.images[:3])
     label = tf.constant([7, 0, 3], tf.int64)
     q = model.approx_posterior(x, label)
     encoded = loaded["encode"](x=x, label=label)
@@ -523,12 +524,12 @@ class DenoiseToolTest(tf.test.TestCase):
     data_dir = self.create_tempdir().full_path
     dataset = _small(num_train=4096, num_test=256)
     for prefix, split in (("train", dataset.train), ("t10k", dataset.test)):
-      data.write_idx(os.path.join(data_dir, f"{prefix}-images-idx3-ubyte"),
-                     split.images[..., 0])
-      data.write_idx(os.path.join(data_dir, f"{prefix}-labels-idx1-ubyte"),
-                     split.labels.astype(np.uint8))
+      idx.write_idx(os.path.join(data_dir, f"{prefix}-images-idx3-ubyte"),
+                    split.images[..., 0])
+      idx.write_idx(os.path.join(data_dir, f"{prefix}-labels-idx1-ubyte"),
+                    split.labels.astype(np.uint8))
     run_dir = self.create_tempdir().full_path
-    _, records = training.run(
+    _, records = launch.run(
         _config(model="denoising_ae", data_dir=data_dir, epochs=4,
                 batch_size=64, hidden_sizes=(256,), latent_dim=32,
                 learning_rate=2e-3), run_dir)
@@ -543,7 +544,7 @@ class DenoiseToolTest(tf.test.TestCase):
     self.assertEqual(result.returncode, 0, result.stderr[-2000:])
     picture = tf.io.decode_png(tf.io.read_file(out)).numpy()
     self.assertEqual(picture.shape, (3 * 29 - 1, 5 * 29 - 1, 1))
-    clean = data.scale(dataset.test.images).numpy()
+    clean = input_pipeline.scale(dataset.test.images).numpy()
     noisy = autoencoders.corrupt(clean, "salt_and_pepper:0.1", seed=4)
     cleaned = np.load(cleaned_path)
     _, model, _ = runs.restore_model(run_dir)
@@ -560,7 +561,7 @@ class DenoiseToolTest(tf.test.TestCase):
 
   def test_bad_input_file_names_the_flag_and_writes_nothing(self):
     run_dir = self.create_tempdir().full_path
-    training.run(_config(model="ae", epochs=1), run_dir, dataset=_small())
+    launch.run(_config(model="ae", epochs=1), run_dir, dataset=_small())
     out = os.path.join(run_dir, "d.png")
     for array, message in (
         (np.zeros([2, 5, 5], np.uint8), "--input=.*expected images"),
@@ -574,9 +575,9 @@ class DenoiseToolTest(tf.test.TestCase):
 
   def test_input_file_with_reference(self):
     run_dir = self.create_tempdir().full_path
-    trainer, _ = training.run(_config(model="ae", epochs=1), run_dir,
-                              dataset=_small())
-    clean = data.scale(_small().test.images[:12]).numpy()
+    trainer, _ = launch.run(_config(model="ae", epochs=1), run_dir,
+                            dataset=_small())
+    clean = input_pipeline.scale(_small().test.images[:12]).numpy()
     noisy = autoencoders.corrupt(clean, "masking:0.2", seed=1)
     result = denoising.run(
         run_dir, os.path.join(run_dir, "d.png"),

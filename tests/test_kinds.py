@@ -14,7 +14,7 @@ from tfvae import kinds
 from tfvae import likelihoods
 from tfvae import models
 from tfvae import objectives
-from tfvae import training
+from tfvae import launch
 from tests import util
 
 _ALL_KINDS = ("vae", "iwae", "cvae", "ae", "denoising_ae", "sparse_ae",
@@ -123,7 +123,7 @@ class NewKindTest(tf.test.TestCase):
   def test_trains_through_the_real_entry_point(self):
     self.assertEqual(kinds.names()[-1], "toy_vae")
     run_dir = self.create_tempdir().full_path
-    trainer, records = training.run(
+    trainer, records = launch.run(
         _config(model="toy_vae"), run_dir,
         dataset=util.small_fashion_mnist(num_train=256, num_test=64))
     self.assertIsInstance(trainer.model, _ToyVAE)

@@ -22,7 +22,7 @@ from tfvae import errors
 from tfvae import images
 from tfvae import migrate
 from tfvae import runs
-from tfvae import training
+from tfvae import launch
 from tfvae.migrate import reader
 
 
@@ -35,7 +35,7 @@ class RunDirTest(tf.test.TestCase):
     config = tfvae.Config(epochs=1, batch_size=32, hidden_sizes=(32,),
                           latent_dim=2, save_every_steps=10**6,
                           log_every_steps=10**6)
-    training.run(config, cls.run_dir,
+    launch.run(config, cls.run_dir,
                  dataset=util.small_fashion_mnist(num_train=64, num_test=32))
 
   def _assert_is_the_runs_decoder(self, path, checkpoint=None):

@@ -24,6 +24,8 @@ import tensorflow as tf
 from tfvae import data
 from tfvae import distribute
 from tfvae import errors
+from tfvae import idx
+from tfvae import input_pipeline
 from tfvae import runs
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,14 +67,14 @@ def _free_ports(count):
 def _write_data(directory):
   full = data.load("fashion_mnist")
   os.makedirs(directory, exist_ok=True)
-  data.write_idx(os.path.join(directory, "train-images-idx3-ubyte"),
-                 full.train.images[:_NUM_TRAIN, :, :, 0])
-  data.write_idx(os.path.join(directory, "train-labels-idx1-ubyte"),
-                 full.train.labels[:_NUM_TRAIN].astype(np.uint8))
-  data.write_idx(os.path.join(directory, "t10k-images-idx3-ubyte"),
-                 full.test.images[:_NUM_TEST, :, :, 0])
-  data.write_idx(os.path.join(directory, "t10k-labels-idx1-ubyte"),
-                 full.test.labels[:_NUM_TEST].astype(np.uint8))
+  idx.write_idx(os.path.join(directory, "train-images-idx3-ubyte"),
+                full.train.images[:_NUM_TRAIN, :, :, 0])
+  idx.write_idx(os.path.join(directory, "train-labels-idx1-ubyte"),
+                full.train.labels[:_NUM_TRAIN].astype(np.uint8))
+  idx.write_idx(os.path.join(directory, "t10k-images-idx3-ubyte"),
+                full.test.images[:_NUM_TEST, :, :, 0])
+  idx.write_idx(os.path.join(directory, "t10k-labels-idx1-ubyte"),
+                full.test.labels[:_NUM_TEST].astype(np.uint8))
 
 
 class _Process:
@@ -373,7 +375,7 @@ class ReplicaBatchesTest(tf.test.TestCase, parameterized.TestCase):
                        np.arange(100, dtype=np.int64))
     replicas = workers * local
     global_batch = 4 * replicas
-    expected = [b["label"].numpy() for b in data.train_dataset(
+    expected = [b["label"].numpy() for b in input_pipeline.train_dataset(
         split, global_batch, seed=5, epoch=2, skip_batches=skip)]
     per_worker = [
         [b["label"].numpy() for b in distribute.replica_batches(

@@ -18,12 +18,13 @@ from tfvae import data
 from tfvae import errors
 from tfvae import evaluation
 from tfvae import export as export_lib
+from tfvae import idx
 from tfvae import kinds
+from tfvae import launch
 from tfvae import objectives
 from tfvae import plots
 from tfvae import runs
 from tfvae import trained
-from tfvae import training
 
 _RUN = {}
 
@@ -37,10 +38,10 @@ def setUpModule():
       class_names=full.class_names, source="test slice")
   root = tempfile.mkdtemp(prefix="tfvae_plots_")
   run_dir = os.path.join(root, "run")
-  training.run(config_lib.Config(epochs=2, batch_size=32, hidden_sizes=(32,),
+  launch.run(config_lib.Config(epochs=2, batch_size=32, hidden_sizes=(32,),
                                  latent_dim=2, save_every_steps=10**6,
                                  log_every_steps=10**6), run_dir,
-               dataset=dataset)
+             dataset=dataset)
   _RUN.update(root=root, run_dir=run_dir, dataset=dataset)
 
 
@@ -350,7 +351,7 @@ class CommandLineTest(tf.test.TestCase):
     cls.metrics_file = os.path.join(root, "metrics.json")
     cls.samples_file = os.path.join(root, "samples.png")
     images_file = os.path.join(root, "images.idx")
-    data.write_idx(images_file, _images().images[:10, :, :, 0])
+    idx.write_idx(images_file, _images().images[:10, :, :, 0])
     model = f"--model={_RUN['run_dir']}"
     commands = {
         "evaluate": ["evaluate", model, "--num_importance_samples=5",

@@ -14,9 +14,9 @@ import tensorflow as tf
 import tfvae
 from tfvae import errors
 from tfvae import kinds
+from tfvae import launch
 from tfvae import objectives
 from tfvae import runs
-from tfvae import training
 from tests import util
 
 # 256 training images at batch 32: 8 steps per epoch.
@@ -30,7 +30,7 @@ def _small_data():
 
 def _train(run_dir, **overrides):
   config = tfvae.Config(**{**_SMALL, **overrides})
-  return training.run(config, run_dir, dataset=_small_data())
+  return launch.run(config, run_dir, dataset=_small_data())
 
 
 def _weights(model):
@@ -70,7 +70,7 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
   def test_test_elbo_is_the_mean_of_the_model_elbo(self):
     run_dir = self.create_tempdir().full_path
     trainer, records = _train(run_dir)
-    x = tfvae.data.scale(_small_data().test.images)
+    x = tfvae.input_pipeline.scale(_small_data().test.images)
     # Independent estimate: 200 noise draws average out the sampling error.
     estimates = [np.mean(tfvae.elbo(trainer.model, x, seed=[i, 5]).elbo)
                  for i in range(200)]
@@ -83,7 +83,7 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
     config, model, step = runs.restore_model(run_dir)
     self.assertEqual(step, 8)
     self.assertEqual(config.latent_dim, 2)
-    x = tfvae.data.scale(_small_data().test.images[:5])
+    x = tfvae.input_pipeline.scale(_small_data().test.images[:5])
     z = tf.random.stateless_normal([5, 2], [1, 1])
     self.assertAllEqual(model.decoder.outputs(z)["logits"],
                         trainer.model.decoder.outputs(z)["logits"])
@@ -147,7 +147,7 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
       _train(run_dir, latent_dim=3, likelihood="gaussian")
     # Flags left out take the run's values.
     config = tfvae.Config(latent_dim=7)
-    merged = training.resolve_config(run_dir, config, explicit={"epochs"})
+    merged = launch.resolve_config(run_dir, config, explicit={"epochs"})
     self.assertEqual(merged.latent_dim, 2)
 
   def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(self):
@@ -218,7 +218,7 @@ class DamagedRunDirTest(tf.test.TestCase, parameterized.TestCase):
     tf.compat.v1.train.update_checkpoint_state(
         ckpt, "ckpt-12", all_model_checkpoint_paths=["ckpt-4", "ckpt-8",
                                                      "ckpt-12"])
-    trainer = training.Trainer(
+    trainer = launch.build_trainer(
         tfvae.config.load(runs.config_path(run_dir)), run_dir, _small_data(),
         tf.distribute.get_strategy())
     restored = trainer._restore()  # pylint: disable=protected-access
@@ -252,7 +252,7 @@ class DamagedRunDirTest(tf.test.TestCase, parameterized.TestCase):
       with open(index_file, "r+b") as f:
         f.truncate(10)
     with self.assertLogs(level="WARNING") as logs:
-      trainer = training.Trainer(
+      trainer = launch.build_trainer(
           tfvae.config.load(runs.config_path(run_dir)), run_dir,
           _small_data(), tf.distribute.get_strategy())
       restored = trainer._restore()  # pylint: disable=protected-access
@@ -292,8 +292,8 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
     import tensorflow as tf
-    from tfvae import training
-    training.configure_cpu_devices(2)
+    from tfvae import launch
+    launch.configure_cpu_devices(2)
     import tfvae
     from tests import util
     small = util.small_fashion_mnist(num_train=256, num_test=64)
@@ -302,11 +302,14 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
       config = tfvae.Config(batch_size=32, hidden_sizes=(32,),
                             binarize="dynamic", strategy=name,
                             image_shape=(28, 28, 1))
-      strategy = training.make_strategy(name)
-      trainer = training.Trainer(config, sys.argv[1] + name, small, strategy)
-      batches = tfvae.data.train_dataset(trainer.train_split, 32, 0, 0)
+      strategy = launch.make_strategy(name)
+      trainer = launch.build_trainer(config, sys.argv[1] + name, small,
+                                     strategy)
+      batches = tfvae.input_pipeline.train_dataset(trainer.train_split, 32, 0,
+                                                   0)
       iterator = iter(strategy.experimental_distribute_dataset(batches))
-      sums = trainer._train_steps(iterator, tf.constant(3)).numpy()
+      sums = trainer.train_step.steps_from_iterator(
+          iterator, tf.constant(3)).numpy()
       out[name] = {"replicas": strategy.num_replicas_in_sync,
                    "sums": sums.tolist(),
                    "weights": [float(np.sum(v.numpy() ** 2))

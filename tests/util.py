@@ -7,6 +7,7 @@ import sys
 import numpy as np
 
 from tfvae import data
+from tfvae import idx
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,10 +35,10 @@ def write_small_idx_dir(directory, num_train=512, num_test=128):
   small = small_fashion_mnist(num_train, num_test)
   os.makedirs(directory, exist_ok=True)
   for prefix, split in (("train", small.train), ("t10k", small.test)):
-    data.write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte"),
-                   split.images[..., 0])
-    data.write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte"),
-                   split.labels.astype("uint8"))
+    idx.write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte"),
+                  split.images[..., 0])
+    idx.write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte"),
+                  split.labels.astype("uint8"))
   return directory
 
 

@@ -16,11 +16,12 @@ import json
 import typing
 from typing import Any, Callable
 
+from tfvae import data
 from tfvae import errors
 from tfvae import files
 from tfvae import kinds
 
-DATASETS = ("fashion_mnist", "mnist")
+DATASETS = data.DATASET_NAMES
 NETWORKS = ("mlp", "conv")
 BINARIZATIONS = ("none", "static", "dynamic")
 OPTIMIZERS = ("adam", "rmsprop")

@@ -13,8 +13,8 @@ from tfvae import data
 from tfvae import errors
 from tfvae import files
 from tfvae import images as images_lib
+from tfvae import input_pipeline
 from tfvae import trained
-from tfvae import training
 
 
 def report(model, clean, corruption, seed=0, labels=None, batch_size=500):
@@ -137,8 +137,8 @@ def run(run_dir, out, noise="salt_and_pepper:0.1", seed=0, input_path=None,
   labels = None
   if input_path is None:
     dataset = data.load(config.dataset, data_dir or config.data_dir)
-    split = training.prepared_split(dataset, "test", config.binarize)
-    clean = data.scale(split.images).numpy()
+    split = input_pipeline.prepared_split(dataset, "test", config.binarize)
+    clean = input_pipeline.scale(split.images).numpy()
     labels = split.labels
     if tuple(clean.shape[1:]) != image_shape:
       raise errors.TfvaeError(

@@ -15,7 +15,7 @@ What this module adds to the single-machine `training.Trainer`:
 
 * Data. Each worker builds only its own replicas' examples of every global
   batch: replica r (global id) gets examples [r * b, (r + 1) * b) of global
-  batch k of the single-machine order (`data.train_dataset`), b the
+  batch k of the single-machine order (`input_pipeline.train_dataset`), b the
   per-replica batch. Workers read disjoint parts of every epoch, and since the
   replica ids and the per-example noise (`rng.ExampleNoise`) are the
   same, a run on n workers computes what `--strategy=mirrored` over n devices
@@ -51,8 +51,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import config as config_lib
-from tfvae import data
 from tfvae import errors
+from tfvae import input_pipeline
 from tfvae import rng
 from tfvae import runs
 from tfvae import training
@@ -276,9 +276,9 @@ def replica_batches(split, global_batch, seed, epoch, skip_batches,
                     first_replica, num_local, num_replicas):
   """One worker's part of an epoch: its replicas' slices of each batch.
 
-  Global batch k is batch k of `data.train_dataset(split, global_batch,
-  seed, epoch)`; replica r's slice is its examples [r * b, (r + 1) * b) with
-  b = global_batch / num_replicas.
+  Global batch k is batch k of `input_pipeline.train_dataset(split,
+  global_batch, seed, epoch)`; replica r's slice is its examples
+  [r * b, (r + 1) * b) with b = global_batch / num_replicas.
 
   Args:
     split: The training `data.Split`, N examples.
@@ -296,8 +296,8 @@ def replica_batches(split, global_batch, seed, epoch, skip_batches,
     order (what tf.distribute hands round-robin to the local devices).
   """
   per_replica = global_batch // num_replicas
-  num_batches = data.steps_per_epoch(split, global_batch)
-  # The order of data.train_dataset.
+  num_batches = input_pipeline.steps_per_epoch(split, global_batch)
+  # The order of input_pipeline.train_dataset.
   order = rng.epoch_order(seed, epoch, len(split.labels))
   order = order[skip_batches * global_batch:num_batches * global_batch]
   order = order.reshape(-1, num_replicas, per_replica)
@@ -363,16 +363,15 @@ def broadcast_from_chief(strategy, variables):
 class MultiWorkerTrainer(training.Trainer):
   """A `training.Trainer` on one worker of a multi-worker cluster.
 
-  Args:
-    config: As for `training.Trainer`.
-    run_dir: The run directory on the chief; on the other workers their
-      private temporary directory.
-    dataset: As for `training.Trainer`.
-    strategy: A `tf.distribute.MultiWorkerMirroredStrategy`.
+  Args: as for `training.Trainer`; `run_dir` is the run directory on the
+  chief, on the other workers their private temporary directory, and
+  `strategy` a `tf.distribute.MultiWorkerMirroredStrategy`.
   """
 
-  def __init__(self, config, run_dir, dataset, strategy):
-    super().__init__(config, run_dir, dataset, strategy)
+  def __init__(self, config, run_dir, dataset, strategy, model, objective,
+               optimizer, data_on_device=None):
+    super().__init__(config, run_dir, dataset, strategy, model, objective,
+                     optimizer, data_on_device=data_on_device)
     self.is_chief = is_chief(strategy)
 
   def _epoch_input(self, epoch, skip_batches):
@@ -389,9 +388,9 @@ class MultiWorkerTrainer(training.Trainer):
       restored = "the chief's checkpoint"
     return restored
 
-  def _finish_epoch(self, epoch, train, speed, eval_writer):
+  def _finish_epoch(self, epoch, train, speed, writers):
     if self.is_chief:
-      return super()._finish_epoch(epoch, train, speed, eval_writer)
+      return super()._finish_epoch(epoch, train, speed, writers)
     # Evaluation and pictures are the chief's; this worker's next collective
     # waits for it.
     return {"epoch": epoch, "step": int(self.step), **(train or {}),
@@ -442,17 +441,19 @@ def lost_worker_error(e, strategy, run_dir):
       f"checkpoint in {run_dir}")
 
 
-def run(config, run_dir, dataset, strategy):
-  """`training.run` on one worker of a cluster (see the module docstring).
+def run(config, run_dir, strategy, make_trainer):
+  """`launch.run` on one worker of a cluster (see the module docstring).
 
   Args:
     config: The resolved, validated config with `image_shape` set.
     run_dir: The run directory (written by the chief only).
-    dataset: The `data.Dataset`.
     strategy: The strategy `start` created.
+    make_trainer: `fn(own_dir)` -> a `MultiWorkerTrainer` writing `own_dir`,
+      the directory this worker writes (the launcher builds the model and
+      optimizer).
 
   Returns:
-    (trainer, records) as `training.run` returns them.
+    (trainer, records) as `launch.run` returns them.
 
   Raises:
     WorkerLostError: If a worker dies or becomes unreachable.
@@ -461,7 +462,7 @@ def run(config, run_dir, dataset, strategy):
   replicas = strategy.num_replicas_in_sync
   try:
     with own_run_dir(run_dir, strategy) as own_dir:
-      trainer = MultiWorkerTrainer(config, own_dir, dataset, strategy)
+      trainer = make_trainer(own_dir)
       os.makedirs(own_dir, exist_ok=True)
       config_lib.save(config, runs.config_path(own_dir))
       logging.info(

@@ -34,6 +34,8 @@ import numpy as np
 from tfvae import data
 from tfvae import errors
 from tfvae import files
+from tfvae import idx
+from tfvae import input_pipeline
 from tfvae import rng
 
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -128,7 +130,7 @@ def load_images(dataset_name, split, binarize, data_dir=None, dataset=None,
   """Loads a split as training and evaluation see it.
 
   The test split of a binarised run is binarised once with the fixed seed
-  training uses (`training.prepared_split`), the standard protocol.
+  training uses (`input_pipeline.prepared_split`), the standard protocol.
 
   Args:
     dataset_name: A data set name (see `data.DATASET_NAMES`).
@@ -142,23 +144,21 @@ def load_images(dataset_name, split, binarize, data_dir=None, dataset=None,
   Returns:
     An `Images`.
   """
-  # Imported here: training imports a lot, and plots of exports need none.
-  from tfvae import training  # pylint: disable=g-import-not-at-top
-
-  if binarize not in training.BINARIZATIONS:
+  if binarize not in input_pipeline.BINARIZATIONS:
     raise errors.TfvaeError(f"--binarize={binarize}: choose one of "
-                            f"{', '.join(training.BINARIZATIONS)}")
+                            f"{', '.join(input_pipeline.BINARIZATIONS)}")
   if images_file is not None:
     images = read_images_file(images_file)
     if binarize != "none":
-      images = data.static_binarize(images, rng.TEST_BINARIZATION_SEED)
+      images = input_pipeline.static_binarize(images,
+                                              rng.TEST_BINARIZATION_SEED)
     return Images(images, None, None, images_file)
   if split not in ("train", "test"):
     raise errors.DataError(f"--split={split}: no such split; choose train "
                            "or test")
   if dataset is None:
     dataset = data.load(dataset_name, data_dir)
-  prepared = training.prepared_split(dataset, split, binarize)
+  prepared = input_pipeline.prepared_split(dataset, split, binarize)
   return Images(prepared.images, prepared.labels, tuple(dataset.class_names),
                 f"{dataset.name} {split}")
 
@@ -173,7 +173,7 @@ def read_images_file(path):
     except (OSError, ValueError) as e:
       raise errors.DataError(f"{path}: not a .npy array: {e}") from None
   else:
-    images = data.read_idx(path)
+    images = idx.read_idx(path)
   if images.ndim == 3:
     images = images[..., None]
   if images.ndim != 4 or images.dtype != np.uint8 or not len(images):

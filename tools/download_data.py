@@ -10,6 +10,7 @@ from absl import flags
 from absl import logging
 
 from tfvae import data
+from tfvae import download
 from tools import _cli
 
 flags.DEFINE_enum(
@@ -24,8 +25,8 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "base_url", None,
     "URL prefix to fetch the files from instead of the canonical mirror "
-    f"(fashion_mnist: {data.DEFAULT_BASE_URLS['fashion_mnist']}, mnist: "
-    f"{data.DEFAULT_BASE_URLS['mnist']}); e.g. another mirror or "
+    f"(fashion_mnist: {download.DEFAULT_BASE_URLS['fashion_mnist']}, mnist: "
+    f"{download.DEFAULT_BASE_URLS['mnist']}); e.g. another mirror or "
     "file:///path/to/dir/. Files are still checked against the known SHA-256 "
     "digests.")
 FLAGS = flags.FLAGS
@@ -53,8 +54,8 @@ def main(argv):
   dest_dir = FLAGS.data_dir or os.path.join(
       os.path.expanduser("~"), ".keras", "datasets",
       data.KERAS_SUBDIRS[FLAGS.dataset])
-  data.download(FLAGS.dataset, dest_dir, base_url=FLAGS.base_url,
-                progress=_ProgressLogger())
+  download.download(FLAGS.dataset, dest_dir, base_url=FLAGS.base_url,
+                    progress=_ProgressLogger())
   logging.info("%s is in %s (verified).", FLAGS.dataset, dest_dir)
 
 

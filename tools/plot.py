@@ -73,6 +73,7 @@ def main(argv):
   from tfvae import data  # pylint: disable=g-import-not-at-top
   from tfvae import errors  # pylint: disable=g-import-not-at-top
   from tfvae import evaluation  # pylint: disable=g-import-not-at-top
+  from tfvae import input_pipeline  # pylint: disable=g-import-not-at-top
   from tfvae import plots  # pylint: disable=g-import-not-at-top
   from tfvae import trained  # pylint: disable=g-import-not-at-top
 
@@ -146,7 +147,8 @@ def main(argv):
       outliers = evaluation.load_images(dataset, "test", binarize,
                                         images_file=other)
     if other == "noise" and binarize != "none":
-      outliers.images = data.static_binarize(outliers.images, FLAGS.seed)
+      outliers.images = input_pipeline.static_binarize(outliers.images,
+                                                       FLAGS.seed)
     figure, area = plots.anomaly(model, inliers, outliers, FLAGS.seed)
     logging.info("AUROC of -ELBO, %s vs %s: %.4f", inliers.description,
                  outliers.description, area)

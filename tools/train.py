@@ -15,6 +15,10 @@ from tfvae import config as config_lib
 from tfvae import presets
 from tools import _cli
 
+# Executed on first use, so that --help and usage errors start no TensorFlow.
+distribute = _cli.lazy_import("tfvae.distribute")
+launch = _cli.lazy_import("tfvae.launch")
+
 _DEFINE_BY_TYPE = {
     str: flags.DEFINE_string,
     int: flags.DEFINE_integer,
@@ -65,8 +69,6 @@ FLAGS = flags.FLAGS
 
 def _start_cluster():
   """Joins the multi-worker cluster; first, before TensorFlow runs any op."""
-  # Deferred, like `training` in `main`: it imports TensorFlow.
-  from tfvae import distribute  # pylint: disable=g-import-not-at-top
   if FLAGS.cpu_devices > 1:
     raise app.UsageError(
         f"--cpu_devices={FLAGS.cpu_devices}: --strategy=multi_worker runs one "
@@ -79,15 +81,13 @@ def main(argv):
   """Trains (or resumes) the run the flags describe in --run_dir."""
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  # Deferred because it imports TensorFlow, whose start-up --help would pay.
-  from tfvae import training  # pylint: disable=g-import-not-at-top
 
   if FLAGS.strategy == "multi_worker":
     _start_cluster()
   elif FLAGS.worker_hosts or FLAGS.task_index is not None:
     raise app.UsageError("--worker_hosts/--task_index: only with "
                          "--strategy=multi_worker")
-  training.configure_cpu_devices(FLAGS.cpu_devices)
+  launch.configure_cpu_devices(FLAGS.cpu_devices)
   fields = {f.name: FLAGS[f.name].value for f in config_lib.fields()
             if f.on_command_line}
   try:
@@ -99,7 +99,7 @@ def main(argv):
   explicit = {f for f in fields if FLAGS[f].present}
   fields, explicit = presets.apply(FLAGS.preset, fields, explicit)
   config = config_lib.Config(**fields)
-  training.run(config, FLAGS.run_dir, explicit=explicit)
+  launch.run(config, FLAGS.run_dir, explicit=explicit)
 
 
 def run_main():

@@ -1,0 +1,202 @@
+"""Starting a training run from a config: what `tfvae-train` does.
+
+`run` resolves the config against the run directory's saved one, validates
+it, loads the data, builds the strategy, the model, its objective and the
+optimizer, and hands them to `training.Trainer`, or, for
+--strategy=multi_worker, to `distribute.run`. This module sits above both:
+it imports `training` and `distribute`; neither imports it.
+"""
+import os
+
+from absl import logging
+import tensorflow as tf
+
+from tfvae import config as config_lib
+from tfvae import data
+from tfvae import distribute
+from tfvae import errors
+from tfvae import kinds
+from tfvae import optimizers
+from tfvae import runs
+from tfvae import training
+
+STRATEGIES = config_lib.STRATEGIES
+OPTIMIZERS = config_lib.OPTIMIZERS
+
+
+def configure_cpu_devices(count):
+  """Splits the CPU into `count` logical devices (for mirrored training).
+
+  Must run before TensorFlow initialises its devices.
+  """
+  if count <= 1:
+    return
+  cpus = tf.config.list_physical_devices("CPU")
+  try:
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * count)
+  except RuntimeError as e:
+    raise errors.TfvaeError(f"--cpu_devices={count}: {e}") from None
+
+
+def make_strategy(name):
+  """Returns the `tf.distribute.Strategy` called `name` (see STRATEGIES).
+
+  "mirrored" uses every GPU, or, without GPUs, every logical CPU device;
+  "multi_worker" is the cluster's strategy, started by `distribute.start`.
+  """
+  if name == distribute.STRATEGY:
+    return distribute.multi_worker_strategy()
+  if name == "default":
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    if tf.config.list_logical_devices("GPU"):
+      return tf.distribute.MirroredStrategy()
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=cpus)
+  raise errors.TfvaeError(f"--strategy={name}: choose one of "
+                          f"{', '.join(STRATEGIES)}")
+
+
+def make_optimizer(config):
+  """Builds the optimizer the config names (tf_keras, for tf.distribute),
+  with fused per-variable updates (`optimizers`)."""
+  clip = config.clip_norm if config.clip_norm > 0 else None
+  if config.optimizer == "adam":
+    return optimizers.Adam(config.learning_rate, global_clipnorm=clip)
+  if config.optimizer == "rmsprop":
+    return optimizers.RMSProp(config.learning_rate, global_clipnorm=clip)
+  raise errors.TfvaeError(f"--optimizer={config.optimizer}: choose one of "
+                          f"{', '.join(OPTIMIZERS)}")
+
+
+def build_model(config, strategy):
+  """The config's model, its variables under `strategy`, seeded by
+  `config.seed` (the same seed gives the same initial weights)."""
+  tf.random.set_seed(config.seed)
+  with strategy.scope():
+    return kinds.build_model(config)
+
+
+def build_trainer(config, run_dir, dataset, strategy, data_on_device=None,
+                  trainer_class=training.Trainer):
+  """A `trainer_class` with the model, objective and optimizer of `config`.
+
+  Args:
+    config: A validated `config.Config` with `image_shape` set.
+    run_dir: The directory the trainer writes.
+    dataset: A `data.Dataset`.
+    strategy: A `tf.distribute.Strategy`.
+    data_on_device: See `train_step.TrainStep`.
+    trainer_class: `training.Trainer` or a subclass taking its arguments.
+  """
+  model = build_model(config, strategy)
+  with strategy.scope():
+    optimizer = make_optimizer(config)
+  return trainer_class(config, run_dir, dataset, strategy, model,
+                       kinds.build_objective(config), optimizer,
+                       data_on_device=data_on_device)
+
+
+def validate(config):
+  """Checks a config's values (`config.Config.validate`); raises TfvaeError
+  naming the flag."""
+  config.validate()
+
+
+def resolve_config(run_dir, requested, explicit=None):
+  """Merges the requested config with a run directory's saved one.
+
+  Args:
+    run_dir: The run directory.
+    requested: The `Config` asked for (flags).
+    explicit: Names of the fields the user set explicitly (flags given on
+      the command line); the others take the saved run's values. None means
+      every field was set explicitly.
+
+  Returns:
+    The config to train with.
+
+  Raises:
+    errors.RunDirError: If an explicitly set field that defines the model,
+      data or optimisation differs from the saved run's, naming each.
+  """
+  path = runs.config_path(run_dir)
+  if not os.path.exists(path):
+    found = runs.found_checkpoints(runs.ckpt_dir(run_dir))
+    if found:
+      raise errors.RunDirError(
+          f"{run_dir} has checkpoints but no {runs.CONFIG}; refusing to guess "
+          "what they were trained with")
+    return requested
+  saved = config_lib.load(path)
+  if explicit is None:
+    explicit = {f for f in requested.to_dict() if f != "image_shape"}
+  merged = saved.replace(**{f: getattr(requested, f) for f in explicit
+                            if hasattr(saved, f)})
+  differing = [f for f in merged.differences(saved) if f != "image_shape"]
+  if differing:
+    details = ", ".join(f"--{f}={_flag_value(getattr(merged, f))} (run has "
+                        f"{_flag_value(getattr(saved, f))})"
+                        for f in differing)
+    raise errors.RunDirError(
+        f"{run_dir} was trained with other settings: {details}; use a new "
+        "--run_dir or drop these flags to resume")
+  return merged
+
+
+def _flag_value(value):
+  if isinstance(value, (tuple, list)):
+    return ",".join(str(v) for v in value)
+  return value
+
+
+def _fit_to_data(config, run_dir, dataset):
+  """`config` with the data set's image shape; checks the run's data."""
+  if config.image_shape is not None and \
+     tuple(config.image_shape) != tuple(dataset.image_shape):
+    raise errors.RunDirError(
+        f"{run_dir} was trained on images of shape {config.image_shape}, "
+        f"but {dataset.source} holds {dataset.image_shape}")
+  config = config.replace(image_shape=tuple(dataset.image_shape))
+  if kinds.get(config.model).conditional and \
+     config.num_classes != len(dataset.class_names):
+    raise errors.TfvaeError(
+        f"--num_classes={config.num_classes}: {dataset.source} has "
+        f"{len(dataset.class_names)} classes")
+  return config
+
+
+def run(config, run_dir, explicit=None, dataset=None):
+  """Trains (or resumes) the run `config` describes in `run_dir`.
+
+  Args:
+    config: The requested `config.Config`.
+    run_dir: The run directory (created if missing).
+    explicit: Fields set explicitly by the user (see `resolve_config`).
+    dataset: A `data.Dataset` to use instead of loading `config.dataset`.
+
+  Returns:
+    (trainer, records): the Trainer and the metric records of this call.
+  """
+  config = resolve_config(run_dir, config, explicit)
+  validate(config)
+  if dataset is None:
+    dataset = data.load(config.dataset, config.data_dir)
+  config = _fit_to_data(config, run_dir, dataset)
+  strategy = make_strategy(config.strategy)
+  if config.strategy == distribute.STRATEGY:
+    return distribute.run(
+        config, run_dir, strategy,
+        lambda own_dir: build_trainer(
+            config, own_dir, dataset, strategy,
+            trainer_class=distribute.MultiWorkerTrainer))
+  trainer = build_trainer(config, run_dir, dataset, strategy)
+  os.makedirs(run_dir, exist_ok=True)
+  config_lib.save(config, runs.config_path(run_dir))
+  logging.info("Training %s (%s, latent %d, %s) on %s from %s: %d steps per "
+               "epoch, %d replica(s).", config.model, config.network,
+               config.latent_dim, config.likelihood, config.dataset,
+               dataset.source, trainer.steps_per_epoch,
+               strategy.num_replicas_in_sync)
+  return trainer, trainer.train()

@@ -1,0 +1,154 @@
+"""What a training run writes into its run directory besides checkpoints.
+
+  metrics.jsonl      one JSON record per finished epoch (`append_metrics`);
+                     on resuming, records past the restored step are dropped
+                     (`rewrite_metrics`, atomic)
+  summaries/train/   TensorBoard scalars of training (`SummaryWriters`)
+  summaries/eval/    TensorBoard scalars of evaluation and the pictures
+  pictures/          PNGs of samples and reconstructions (`write_pictures`)
+
+The layout itself (the paths) is `runs`'.
+"""
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfvae import files
+from tfvae import images as images_lib
+from tfvae import input_pipeline
+from tfvae import models
+from tfvae import runs
+
+# Prior samples drawn per picture of an unconditional model.
+NUM_PICTURE_SAMPLES = 64
+# Rows of the sample picture of a conditional model: one per class.
+_SAMPLES_PER_CLASS = 8
+_NUM_RECONSTRUCTIONS = 16
+
+
+def read_metrics(run_dir):
+  """The records of RUN_DIR/metrics.jsonl, oldest first ([] if none)."""
+  path = runs.metrics_path(run_dir)
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if line:
+        try:
+          records.append(json.loads(line))
+        except ValueError:
+          # A line cut short by a kill mid-write; the epoch is re-evaluated.
+          continue
+  return records
+
+
+def rewrite_metrics(run_dir, records):
+  """Replaces RUN_DIR/metrics.jsonl by `records`, atomically."""
+  with files.atomic_open(runs.metrics_path(run_dir), "w") as f:
+    for r in records:
+      f.write(json.dumps(r) + "\n")
+
+
+def append_metrics(run_dir, record):
+  """Appends one epoch's record (a JSON-able dict) to RUN_DIR/metrics.jsonl."""
+  with open(runs.metrics_path(run_dir), "a") as f:
+    f.write(json.dumps(record) + "\n")
+
+
+def epoch_record(epoch, step, train, test, speed):
+  """The metrics.jsonl record of an epoch.
+
+  Args:
+    epoch: The epoch number, from 1.
+    step: The training step at its end.
+    train: {"train_loss": ..., "train_<metric>": ...}, or None when the
+      epoch's training figures were lost (a run killed before evaluating).
+    test: {"test_<metric>": ...}.
+    speed: Training examples per second, or None.
+  """
+  return {"epoch": epoch, "step": step, **(train or {}), **test,
+          "examples_per_sec": speed, "wall_time": time.time()}
+
+
+class SummaryWriters:
+  """The TensorBoard writers of a run: summaries/train and summaries/eval.
+
+  Args:
+    run_dir: The run directory.
+  """
+
+  def __init__(self, run_dir):
+    self.train = tf.summary.create_file_writer(
+        runs.summaries_dir(run_dir, "train"))
+    self.eval = tf.summary.create_file_writer(
+        runs.summaries_dir(run_dir, "eval"))
+
+  def write_loss(self, step, loss):
+    """The running mean training loss, at a progress report."""
+    with self.train.as_default(step=step):
+      tf.summary.scalar("loss", loss)
+
+  def write_train(self, step, train, speed):
+    """An epoch's training means {name: value} and examples per second."""
+    with self.train.as_default(step=step):
+      for name, value in train.items():
+        tf.summary.scalar(name, value)
+      tf.summary.scalar("examples_per_sec", speed)
+    self.train.flush()
+
+  def write_eval(self, step, test, sample_grid, recon_grid):
+    """Evaluation means {name: value} and the pictures (uint8 grids
+    [H, W, C]; `sample_grid` None for models that cannot sample)."""
+    with self.eval.as_default(step=step):
+      for name, value in test.items():
+        tf.summary.scalar(name, value)
+      if sample_grid is not None:
+        tf.summary.image("samples",
+                         sample_grid[None].astype(np.float32) / 255.)
+      tf.summary.image("reconstructions",
+                       recon_grid[None].astype(np.float32) / 255.)
+    self.eval.flush()
+
+
+def write_pictures(run_dir, model, test_split, seed, epoch):
+  """Writes samples and reconstructions of epoch `epoch` as PNGs.
+
+  Autoencoders cannot sample (sample_grid is then None); a CVAE's samples
+  have one row per class.
+
+  Args:
+    run_dir: The run directory.
+    model: The model being trained.
+    test_split: The test `data.Split` as training sees it; its first 16
+      images are reconstructed.
+    seed: The run's seed, which fixes the prior samples.
+    epoch: The epoch number, in the file names.
+
+  Returns:
+    (sample_grid, recon_grid): uint8 [H, W, C] grids, or None for samples.
+  """
+  originals = input_pipeline.scale(
+      test_split.images[:_NUM_RECONSTRUCTIONS]).numpy()
+  recon = models.reconstruction_means(
+      model, originals, test_split.labels[:_NUM_RECONSTRUCTIONS]).numpy()
+  pictures = runs.pictures_dir(run_dir)
+  sample_grid = None
+  if models.can_generate(model):
+    per_row = _SAMPLES_PER_CLASS if models.is_conditional(model) else \
+        NUM_PICTURE_SAMPLES
+    samples, columns = models.sample_means(model, per_row, seed)
+    sample_grid = images_lib.grid(samples.numpy(), columns=columns)
+    images_lib.write_png(
+        os.path.join(pictures, f"samples_epoch_{epoch:03d}.png"),
+        sample_grid)
+  recon_grid = images_lib.grid(np.concatenate([originals, recon]),
+                               columns=_NUM_RECONSTRUCTIONS)
+  images_lib.write_png(
+      os.path.join(pictures, f"reconstructions_epoch_{epoch:03d}.png"),
+      recon_grid)
+  return sample_grid, recon_grid
