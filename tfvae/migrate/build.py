@@ -26,6 +26,10 @@ from tfvae.migrate import surgery
 from tfvae.migrate._messages import first_line
 
 
+# The batch a graph with a dynamic batch is first verified at (then 1 and 7).
+VERIFY_BATCH = 8
+
+
 def resolve_device(device):
   """Maps --device (auto, cpu, gpu) to a TF device name."""
   gpus = tf.config.list_physical_devices("GPU")
@@ -260,10 +264,17 @@ def _build_from_meta_graph(source, meta_path, export_dir, version,
   values = reader.read_all(source, path.variables)
   module = surgery.rebuild_generator(path, values, images, device_name)
 
-  z = rng.verification_latents(path.latent_size)
-  expected = surgery.tf1_decode(path, source.prefix, z, device_name)
-  expected = np.asarray(expected, np.float32).reshape((len(z),) + images)
+  # The session's own batch size, then 1 and 7: a path that only works at
+  # one batch size is caught here, not by a user.
+  sizes = [path.batch_size or VERIFY_BATCH, 1, 7]
+  points = rng.verification_latents(path.latent_size, count=sum(sizes))
+  batches = np.split(points, np.cumsum(sizes)[:-1])
+  expected = []
+  for z in batches:
+    out = surgery.tf1_decode(path, source.prefix, z, device_name)
+    expected.append(
+        {"mean": np.asarray(out, np.float32).reshape((len(z),) + images)})
   return publish.publish_verified(
-      module, export_dir, version, device_name, z, {"mean": expected},
+      module, export_dir, version, device_name, batches, expected,
       subject="the rebuilt decoder", reference=f"the TF1 graph {meta.path}",
       label="TF2 - TF1")

@@ -47,6 +47,27 @@ HEAD_OP_TYPES = frozenset({
     "BiasAdd", "Add", "AddV2", "Sigmoid", "Tanh", "Relu", "Relu6", "Elu",
     "Selu", "Softplus", "Softmax", "Identity",
 })
+# The head ops that end a decoder: after them only identities are followed.
+ACTIVATION_OP_TYPES = frozenset({"Sigmoid", "Tanh", "Softmax"})
+
+
+# Name scopes of the training machinery: gradients, the Saver, and the
+# optimizers' slot updates and bookkeeping.
+TRAINING_SCOPES = ("gradients", SAVER_SCOPE)
+OPTIMIZER_OP_PREFIXES = ("Apply", "ResourceApply", "SparseApply",
+                         "ResourceSparseApply")
+
+
+def is_training_machinery(op):
+  """Whether `op` belongs to the gradients, an optimizer or the Saver."""
+  if op.name.startswith(TRAINING_SCOPES):
+    return True
+  return op.type.startswith(OPTIMIZER_OP_PREFIXES)
+
+
+def is_dropout(op):
+  """Whether `op` lies in a dropout's name scope (`dropout/`, `dropout_1/`)."""
+  return any(part.startswith("dropout") for part in op.name.split("/")[:-1])
 
 
 def is_unsafe(op):

@@ -110,6 +110,33 @@ def _reload_unpinned(saved_path, export_dir):
         f"{first_line(e)}") from e
 
 
+def _compare(loaded, device_name, z, expected, subject, reference):
+  """max |decode(z) - expected| of a reloaded generator; raises past 1e-5."""
+  try:
+    with tf.device(device_name):
+      got = loaded.signatures["decode"](z=tf.constant(z))
+    got = {k: v.numpy() for k, v in got.items()}
+  except (tf.errors.OpError, ValueError) as e:
+    raise errors.TfvaeError(
+        f"{subject} fails to decode a batch of {len(z)}: {first_line(e)}; "
+        "not publishing") from e
+  if sorted(got) != sorted(expected):
+    raise errors.TfvaeError(
+        f"{subject} returns {sorted(got)}, not {sorted(expected)}; not "
+        "publishing")
+  for k in expected:
+    if got[k].shape != expected[k].shape:
+      raise errors.TfvaeError(
+          f"{subject} gives images of shape {got[k].shape}, {reference} "
+          f"{expected[k].shape}; not publishing")
+  diff = max(float(np.max(np.abs(got[k] - expected[k]))) for k in expected)
+  if not diff <= MAX_ABS_DIFF:
+    raise errors.TfvaeError(
+        f"{subject} differs from {reference} by {diff:.3g} at batch size "
+        f"{len(z)} (more than {MAX_ABS_DIFF}); not publishing")
+  return diff
+
+
 def publish_verified(module, export_dir, version, device_name, z, expected,
                      subject, reference, label, record=None):
   """Publishes `module` once its reloaded SavedModel decodes `z` to `expected`.
@@ -120,9 +147,11 @@ def publish_verified(module, export_dir, version, device_name, z, expected,
     export_dir: Parent of the versioned SavedModel directories.
     version: Positive int, or None for the next free version.
     device_name: Where the reloaded copy decodes.
-    z: float32 [B, latent_size], the latent points it is checked on.
+    z: float32 [B, latent_size], the latent points it is checked on, or a
+      list of such batches (of different sizes).
     expected: Dict output name -> float32 [B, H, W, C]: what the reference
       decodes `z` to; the reloaded `decode` must return exactly these names.
+      A list of such dicts when `z` is a list.
     subject: How messages name the generator ("the rebuilt decoder").
     reference: How messages name the reference ("the TF1 graph M.meta").
     label: What the log line's difference is between ("TF2 - TF1").
@@ -136,6 +165,9 @@ def publish_verified(module, export_dir, version, device_name, z, expected,
     errors.TfvaeError: If the copy pins devices, does not load back, or
       decodes differently by more than MAX_ABS_DIFF; nothing is published.
   """
+  batches = list(z) if isinstance(z, (list, tuple)) else [z]
+  expectations = (list(expected) if isinstance(expected, (list, tuple))
+                  else [expected])
 
   def verify(loaded, saved_path):
     del loaded  # Reloaded without device pins instead.
@@ -145,29 +177,17 @@ def publish_verified(module, export_dir, version, device_name, z, expected,
       raise errors.TfvaeError(
           f"the SavedModel for {export_dir} pins devices: {pins[0]}")
     with tf.device(device_name):
-      got = loaded.signatures["decode"](z=tf.constant(z))
       generated = loaded.signatures["generate"](
           seed=tf.constant([0, 1], tf.int64))["images"]
-    got = {k: v.numpy() for k, v in got.items()}
-    if sorted(got) != sorted(expected):
-      raise errors.TfvaeError(
-          f"{subject} returns {sorted(got)}, not {sorted(expected)}; not "
-          "publishing")
-    for k in expected:
-      if got[k].shape != expected[k].shape:
-        raise errors.TfvaeError(
-            f"{subject} gives images of shape {got[k].shape}, {reference} "
-            f"{expected[k].shape}; not publishing")
-    diff = max(float(np.max(np.abs(got[k] - expected[k]))) for k in expected)
-    if not diff <= MAX_ABS_DIFF:
-      raise errors.TfvaeError(
-          f"{subject} differs from {reference} by {diff:.3g} (more than "
-          f"{MAX_ABS_DIFF}); not publishing")
+    diff = 0.
+    for points, wanted in zip(batches, expectations):
+      diff = max(diff, _compare(loaded, device_name, points, wanted,
+                                subject, reference))
     if tuple(generated.shape[1:]) != tuple(module.image_shape):
       raise errors.TfvaeError(
           f"generate gives images of shape {generated.shape}; not publishing")
-    logging.info("Verified: max |%s| = %.3g on %d latent points", label,
-                 diff, len(z))
+    logging.info("Verified: max |%s| = %.3g on batches of %s latent points",
+                 label, diff, ", ".join(str(len(b)) for b in batches))
     if record is not None:
       extra = os.path.join(saved_path, "assets.extra")
       os.makedirs(extra, exist_ok=True)

@@ -103,21 +103,33 @@ class DecodePath:
       raise errors.TfvaeError(
           f"latent tensor {latent.name} does not feed output {output.name} "
           f"in meta graph {meta.path}")
+    self.feeds = {t: v for t, v in meta.inference_feeds().items()
+                  if t.op in self.ops}
     for op in sorted(self.ops, key=lambda o: o.name):
-      if op.type in ("Placeholder", "PlaceholderWithDefault"):
+      if op.type == "Placeholder" and op.outputs[0] not in self.feeds:
         raise errors.TfvaeError(
             f"output {output.name} also depends on placeholder "
             f"{op.outputs[0].name}, not only on latent tensor {latent.name}; "
             "pick another --latent_tensor or --output_tensor")
-      if op.type in ops.RANDOM_OP_TYPES:
+      if op.type in ops.RANDOM_OP_TYPES and not ops.is_dropout(op):
         raise errors.TfvaeError(
             f"output {output.name} still depends on random op {op.name} "
             f"when {latent.name} is fed; pick another --latent_tensor")
-    if latent.shape.rank != 2 or latent.shape[-1] is None:
+    if latent.shape.rank != 2:
       raise errors.TfvaeError(
           f"latent tensor {latent.name} has shape {shape_text(latent.shape)}"
           "; it must be [batch, latent_size]")
-    self.latent_size = int(latent.shape[-1])
+    self.latent_size = (int(latent.shape[-1]) if latent.shape[-1] is not None
+                        else _width_from_weights(latent, self.ops))
+    if self.latent_size is None:
+      raise errors.TfvaeError(
+          f"latent tensor {latent.name} has shape {shape_text(latent.shape)}"
+          " and no weight op it feeds tells its width; pass another "
+          "--latent_tensor")
+    # A sampler drawn with a static shape makes everything after it
+    # [batch_size, ...]: the path then decodes in chunks of that size.
+    self.batch_size = (int(latent.shape[0]) if latent.shape[0] is not None
+                       else None)
     self.variables = sorted(op.name for op in self.ops
                             if op.type in ops.VARIABLE_OP_TYPES)
 
@@ -137,7 +149,8 @@ class DecodePath:
     z.name, z.op = _LATENT_INPUT, "Placeholder"
     z.attr["dtype"].type = self.latent.dtype.as_datatype_enum
     z.attr["shape"].shape.CopyFrom(
-        tf.TensorShape([None, self.latent_size]).as_proto())
+        tf.TensorShape([self.batch_size, self.latent_size]).as_proto())
+    fed = {t.op: v for t, v in self.feeds.items()}
     for op in sorted(self.ops, key=lambda o: o._id):  # pylint: disable=protected-access
       node = graph_def.node.add()
       node.CopyFrom(op.node_def)
@@ -157,10 +170,30 @@ class DecodePath:
         node.attr["dtype"].type = dtype.as_datatype_enum
         node.attr["shape"].shape.CopyFrom(shape.as_proto())
         continue
+      if op in fed:  # A switch or keep probability: its inference value.
+        dtype = op.outputs[0].dtype
+        for key in list(node.attr):
+          del node.attr[key]
+        del node.input[:]
+        node.op = "Const"
+        node.attr["dtype"].type = dtype.as_datatype_enum
+        node.attr["value"].tensor.CopyFrom(
+            tf.make_tensor_proto(fed[op], dtype=dtype))
+        continue
       for i, name in enumerate(node.input):
         if name in latent_ref:
           node.input[i] = _LATENT_INPUT
     return graph_def
+
+
+def _width_from_weights(latent, path_ops):
+  """The latent width a weight matrix z multiplies tells, or None."""
+  for op in latent.consumers():
+    if op in path_ops and op.type == "MatMul" and op.inputs[0] is latent:
+      dims = op.inputs[1].shape
+      if dims.rank == 2 and dims[0] is not None:
+        return int(dims[0])
+  return None
 
 
 class TF1Generator(tf.Module):
@@ -172,12 +205,15 @@ class TF1Generator(tf.Module):
     variables: The tf.Variables `decode_graph` reads (tracked so they save).
     latent_size: Width of z.
     image_shape: (H, W, C) of the images.
+    batch_size: The static batch `decode_graph` takes, or None for any:
+      with one, z is padded to whole chunks of it and decoded chunk by chunk.
     name: Module name.
   """
 
   def __init__(self, decode_graph, variables, latent_size, image_shape,
-               name=None):
+               batch_size=None, name=None):
     super().__init__(name=name)
+    self.batch_size = batch_size
     self.tf1_variables = list(variables)
     self._decode_graph = decode_graph
     self.latent_size = latent_size
@@ -187,7 +223,18 @@ class TF1Generator(tf.Module):
 
   def _decode(self, z):
     """Returns {"mean": float32 [B, H, W, C]}."""
-    output = self._decode_graph(z)
+    if self.batch_size is None:
+      output = self._decode_graph(z)
+    else:
+      n = self.batch_size
+      count = tf.shape(z)[0]
+      chunks = (count + n - 1) // n
+      padded = tf.pad(z, [[0, chunks * n - count], [0, 0]])
+      outputs = tf.map_fn(
+          self._decode_graph, tf.reshape(padded, [chunks, n, -1]),
+          fn_output_signature=self._decode_graph.structured_outputs.dtype)
+      output = tf.reshape(outputs, tf.concat(
+          [[chunks * n], tf.shape(outputs)[2:]], 0))[:count]
     mean = tf.reshape(tf.cast(output, tf.float32), [-1, *self.image_shape])
     return {"mean": mean}
 
@@ -230,13 +277,14 @@ def rebuild_generator(path, values, image_shape, device_name):
   try:
     decode_graph = v1.wrap_function(
         import_decode_path,
-        [tf.TensorSpec([None, path.latent_size], path.latent.dtype)])
+        [tf.TensorSpec([path.batch_size, path.latent_size],
+                       path.latent.dtype)])
   except (ValueError, TypeError, tf.errors.OpError) as e:
     raise errors.TfvaeError(
         f"could not rebuild the decode path of meta graph {path.meta.path}: "
         f"{first_line(e)}") from e
   return TF1Generator(decode_graph, list(variables.values()),
-                      path.latent_size, image_shape)
+                      path.latent_size, image_shape, path.batch_size)
 
 
 def check_against_checkpoint(meta, report, names):
@@ -275,6 +323,9 @@ def tf1_decode(path, prefix, z, device_name="/CPU:0"):
   This is the reference a rebuilt generator must match: the user's own graph,
   run the way TF1 ran it.
 
+  Switches and keep probabilities get their inference values
+  (`path.feeds`); a static-batch path runs on z padded to whole batches.
+
   Args:
     path: The `DecodePath`.
     prefix: The checkpoint prefix.
@@ -298,7 +349,20 @@ def tf1_decode(path, prefix, z, device_name="/CPU:0"):
       try:
         if saver is not None:
           saver.restore(sess, prefix)
-        return sess.run(path.output.name, {path.latent.name: z})
+        feeds = {t.name: v for t, v in path.feeds.items()}
+        if path.batch_size is None:
+          return sess.run(path.output.name, {path.latent.name: z, **feeds})
+        n = path.batch_size
+        chunks = []
+        for start in range(0, len(z), n):
+          chunk = z[start:start + n]
+          padded = np.concatenate(
+              [chunk, np.zeros((n - len(chunk),) + chunk.shape[1:],
+                               chunk.dtype)])
+          chunks.append(sess.run(path.output.name,
+                                 {path.latent.name: padded, **feeds})
+                        [:len(chunk)])
+        return np.concatenate(chunks)
       except tf.errors.OpError as e:
         raise errors.TfvaeError(
             f"the TF1 graph {meta.path} failed to decode with checkpoint "
