@@ -37,8 +37,10 @@ flags.DEFINE_integer("version", None,
 flags.DEFINE_string("meta_graph", None,
                     "TF1 .meta to cut the decoder from; default: PREFIX.meta.")
 flags.DEFINE_string("latent_tensor", None,
-                    "Name of z in the TF1 graph (e.g. add_3:0); default: the "
-                    "tensor entering the first weight op after the sampler.")
+                    "Name of z in the TF1 graph (e.g. add_3:0); default: a "
+                    "latent placeholder feeding a generation path, else the "
+                    "tensor entering the first weight op after the sampler "
+                    "(tfvae-inspect lists the candidates).")
 flags.DEFINE_string("output_tensor", None,
                     "Name of the decoder output tensor (e.g. Sigmoid:0).")
 flags.DEFINE_string("output_collection", None,

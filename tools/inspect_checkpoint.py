@@ -5,7 +5,10 @@
 PATH is a checkpoint prefix (DIR/model), a directory with a `checkpoint`
 state file, or a tfvae run directory. When a TF1 `.meta` lies beside the
 prefix, its collections, placeholders, random ops, candidate latent and output
-tensors and any ops that touch files or run Python are reported too.
+tensors, the ranked (latent, output) pairs a generator could be cut out
+between with the `tfvae-build-generator` flags that pick each, the inference
+values switches and keep probabilities get, and any ops that touch files or
+run Python are reported too.
 """
 import dataclasses
 import json
@@ -60,6 +63,16 @@ def _table(report, meta_report):
         for o in m["output_candidates"]) or "-"))
     lines.append("latent candidates: " + (", ".join(
         f"{t['name']} {t['shape']}" for t in m["latent_candidates"]) or "-"))
+    pairs = m.get("generator_candidates", [])
+    lines.append("generator candidates (best first): " + ("" if pairs
+                                                         else "-"))
+    for i, c in enumerate(pairs, 1):
+      lines.append(f"  ({i}) {c['output']} {c['output_shape']} from "
+                   f"{c['latent']} {c['latent_shape']} ({c['latent_kind']}; "
+                   f"output {c['found_by']}): {c['flags']}")
+    if m.get("inference_feeds"):
+      lines.append("fed when decoding: " + ", ".join(
+          f"{k}={v}" for k, v in m["inference_feeds"].items()))
     lines.append("unsafe ops outside save/: " + (", ".join(
         f"{o['name']} ({o['type']})" for o in m["unsafe_ops"]) or "none"))
   return "\n".join(lines)
