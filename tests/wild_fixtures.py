@@ -11,9 +11,8 @@ TF1 optimizer. Each style is small (8x8 images, a few training steps).
 Each fixture directory holds `model.*`, `checkpoint` and `expected.npz`:
 `z` [n, latent_size] fixed latent points, `output` what the TF1 session's
 decoder gives for them, run at the session's own batch size n (the sampler's
-static batch, or 6 for a dynamic batch), `latent_tensor`, `output_tensor` (the
-names a user would have had to pass) and `feeds` (what else the session was fed,
-as "name=value").
+static batch, or 6 for a dynamic batch), `latent_tensor` and `output_tensor`
+(the names a user would have had to pass).
 
 `tf.compat.v1.layers` needs Keras 2, so this runs as its own program with
 TF_USE_LEGACY_KERAS=1 (`write_all` starts it):
