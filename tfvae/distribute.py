@@ -50,7 +50,6 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from tfvae import config as config_lib
 from tfvae import errors
 from tfvae import input_pipeline
 from tfvae import rng
@@ -464,7 +463,7 @@ def run(config, run_dir, strategy, make_trainer):
     with own_run_dir(run_dir, strategy) as own_dir:
       trainer = make_trainer(own_dir)
       os.makedirs(own_dir, exist_ok=True)
-      config_lib.save(config, runs.config_path(own_dir))
+      runs.save_config(own_dir, config)
       logging.info(
           "Multi-worker training, worker %d of %d (%s): global batch %d = %d "
           "replica(s) x %d per replica; %d steps per epoch; %s.",

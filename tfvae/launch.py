@@ -185,6 +185,23 @@ def run(config, run_dir, explicit=None, dataset=None):
     dataset = data.load(config.dataset, config.data_dir)
   config = _fit_to_data(config, run_dir, dataset)
   strategy = make_strategy(config.strategy)
+  # One trainer per run directory: its lock is held until training ends
+  # (or the process dies). Of a cluster, only the chief writes (and locks)
+  # the run directory; a chief refused exits, and its workers with it.
+  writes_run_dir = config.strategy != distribute.STRATEGY or \
+      distribute.is_chief(strategy)
+  lock = runs.lock_run_dir(run_dir) if writes_run_dir else None
+  try:
+    if writes_run_dir:
+      runs.clean_leftovers(run_dir)
+    return _train(config, run_dir, dataset, strategy)
+  finally:
+    if lock is not None:
+      lock.close()
+
+
+def _train(config, run_dir, dataset, strategy):
+  """`run`'s training, with the run directory locked."""
   if config.strategy == distribute.STRATEGY:
     return distribute.run(
         config, run_dir, strategy,
@@ -192,8 +209,7 @@ def run(config, run_dir, explicit=None, dataset=None):
             config, own_dir, dataset, strategy,
             trainer_class=distribute.MultiWorkerTrainer))
   trainer = build_trainer(config, run_dir, dataset, strategy)
-  os.makedirs(run_dir, exist_ok=True)
-  config_lib.save(config, runs.config_path(run_dir))
+  runs.save_config(run_dir, config)
   logging.info("Training %s (%s, latent %d, %s) on %s from %s: %d steps per "
                "epoch, %d replica(s).", config.model, config.network,
                config.latent_dim, config.likelihood, config.dataset,

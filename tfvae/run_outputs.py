@@ -9,6 +9,7 @@
 
 The layout itself (the paths) is `runs`'.
 """
+import errno
 import json
 import os
 import time
@@ -16,6 +17,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from tfvae import errors
 from tfvae import files
 from tfvae import images as images_lib
 from tfvae import input_pipeline
@@ -30,34 +32,101 @@ _NUM_RECONSTRUCTIONS = 16
 
 
 def read_metrics(run_dir):
-  """The records of RUN_DIR/metrics.jsonl, oldest first ([] if none)."""
+  """The records of RUN_DIR/metrics.jsonl, oldest first ([] if none).
+
+  A line cut short by a kill mid-write is skipped (`repair_metrics` removes
+  it from the file).
+  """
+  return _read_metrics(run_dir)[0]
+
+
+def _read_metrics(run_dir):
+  """(records, whether the file holds anything but whole records)."""
   path = runs.metrics_path(run_dir)
   if not os.path.exists(path):
-    return []
+    return [], False
   records = []
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if line:
-        try:
-          records.append(json.loads(line))
-        except ValueError:
-          # A line cut short by a kill mid-write; the epoch is re-evaluated.
-          continue
-  return records
+  torn = False
+  try:
+    with open(path) as f:
+      text = f.read()
+  except (OSError, UnicodeDecodeError) as e:
+    raise errors.RunDirError(f"cannot read {path}: "
+                             f"{getattr(e, 'strerror', None) or e}") from None
+  for line in text.splitlines():
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except ValueError:
+      torn = True
+      continue
+    if isinstance(record, dict):
+      records.append(record)
+    else:
+      torn = True
+  return records, torn or bool(text and not text.endswith("\n"))
+
+
+def repair_metrics(run_dir, step):
+  """Makes RUN_DIR/metrics.jsonl hold whole records up to `step` only.
+
+  Drops a torn line (a kill mid-append: the next record would otherwise be
+  appended onto it) and the records of epochs past `step` (the checkpoint
+  resumed from), rewriting the file atomically if anything changed.
+
+  Returns:
+    The records kept, oldest first.
+  """
+  records, torn = _read_metrics(run_dir)
+  kept = [r for r in records if r.get("step", 0) <= step]
+  if torn or len(kept) != len(records):
+    rewrite_metrics(run_dir, kept)
+  return kept
 
 
 def rewrite_metrics(run_dir, records):
   """Replaces RUN_DIR/metrics.jsonl by `records`, atomically."""
-  with files.atomic_open(runs.metrics_path(run_dir), "w") as f:
-    for r in records:
-      f.write(json.dumps(r) + "\n")
+  path = runs.metrics_path(run_dir)
+  try:
+    with files.atomic_open(path, "w") as f:
+      for r in records:
+        f.write(json.dumps(r) + "\n")
+  except OSError as e:
+    raise runs.write_error(path, e) from None
 
 
 def append_metrics(run_dir, record):
-  """Appends one epoch's record (a JSON-able dict) to RUN_DIR/metrics.jsonl."""
-  with open(runs.metrics_path(run_dir), "a") as f:
-    f.write(json.dumps(record) + "\n")
+  """Appends one epoch's record (a JSON-able dict) to RUN_DIR/metrics.jsonl.
+
+  If the write fails (a full disk), the file is cut back to its former
+  length, so no part of the record is left in it.
+
+  Raises:
+    errors.RunDirError: If the record cannot be written, naming the file
+      and the cause.
+  """
+  path = runs.metrics_path(run_dir)
+  line = (json.dumps(record) + "\n").encode()
+  try:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+  except OSError as e:
+    raise runs.write_error(path, e) from None
+  try:
+    size = os.fstat(fd).st_size
+    try:
+      written = os.write(fd, line)
+      if written != len(line):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+      os.fsync(fd)
+    except OSError as e:
+      try:
+        os.ftruncate(fd, size)
+      except OSError:
+        pass
+      raise runs.write_error(path, e) from None
+  finally:
+    os.close(fd)
 
 
 def epoch_record(epoch, step, train, test, speed):
@@ -143,12 +212,17 @@ def write_pictures(run_dir, model, test_split, seed, epoch):
         NUM_PICTURE_SAMPLES
     samples, columns = models.sample_means(model, per_row, seed)
     sample_grid = images_lib.grid(samples.numpy(), columns=columns)
-    images_lib.write_png(
-        os.path.join(pictures, f"samples_epoch_{epoch:03d}.png"),
-        sample_grid)
+    _write_png(os.path.join(pictures, f"samples_epoch_{epoch:03d}.png"),
+               sample_grid)
   recon_grid = images_lib.grid(np.concatenate([originals, recon]),
                                columns=_NUM_RECONSTRUCTIONS)
-  images_lib.write_png(
-      os.path.join(pictures, f"reconstructions_epoch_{epoch:03d}.png"),
-      recon_grid)
+  _write_png(os.path.join(pictures, f"reconstructions_epoch_{epoch:03d}.png"),
+             recon_grid)
   return sample_grid, recon_grid
+
+
+def _write_png(path, grid):
+  try:
+    images_lib.write_png(path, grid)
+  except OSError as e:
+    raise runs.write_error(path, e) from None

@@ -8,8 +8,17 @@ drives the real thing.
 Exact resume: a checkpoint holds the weights, the optimizer's slots and the
 step, which with the seed is the run's whole random state (see
 `train_step`), so a run killed at any point and resumed ends with the weights
-of the uninterrupted run.
+of the uninterrupted run. It also holds the epoch's running sums of the
+training figures (`epoch_progress`), so the epoch's metrics record of a
+resumed run equals the uninterrupted run's (but for its speed and time).
+
+Stopping: after `stop_on_signals`, SIGINT and SIGTERM stop training at the
+next step boundary (between compiled calls) with a checkpoint saved there
+and `Interrupted` raised.
 """
+import os
+import signal
+import sys
 import time
 
 from absl import logging
@@ -21,6 +30,50 @@ from tfvae import input_pipeline
 from tfvae import run_outputs
 from tfvae import runs
 from tfvae import train_step as train_step_lib
+
+
+class Interrupted(errors.TfvaeError):
+  """Training stopped on a signal, after saving a checkpoint.
+
+  Attributes:
+    signum: The signal's number; programs exit with 128 + signum.
+  """
+
+  def __init__(self, message, signum):
+    super().__init__(message)
+    self.signum = signum
+
+
+# The signal that asked training to stop, once `stop_on_signals` caught one.
+_stop_signal = None
+
+
+def stop_on_signals(signums=(signal.SIGINT, signal.SIGTERM)):
+  """Makes these signals stop training cleanly instead of killing it.
+
+  The first signal is noted, and the run loop saves a checkpoint at its next
+  step boundary and raises `Interrupted`. A second one ends the process at
+  once (status 128 + signal), for a run that does not get to a boundary;
+  what it was writing then is repaired or removed on the next start.
+
+  Must be called from the main thread.
+  """
+
+  def handle(signum, frame):
+    del frame  # Unused.
+    global _stop_signal
+    name = signal.Signals(signum).name
+    if _stop_signal is not None:
+      sys.stderr.write(f"{os.path.basename(sys.argv[0])}: error: second "
+                       f"{name}; stopped at once, without saving\n")
+      sys.stderr.flush()
+      os._exit(128 + signum)  # pylint: disable=protected-access
+    _stop_signal = signum
+    logging.warning("%s: stopping at the next step boundary after saving a "
+                    "checkpoint (send it again to stop at once).", name)
+
+  for signum in signums:
+    signal.signal(signum, handle)
 
 
 class Trainer:
@@ -76,8 +129,16 @@ class Trainer:
         data_on_device=data_on_device)
     self.step = self.train_step.step
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    # [summed loss and metrics of the epoch's steps so far, their number,
+    # their training seconds]: what the epoch's record is computed from.
+    self.epoch_progress = tf.Variable(
+        tf.zeros([self.train_step.num_sums + 2], tf.float64),
+        trainable=False, name="epoch_progress")
+    self._progress_restored = False
+    self._saved_step = None
     self.checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=optimizer, step=self.step, epoch=self.epoch)
+        model=model, optimizer=optimizer, step=self.step, epoch=self.epoch,
+        epoch_progress=self.epoch_progress)
 
   def evaluate(self, batch_size=500):
     """Test-split means of the objective's metrics (e.g. test_elbo, nats)."""
@@ -95,37 +156,90 @@ class Trainer:
     newest = runs.recover_checkpoints(runs.ckpt_dir(self.run_dir))
     if newest is None:
       return None
-    status = self.checkpoint.restore(newest)
+    checkpoint = self.checkpoint
+    self._progress_restored = any(
+        name.startswith("epoch_progress/")
+        for name, _ in tf.train.list_variables(newest))
+    if not self._progress_restored:
+      # Written before epoch_progress was: the resumed epoch's training
+      # means will cover only its steps after the resume.
+      checkpoint = tf.train.Checkpoint(
+          model=self.model, optimizer=self.optimizer, step=self.step,
+          epoch=self.epoch)
+    status = checkpoint.restore(newest)
     try:
       status.assert_existing_objects_matched()
     except AssertionError as e:
       raise errors.RunDirError(
           f"{newest} does not fit this run's model: "
           f"{str(e).splitlines()[0]}") from None
+    self._saved_step = int(self.step)
     return newest
 
-  def _save(self, manager):
+  def _save(self, manager, progress):
+    """Saves a checkpoint at the current step.
+
+    Args:
+      manager: The run's `tf.train.CheckpointManager`.
+      progress: (sums, steps, seconds) of the epoch so far (`_progress`).
+
+    Raises:
+      errors.NonFiniteLossError: If a variable is not finite.
+      errors.RunDirError: If the checkpoint cannot be written (disk full,
+        read-only), naming it and the cause.
+    """
     for v in self.model.variables:
       if not np.all(np.isfinite(v.numpy())):
         raise errors.NonFiniteLossError(
             f"variable {v.name} is not finite at step {int(self.step)}; "
             "not saving a checkpoint")
-    self.epoch.assign(int(self.step) // self.steps_per_epoch)
-    return manager.save(checkpoint_number=int(self.step))
+    step = int(self.step)
+    self.epoch.assign(step // self.steps_per_epoch)
+    sums, steps, seconds = progress
+    self.epoch_progress.assign(np.concatenate([sums, [steps, seconds]]))
+    try:
+      saved = manager.save(checkpoint_number=step)
+    except (tf.errors.OpError, OSError) as e:
+      prefix = os.path.join(runs.ckpt_dir(self.run_dir),
+                            f"{runs.CKPT_PREFIX}-{step}")
+      raise runs.write_error(prefix, e) from None
+    self._saved_step = step
+    return saved
+
+  def _progress(self, into_epoch):
+    """(sums, steps, seconds) of the epoch's first `into_epoch` steps, from
+    the restored checkpoint; zeros where it does not hold them."""
+    progress = self.epoch_progress.numpy()
+    if into_epoch and self._progress_restored and \
+       int(progress[-2]) == into_epoch:
+      return progress[:-2].copy(), into_epoch, float(progress[-1])
+    return np.zeros(self.train_step.num_sums), 0, 0.0
+
+  def _stop_if_asked(self, manager, progress):
+    """Saves a checkpoint and raises `Interrupted` if a signal asked to."""
+    if _stop_signal is None:
+      return
+    step = int(self.step)
+    if step and self._saved_step != step:
+      self._save(manager, progress)
+    name = signal.Signals(_stop_signal).name
+    saved = manager.latest_checkpoint
+    raise Interrupted(
+        f"stopped by {name} at step {step}; "
+        + (f"newest checkpoint {saved}; rerun the same command to resume"
+           if saved else "no checkpoint written yet"), _stop_signal)
 
   def _resume(self):
     """Restores the run's state; returns the metric records up to its step."""
     restored = self._restore()
     step = int(self.step)
-    records = run_outputs.read_metrics(self.run_dir)
+    # Drops a torn last line and the records past the restored step.
+    records = run_outputs.repair_metrics(
+        self.run_dir, step if restored else float("inf"))
     if restored:
       logging.info("Resumed from %s at step %d (epoch %d, %d/%d steps into "
                    "it).", restored, step, step // self.steps_per_epoch + 1,
                    step % self.steps_per_epoch, self.steps_per_epoch)
-      kept = [r for r in records if r.get("step", 0) <= step]
-      if len(kept) != len(records):
-        run_outputs.rewrite_metrics(self.run_dir, kept)
-        records = kept
     else:
       logging.info("Starting a new run in %s.", self.run_dir)
     return records
@@ -152,9 +266,11 @@ class Trainer:
     written = []
     done_epochs = {r.get("epoch") for r in records}
     # A run killed between an epoch's last checkpoint and its evaluation.
+    # Its training figures are in the checkpoint (epoch_progress).
     if step and step % per_epoch == 0 and \
        step // per_epoch not in done_epochs and step <= total_steps:
-      written.append(self._finish_epoch(step // per_epoch, None, None,
+      train, speed = self._epoch_means(*self._progress(per_epoch))
+      written.append(self._finish_epoch(step // per_epoch, train, speed,
                                         writers))
     if step >= total_steps:
       logging.info("Already trained %d of %d epochs; nothing to do (raise "
@@ -162,6 +278,7 @@ class Trainer:
       return written
     while step < total_steps:
       epoch_index = step // per_epoch
+      self._stop_if_asked(manager, self._progress(step % per_epoch))
       train, speed = self._train_epoch(epoch_index, manager, writers)
       step = int(self.step)
       written.append(self._finish_epoch(epoch_index + 1, train, speed,
@@ -176,9 +293,8 @@ class Trainer:
     epoch_end = (epoch_index + 1) * self.steps_per_epoch
     run_steps = self.train_step.runner(epoch_index,
                                        step % self.steps_per_epoch)
-    sums = np.zeros(self.train_step.num_sums)
-    steps_this_epoch = 0
-    train_seconds = 0.0
+    sums, steps_this_epoch, train_seconds = self._progress(
+        step % self.steps_per_epoch)
     last_saved = step
     while step < epoch_end:
       # A call never runs past a save point, so checkpoints land on every
@@ -205,17 +321,28 @@ class Trainer:
                       self.steps_per_epoch, sums / steps_this_epoch,
                       steps_this_epoch * config.batch_size / train_seconds)
         writers.write_loss(step, sums[0] / steps_this_epoch)
+      progress = (sums, steps_this_epoch, train_seconds)
       if step // config.save_every_steps > last_saved // \
          config.save_every_steps and step != epoch_end:
-        self._save(manager)
+        self._save(manager, progress)
         last_saved = step
-    self._save(manager)
-    mean = sums / steps_this_epoch
+      if step != epoch_end:
+        self._stop_if_asked(manager, progress)
+    self._save(manager, (sums, steps_this_epoch, train_seconds))
+    train, speed = self._epoch_means(sums, steps_this_epoch, train_seconds)
+    writers.write_train(step, train, speed)
+    return train, speed
+
+  def _epoch_means(self, sums, steps, seconds):
+    """({"train_loss": ..., "train_<metric>": ...}, examples/s) of an epoch
+    from its summed figures; (None, None) if no steps are known."""
+    if not steps:
+      return None, None
+    mean = sums / steps
     train = {"train_loss": float(mean[0])}
     train.update({f"train_{name}": float(value) for name, value in
                   zip(self.objective.metric_names, mean[1:])})
-    speed = steps_this_epoch * config.batch_size / train_seconds
-    writers.write_train(step, train, speed)
+    speed = steps * self.config.batch_size / seconds if seconds else None
     return train, speed
 
   def _finish_epoch(self, epoch, train, speed, writers):

@@ -7,7 +7,12 @@ r"""Trains a tfvae model, resuming from the run directory's checkpoints.
 
 Rerunning the same command resumes from the newest checkpoint. Flags left out
 on a rerun take the run's saved values; `--epochs` may grow to train on.
+SIGINT (Ctrl-C) or SIGTERM stops training at the next step boundary with a
+checkpoint saved there; the status is then 128 + the signal's number.
 """
+import os
+import sys
+
 from absl import app
 from absl import flags
 
@@ -18,6 +23,7 @@ from tools import _cli
 # Executed on first use, so that --help and usage errors start no TensorFlow.
 distribute = _cli.lazy_import("tfvae.distribute")
 launch = _cli.lazy_import("tfvae.launch")
+training = _cli.lazy_import("tfvae.training")
 
 _DEFINE_BY_TYPE = {
     str: flags.DEFINE_string,
@@ -99,7 +105,14 @@ def main(argv):
   explicit = {f for f in fields if FLAGS[f].present}
   fields, explicit = presets.apply(FLAGS.preset, fields, explicit)
   config = config_lib.Config(**fields)
-  launch.run(config, FLAGS.run_dir, explicit=explicit)
+  training.stop_on_signals()
+  try:
+    launch.run(config, FLAGS.run_dir, explicit=explicit)
+  except training.Interrupted as e:
+    sys.stderr.write(f"{os.path.basename(sys.argv[0]) or 'tfvae-train'}: "
+                     f"{e}\n")
+    sys.stderr.flush()
+    raise SystemExit(128 + e.signum) from None
 
 
 def run_main():

@@ -109,10 +109,10 @@ def export_run(run_dir, export_dir, checkpoint=None, version=None,
   signature_functions.check_part(part)
   if tf.io.gfile.exists(export_dir) and not tf.io.gfile.isdir(export_dir):
     raise errors.TfvaeError(f"--export_dir={export_dir} is not a directory")
-  if checkpoint is None:
-    runs.load_config(run_dir)
-    checkpoint = runs.newest_intact_checkpoint(runs.ckpt_dir(run_dir))
-  config, model, step = runs.restore_model(run_dir, checkpoint)
+  # Without --checkpoint, the newest intact one (the next newest if a
+  # training run rotates it away meanwhile).
+  config, model, step, checkpoint = runs.restore_checkpoint(run_dir,
+                                                            checkpoint)
   logging.info("Exporting %s (step %d) of %s as part %s.", checkpoint, step,
                run_dir, part)
   metadata = {"run_dir": os.path.abspath(run_dir),
