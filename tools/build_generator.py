@@ -52,8 +52,10 @@ flags.DEFINE_string("image_shape", None,
 flags.DEFINE_enum("device", "auto", ["auto", "cpu", "gpu"],
                   "Where to build and verify: auto uses a GPU if present.")
 flags.DEFINE_bool("allow_unsafe_ops", False,
-                  "Build even if the decode path has ops that touch files or "
-                  "run Python (only for graphs you trust).")
+                  "Build even if the decode path (or a function, branch or "
+                  "loop body it calls) has ops outside the generator allow "
+                  "list, such as ops that touch files or run Python (only "
+                  "for graphs you trust).")
 flags.DEFINE_bool("no_meta", False,
                   "Ignore the .meta beside a TF1 checkpoint and map its "
                   "variables into a native decoder instead.")

@@ -255,9 +255,9 @@ def _build_from_meta_graph(source, meta_path, export_dir, version,
     listed = ", ".join(f"{op.name} ({op.type})" for op in unsafe)
     if not allow_unsafe_ops:
       raise errors.TfvaeError(
-          f"the decode path of meta graph {meta.path} runs ops that touch "
-          f"files or run Python: {listed}; refusing (pass --allow_unsafe_ops "
-          "if you trust this graph)")
+          f"the decode path of meta graph {meta.path} runs ops a generator "
+          f"may not (they may touch files or run Python): {listed}; refusing "
+          "(pass --allow_unsafe_ops if you trust this graph)")
     logging.warning("Building with unsafe ops on the decode path: %s", listed)
   surgery.check_against_checkpoint(meta, report, set(path.variables))
   images = surgery.image_shape_of(output, image_shape)

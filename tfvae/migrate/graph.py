@@ -96,6 +96,7 @@ class MetaGraph:
       raise errors.TfvaeError(
           f"meta graph {path} is not a MetaGraphDef ({first_line(e)})") from e
     self.graph = tf.Graph()
+    self._functions = None
     try:
       with self.graph.as_default():
         v1.train.import_meta_graph(self.meta_graph_def, clear_devices=True)
@@ -416,7 +417,9 @@ class MetaGraph:
   # Reports ---------------------------------------------------------------
 
   def unsafe_ops(self, operations=None, include_saver=False):
-    """The ops among `operations` that touch files or run Python, by name.
+    """The ops that touch files or run Python (a deny list), by name.
+
+    Walks the functions, branches and loop bodies the ops run.
 
     Args:
       operations: Ops of `graph` to check; None checks every op.
@@ -424,14 +427,28 @@ class MetaGraph:
         run when decoding.
 
     Returns:
-      A list of `tf.Operation`s sorted by name.
+      A list of `ops.Finding`s sorted by name.
     """
     if operations is None:
       operations = self.graph.get_operations()
-    return sorted(
-        (op for op in operations if ops.is_unsafe(op)
-         and (include_saver or not op.name.startswith(ops.SAVER_SCOPE))),
-        key=lambda op: op.name)
+    operations = [op for op in operations
+                  if include_saver or not op.name.startswith(ops.SAVER_SCOPE)]
+    return ops.find_ops(operations, self._library(), ops.is_unsafe_type)
+
+  def disallowed_ops(self, operations):
+    """The ops a generator may not run (outside `ops.ALLOWED_OP_TYPES`),
+    here or in any function, branch or loop body they run: `ops.Finding`s.
+    """
+    library = self._library()
+    return ops.find_ops(
+        operations, library,
+        lambda op_type, attrs: ops.is_disallowed_type(op_type, attrs,
+                                                      library))
+
+  def _library(self):
+    if self._functions is None:
+      self._functions = ops.function_library(self.graph)
+    return self._functions
 
   def report(self):
     """A JSON-friendly description of the graph's collections and ends."""

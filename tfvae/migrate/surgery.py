@@ -135,7 +135,7 @@ class DecodePath:
 
   def unsafe_ops(self):
     """The path's ops that touch files or run Python, Saver ops included."""
-    return self.meta.unsafe_ops(self.ops, include_saver=True)
+    return self.meta.disallowed_ops(self.ops)
 
   def graph_def(self):
     """A GraphDef of the path: variables and z become placeholders."""
