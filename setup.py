@@ -12,6 +12,7 @@ CONSOLE_SCRIPTS = [
     "tfvae-denoise=tools.denoise:run_main",
     "tfvae-export=tools.export:run_main",
     "tfvae-generate=tools.generate:run_main",
+    "tfvae-explore=tools.explore:run_main",
 ]
 
 setuptools.setup(
@@ -22,6 +23,8 @@ setuptools.setup(
                 "TF1 checkpoint migration toolkit.",
     packages=setuptools.find_packages(include=["tfvae", "tfvae.*", "tools",
                                                "tools.*"]),
+    # The explorer's page (HTML, CSS, JavaScript) is served from the package.
+    package_data={"tfvae.explore": ["page/*"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16,<2.22",
@@ -33,7 +36,10 @@ setuptools.setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest", "tensorflow-serving-api>=2.16,<2.22"],
+        # playwright drives the system's Chromium (apt-get install chromium,
+        # see scripts/setup.sh) in the explorer's browser test.
+        "test": ["pytest", "tensorflow-serving-api>=2.16,<2.22",
+                 "playwright>=1.40"],
         "serving": ["tensorflow-serving-api>=2.16,<2.22"],
     },
     entry_points={"console_scripts": CONSOLE_SCRIPTS},

@@ -14,6 +14,9 @@ PNG shows the decoded images without resampling.
   anomaly          histograms of per-example ELBO, in-distribution vs other,
                    AUROC in the title
   classes          one row of decoded prior samples per class (cvae only)
+
+`projector` is no picture: it writes TensorBoard projector files (posterior
+means, sprite, labels; see `tfvae.projector`) into a directory.
 """
 import glob
 import io
@@ -31,10 +34,11 @@ from tfvae import errors
 from tfvae import evaluation
 from tfvae import files
 from tfvae import images as images_lib
+from tfvae import projector as projector_lib
 from tfvae import runs
 
 KINDS = ("manifold", "latent", "reconstructions", "samples", "interpolation",
-         "curves", "anomaly", "classes")
+         "curves", "anomaly", "classes", "projector")
 CURVE_METRICS = ("elbo", "rate", "distortion")
 _TITLE_PIXELS = 40
 _MARGIN_PIXELS = 8
@@ -223,6 +227,23 @@ def latent(model, images, max_points=5000):
   axes.legend(markerscale=4, fontsize=7, loc="best")
   figure.tight_layout()
   return figure
+
+
+def projector(model, images, directory):
+  """Writes TensorBoard projector files of the images' posterior means.
+
+  Args:
+    model: A `trained.TrainedModel` opened for scoring.
+    images: An `evaluation.Images` (labels, where it has them, become the
+      metadata).
+    directory: The log directory to write into.
+
+  Returns:
+    The projector config's path.
+  """
+  means = posterior_means(model, images)
+  return projector_lib.write(directory, means, images.images, images.labels,
+                             images.class_names)
 
 
 def reconstructions(model, images, count=16):

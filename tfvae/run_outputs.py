@@ -6,6 +6,9 @@
   summaries/train/   TensorBoard scalars of training (`SummaryWriters`)
   summaries/eval/    TensorBoard scalars of evaluation and the pictures
   pictures/          PNGs of samples and reconstructions (`write_pictures`)
+  summaries/eval/plugins/org_tensorflow_tensorboard_projector/
+                     TensorBoard projector files of the test split's latent
+                     embeddings, at the end of training (`write_projector`)
 
 The layout itself (the paths) is `runs`'.
 """
@@ -22,6 +25,7 @@ from tfvae import files
 from tfvae import images as images_lib
 from tfvae import input_pipeline
 from tfvae import models
+from tfvae import projector
 from tfvae import runs
 
 # Prior samples drawn per picture of an unconditional model.
@@ -29,6 +33,8 @@ NUM_PICTURE_SAMPLES = 64
 # Rows of the sample picture of a conditional model: one per class.
 _SAMPLES_PER_CLASS = 8
 _NUM_RECONSTRUCTIONS = 16
+# Test images whose posterior means the projector shows.
+NUM_PROJECTOR_POINTS = 1000
 
 
 def read_metrics(run_dir):
@@ -226,3 +232,25 @@ def _write_png(path, grid):
     images_lib.write_png(path, grid)
   except OSError as e:
     raise runs.write_error(path, e) from None
+
+
+def projector_dir(run_dir):
+  """Where training writes the projector files: the eval run's assets."""
+  return os.path.join(runs.summaries_dir(run_dir, "eval"),
+                      projector.ASSETS_DIR)
+
+
+def write_projector(run_dir, model, test_split, class_names=None,
+                    count=NUM_PROJECTOR_POINTS):
+  """Writes the latent embeddings of the first `count` test images for
+  TensorBoard's projector (`projector.write`) into `projector_dir`.
+
+  Returns:
+    The projector config's path.
+  """
+  images = test_split.images[:count]
+  labels = None if test_split.labels is None else test_split.labels[:count]
+  means = projector.posterior_means(
+      model, input_pipeline.scale(images).numpy(), labels)
+  return projector.write(projector_dir(run_dir), means, images, labels,
+                         class_names)

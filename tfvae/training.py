@@ -354,6 +354,9 @@ class Trainer:
     writers.write_eval(step, test, sample_grid, recon_grid)
     record = run_outputs.epoch_record(epoch, step, train, test, speed)
     run_outputs.append_metrics(self.run_dir, record)
+    if epoch == self.config.epochs:
+      run_outputs.write_projector(self.run_dir, self.model, self.test_split,
+                                  self.dataset.class_names)
     logging.info("epoch %d: %s", epoch, ", ".join(
         f"{name} {value:.3f}" for name, value in test.items()))
     return record

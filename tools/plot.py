@@ -16,6 +16,10 @@ Kinds:
                    (uniform noise by default), AUROC in the title
   classes          one row of --count samples per class (cvae runs and
                    exports only; the same z in each column)
+  projector        TensorBoard projector files of the posterior means of
+                   --max_examples images (sprite, labels): --out is a log
+                   directory (default for a run: the assets of its
+                   summaries/eval, shown by tensorboard --logdir RUN_DIR)
 """
 from absl import app
 from absl import flags
@@ -24,14 +28,17 @@ from absl import logging
 from tools import _cli
 
 _KINDS = ("manifold", "latent", "reconstructions", "samples",
-          "interpolation", "curves", "anomaly", "classes")
+          "interpolation", "curves", "anomaly", "classes", "projector")
 
 flags.DEFINE_string("model", None,
                     "A run directory (its newest intact checkpoint) or a "
                     "SavedModel export (a version directory, or the parent "
                     "of numbered versions: the highest is used).")
 flags.DEFINE_string("kind", None, f"What to draw: {', '.join(_KINDS)}.")
-flags.DEFINE_string("out", None, "PNG file to write (atomically).")
+flags.DEFINE_string("out", None,
+                    "PNG file to write (atomically); for --kind=projector "
+                    "a log directory (default for a run directory: the "
+                    "projector assets of its summaries/eval).")
 flags.DEFINE_string("split", "test",
                     "Split the images come from: train or test.")
 flags.DEFINE_string("dataset", None,
@@ -75,9 +82,12 @@ def main(argv):
   from tfvae import evaluation  # pylint: disable=g-import-not-at-top
   from tfvae import input_pipeline  # pylint: disable=g-import-not-at-top
   from tfvae import plots  # pylint: disable=g-import-not-at-top
+  from tfvae import run_outputs  # pylint: disable=g-import-not-at-top
   from tfvae import trained  # pylint: disable=g-import-not-at-top
 
   for flag in ("model", "kind", "out"):
+    if flag == "out" and FLAGS.kind == "projector":
+      continue
     if not FLAGS[flag].value:
       raise errors.TfvaeError(f"--{flag} is required")
   plots.check_kind(FLAGS.kind)
@@ -132,6 +142,16 @@ def main(argv):
     figure = plots.interpolation(model, images(), FLAGS.steps, *pair)
   elif kind == "curves":
     figure = plots.curves(loaded.run_dir)
+  elif kind == "projector":
+    out = FLAGS.out or (run_outputs.projector_dir(loaded.run_dir)
+                        if loaded.run_dir else None)
+    if out is None:
+      raise errors.TfvaeError("--kind=projector of an export needs --out, "
+                              "the log directory to write into")
+    path = plots.projector(model, images(FLAGS.max_examples), out)
+    logging.info("Wrote %s; see it with tensorboard --logdir %s.", path,
+                 loaded.run_dir if not FLAGS.out else out)
+    return
   else:
     inliers = images(FLAGS.max_examples)
     other = FLAGS.other
