@@ -13,6 +13,8 @@ the corruption) import it when `validate` runs.
 """
 import dataclasses
 import json
+import math
+import numbers
 import typing
 from typing import Any, Callable
 
@@ -50,6 +52,51 @@ _NOT_NEGATIVE = Check(lambda value: value >= 0, "must not be negative")
 _POSITIVE_WIDTHS = Check(lambda widths: all(w > 0 for w in widths),
                          "widths must be positive")
 _OPEN_UNIT_INTERVAL = Check(lambda value: 0 < value < 1, "must be in (0, 1)")
+# Every int field is stored and used as an int64 (seeds, step counts).
+_INT64 = Check(lambda value: -2**63 <= value < 2**63,
+               "must fit in a signed 64-bit integer")
+# Every float field: JSON has no inf or NaN, and no rate or weight is one.
+_FINITE = Check(math.isfinite, "must be finite")
+
+
+class FieldTypeError(errors.TfvaeError, TypeError):
+  """A `Config` field was given a value of the wrong type.
+
+  Also a TypeError, so that code reading configs it only informs itself with
+  (an export's provenance) can ignore a bad one as before.
+  """
+
+
+def _type_name(kind, length):
+  """What a value of field type `kind` is called in errors."""
+  if kind is tuple:
+    return f"a list of {length} integers" if length else "a list of integers"
+  return {str: "a string", int: "an integer", float: "a number",
+          bool: "true or false"}[kind]
+
+
+def _has_type(value, kind, length):
+  """Whether `value` (from JSON or Python) is of field type `kind`."""
+  if isinstance(value, bool):
+    return kind is bool
+  if kind is int:
+    return isinstance(value, numbers.Integral)
+  if kind is float:
+    return isinstance(value, numbers.Real)
+  if kind is tuple:
+    return (isinstance(value, (list, tuple))
+            and (length is None or len(value) == length)
+            and all(isinstance(v, numbers.Integral)
+                    and not isinstance(v, bool) for v in value))
+  return isinstance(value, kind)
+
+
+def _as_json(value):
+  """`value` as config.json spells it, for error messages."""
+  try:
+    return json.dumps(value)
+  except (TypeError, ValueError):
+    return repr(value)
 
 
 def _one_of(choices, why=None):
@@ -101,10 +148,11 @@ class _Spec:
   parse: Callable | None = None
   resumable: bool = False
   on_command_line: bool = True
+  length: int | None = None
 
 
 def _field(default, help_text, *, choices=(), check=None, parse=None,
-           resumable=False, on_command_line=True):
+           resumable=False, on_command_line=True, length=None):
   """A `Config` field with its help, choices and checks beside its default.
 
   Args:
@@ -117,9 +165,14 @@ def _field(default, help_text, *, choices=(), check=None, parse=None,
     resumable: Whether the value may differ when a run is resumed: it changes
       how the run is executed or how long it goes on, not what is trained.
     on_command_line: Whether `tfvae-train` has a flag for it.
+    length: For a tuple field, the number of entries it must have.
+
+  The field's type is its annotation in `Config` (str, int, float, bool or
+  tuple of ints, optionally `| None`); `Config` refuses a value of another
+  type when it is built (`FieldTypeError`), before `validate` runs.
   """
   spec = _Spec(help_text, tuple(choices), check, parse, resumable,
-               on_command_line)
+               on_command_line, length)
   return dataclasses.field(default=default, metadata={_SPEC: spec})
 
 
@@ -213,11 +266,11 @@ class Config:
       False, "Compile the loss and gradients with XLA (jit_compile).",
       resumable=True)
   log_every_steps: int = _field(200, "Steps between progress lines.",
-                                resumable=True)
+                                check=_POSITIVE, resumable=True)
   cpu_devices: int = _field(
       0, "Split the CPU into this many logical devices (for "
       "--strategy=mirrored without GPUs); 0 leaves it alone.",
-      resumable=True)
+      check=_NOT_NEGATIVE, resumable=True)
   # The model family's fields (issue 6).
   free_bits: float = _field(
       0.0, "Free bits (vae, cvae): nats per latent dimension and example "
@@ -248,12 +301,32 @@ class Config:
       "norm of the encoder Jacobian.", check=_NOT_NEGATIVE)
   image_shape: tuple | None = _field(
       None, "(H, W, C) of the data, filled in from the data set.",
-      on_command_line=False)
+      on_command_line=False, length=3)
 
   def __post_init__(self):
-    self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
-    if self.image_shape is not None:
-      self.image_shape = tuple(int(d) for d in self.image_shape)
+    """Checks every field's type; converts lists to tuples, ints to floats.
+
+    Raises:
+      FieldTypeError: Naming the first field whose value has another type
+        than declared ("FIELD: expected an integer, found "2"").
+    """
+    for f in dataclasses.fields(self):
+      value = getattr(self, f.name)
+      types = typing.get_args(f.type) or (f.type,)
+      kind = _without_none(f.type)
+      length = f.metadata[_SPEC].length
+      if value is None and type(None) in types:
+        continue
+      if not _has_type(value, kind, length):
+        expected = _type_name(kind, length)
+        if type(None) in types:
+          expected += " or null"
+        raise FieldTypeError(
+            f"{f.name}: expected {expected}, found {_as_json(value)}")
+      if kind is tuple:
+        setattr(self, f.name, tuple(int(v) for v in value))
+      elif kind in (int, float):
+        setattr(self, f.name, kind(value))
 
   @property
   def hidden_activation(self):
@@ -269,14 +342,17 @@ class Config:
       errors.TfvaeError: Naming the first bad field as its flag,
         "--FLAG=VALUE: why".
     """
-    specs = [(f.name, f.metadata[_SPEC]) for f in dataclasses.fields(self)]
-    for name, spec in specs:
+    specs = [(f.name, f.metadata[_SPEC], _without_none(f.type))
+             for f in dataclasses.fields(self)]
+    for name, spec, kind in specs:
       value = getattr(self, name)
-      if spec.check is not None and not spec.check.ok(value):
-        why = spec.check.why() if callable(spec.check.why) else \
-            spec.check.why
-        raise errors.TfvaeError(f"--{name}={value!r}: {why}")
-    for _, spec in specs:
+      checks = [] if value is None else {int: [_INT64],
+                                         float: [_FINITE]}.get(kind, [])
+      for check in [*checks, spec.check]:
+        if check is not None and not check.ok(value):
+          why = check.why() if callable(check.why) else check.why
+          raise errors.TfvaeError(f"--{name}={value!r}: {why}")
+    for _, spec, _ in specs:
       if spec.parse is not None:
         spec.parse(self)
 
@@ -298,14 +374,23 @@ class Config:
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in d.items() if k in known})
 
-  def differences(self, other, ignore=None):
+  def effective(self):
+    """A copy with each value that stands for a default made explicit: the
+    activation the network actually uses (`hidden_activation`)."""
+    return self.replace(activation=self.hidden_activation)
+
+  def differences(self, other, ignore=None, effective=True):
     """Names of fields whose values differ, except those in `ignore`.
 
     Args:
       other: Another `Config`.
       ignore: Field names to leave out; None: `RESUMABLE_FIELDS`.
+      effective: Compare the values in effect (`effective()`): an MLP's
+        activation None and "tanh" are then the same.
     """
     ignore = RESUMABLE_FIELDS if ignore is None else ignore
+    if effective:
+      self, other = self.effective(), other.effective()  # pylint: disable=self-cls-assignment
     a, b = self.to_dict(), other.to_dict()
     return sorted(k for k in a if k not in ignore and a[k] != b.get(k))
 
@@ -354,13 +439,21 @@ RESUMABLE_FIELDS = frozenset(f.name for f in fields() if f.resumable)
 
 def save(config, path):
   """Writes `config` as JSON to `path` atomically (temp file + rename)."""
+  # allow_nan=False: inf and NaN are not JSON (`validate` refuses them).
+  text = json.dumps(config.to_dict(), indent=2, sort_keys=True,
+                    allow_nan=False)
   with files.atomic_open(path, "w") as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
-    f.write("\n")
+    f.write(text + "\n")
 
 
 def load(path):
-  """Reads a Config saved by `save`.
+  """Reads a Config saved by `save`, checking each field's type and value.
+
+  Every program that reads a run (resuming tfvae-train, tfvae-export, and
+  open_model's users) reads its config here, so a hand-edited config.json
+  with a value of the wrong type (`"latent_dim": "2"`, `"hidden_sizes":
+  "512"`) or out of range (an unknown model, `"learning_rate": Infinity`)
+  is refused in one line naming the file and the field.
 
   Raises:
     errors.RunDirError: If the file is missing or not a valid config.
@@ -377,6 +470,14 @@ def load(path):
     raise errors.RunDirError(f"{path}: not a valid tfvae config: expected a "
                              "JSON object")
   try:
-    return Config.from_dict(d)
+    config = Config.from_dict(d)
+  except FieldTypeError as e:
+    raise errors.RunDirError(f"{path}: {e}") from None
   except (TypeError, ValueError) as e:
     raise errors.RunDirError(f"{path}: not a valid tfvae config: {e}") from None
+  try:
+    config.validate()
+  except errors.TfvaeError as e:
+    # validate names flags ("--latent_dim=0: ..."); here the field is at fault.
+    raise errors.RunDirError(f"{path}: {str(e).removeprefix('--')}") from None
+  return config

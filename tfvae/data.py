@@ -8,6 +8,7 @@ with them is raised as `errors.DataError`, one line that names the file and
 what is wrong.
 """
 import dataclasses
+import hashlib
 import os
 import zipfile
 import zlib
@@ -94,6 +95,21 @@ class Dataset:
           f"{self.name} has no split {name!r}; valid splits: "
           f"{', '.join(_SPLIT_NAMES)}")
     return getattr(self, name)
+
+
+def fingerprint(dataset):
+  """The SHA-256 (hex) of a data set's arrays, as tfvae read them.
+
+  It names the data, not its files: the same images and labels give the
+  same fingerprint from IDX files, their .gz or an .npz.
+  """
+  digest = hashlib.sha256()
+  for split in (dataset.train, dataset.test):
+    for array in split:
+      array = np.ascontiguousarray(array)
+      digest.update(f"{array.dtype.str}{array.shape}".encode())
+      digest.update(array.data)
+  return digest.hexdigest()
 
 
 def check_name(name):
@@ -283,11 +299,15 @@ def load(name, data_dir=None):
       but not all files in `data_dir` or $TFVAE_DATA_DIR; malformed files.
   """
   check_name(name)
+  # A directory the user named is where they mean the data to come from:
+  # looking elsewhere would train on data they did not ask for.
   locations = _locations(name, data_dir)
-  for base, explicit in _bases(name, data_dir):
-    if explicit and not os.path.isdir(base):
-      logging.warning("%s data directory %s does not exist; looking further.",
-                      name, base)
+  for named, given in (("--data_dir", data_dir),
+                       ("$TFVAE_DATA_DIR", os.environ.get("TFVAE_DATA_DIR"))):
+    if given and not os.path.isdir(os.path.expanduser(given)):
+      raise errors.DataError(
+          f"{named}={given}: no such directory ({name} data is looked for "
+          f"in {', '.join(d for d, _ in locations)}); {_how_to_get(name)}")
   incomplete = []
   for directory, explicit in locations:
     kind, found = _find_files(directory, name)

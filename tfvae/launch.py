@@ -6,6 +6,7 @@ optimizer, and hands them to `training.Trainer`, or, for
 --strategy=multi_worker, to `distribute.run`. This module sits above both:
 it imports `training` and `distribute`; neither imports it.
 """
+import json
 import os
 
 from absl import logging
@@ -15,6 +16,7 @@ from tfvae import config as config_lib
 from tfvae import data
 from tfvae import distribute
 from tfvae import errors
+from tfvae import files
 from tfvae import kinds
 from tfvae import optimizers
 from tfvae import runs
@@ -22,6 +24,9 @@ from tfvae import training
 
 STRATEGIES = config_lib.STRATEGIES
 OPTIMIZERS = config_lib.OPTIMIZERS
+# RUN_DIR/data.json: the identity of the data a run was trained on (see
+# `check_data_identity`).
+DATA_RECORD = "data.json"
 
 
 def configure_cpu_devices(count):
@@ -118,9 +123,16 @@ def resolve_config(run_dir, requested, explicit=None):
     The config to train with.
 
   Raises:
-    errors.RunDirError: If an explicitly set field that defines the model,
-      data or optimisation differs from the saved run's, naming each.
+    errors.RunDirError: If `run_dir` cannot be a run directory (empty, a
+      file, in a place that cannot be written), or an explicitly set field
+      that defines the model, data or optimisation differs in effect from
+      the saved run's, naming each.
   """
+  if not run_dir:
+    raise errors.RunDirError("--run_dir='': must name a directory")
+  problem = files.unwritable_reason(run_dir, directory=True)
+  if problem:
+    raise errors.RunDirError(f"--run_dir={run_dir}: {problem}")
   path = runs.config_path(run_dir)
   if not os.path.exists(path):
     found = runs.found_checkpoints(runs.ckpt_dir(run_dir))
@@ -142,7 +154,10 @@ def resolve_config(run_dir, requested, explicit=None):
     raise errors.RunDirError(
         f"{run_dir} was trained with other settings: {details}; use a new "
         "--run_dir or drop these flags to resume")
-  return merged
+  # Values equal in effect (--activation=tanh for an MLP run saved with
+  # None) keep the run's spelling, so that its config.json stays as it was.
+  same = merged.differences(saved, effective=False)
+  return merged.replace(**{f: getattr(saved, f) for f in same})
 
 
 def _flag_value(value):
@@ -153,6 +168,11 @@ def _flag_value(value):
 
 def _fit_to_data(config, run_dir, dataset):
   """`config` with the data set's image shape; checks the run's data."""
+  for split in ("train", "test"):
+    if not len(dataset.split(split).labels):  # pylint: disable=g-explicit-length-test
+      raise errors.DataError(
+          f"{dataset.source}: the {split} split holds no images; tfvae needs "
+          f"both splits (the test split for test_elbo)")
   if config.image_shape is not None and \
      tuple(config.image_shape) != tuple(dataset.image_shape):
     raise errors.RunDirError(
@@ -167,7 +187,66 @@ def _fit_to_data(config, run_dir, dataset):
   return config
 
 
-def run(config, run_dir, explicit=None, dataset=None):
+def check_data_identity(run_dir, dataset, allow_change=False):
+  """Checks that a resumed run goes on with the data it was trained on.
+
+  Exact resumption replays the data order of the run's seed, which means
+  nothing on other data; a different --data_dir (another copy or version of
+  the files) would go unnoticed, so a run records what it read in
+  RUN_DIR/data.json: the data set's name, source and a SHA-256 of the
+  arrays (`data.fingerprint`).
+
+  Args:
+    run_dir: The run directory.
+    dataset: The `data.Dataset` about to be trained on.
+    allow_change: Resume on other data anyway (--allow_data_change).
+
+  Returns:
+    The record of `dataset`, for `record_data_identity`.
+
+  Raises:
+    errors.RunDirError: If the run records other data (and not
+      `allow_change`), or its record cannot be read.
+  """
+  record = {"dataset": dataset.name, "source": dataset.source,
+            "sha256": data.fingerprint(dataset),
+            "train_examples": len(dataset.train.labels),
+            "test_examples": len(dataset.test.labels)}
+  path = os.path.join(run_dir, DATA_RECORD)
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except FileNotFoundError:
+    return record  # a new run, or one from before data.json
+  except (OSError, ValueError) as e:
+    raise errors.RunDirError(f"{path}: not a valid data record: {e}") from None
+  if not isinstance(saved, dict) or not isinstance(saved.get("sha256"), str):
+    raise errors.RunDirError(f"{path}: not a valid data record: expected a "
+                             "JSON object with a \"sha256\" string")
+  if saved["sha256"] != record["sha256"]:
+    if not allow_change:
+      raise errors.RunDirError(
+          f"{run_dir} was trained on other data: {dataset.source} "
+          f"({record['train_examples']} train, {record['test_examples']} "
+          f"test images, sha256 {record['sha256'][:12]}) is not "
+          f"{saved.get('source')} ({saved.get('train_examples')} train, "
+          f"{saved.get('test_examples')} test images, sha256 "
+          f"{saved['sha256'][:12]}); pass --allow_data_change to resume on "
+          "it anyway, or use a new --run_dir")
+    logging.warning("Resuming %s on other data than it was trained on (%s, "
+                    "not %s): --allow_data_change.", run_dir, dataset.source,
+                    saved.get("source"))
+  return record
+
+
+def record_data_identity(run_dir, record):
+  """Writes RUN_DIR/data.json (see `check_data_identity`) atomically."""
+  with files.atomic_open(os.path.join(run_dir, DATA_RECORD), "w") as f:
+    json.dump(record, f, indent=2, sort_keys=True)
+    f.write("\n")
+
+
+def run(config, run_dir, explicit=None, dataset=None, allow_data_change=False):
   """Trains (or resumes) the run `config` describes in `run_dir`.
 
   Args:
@@ -175,6 +254,8 @@ def run(config, run_dir, explicit=None, dataset=None):
     run_dir: The run directory (created if missing).
     explicit: Fields set explicitly by the user (see `resolve_config`).
     dataset: A `data.Dataset` to use instead of loading `config.dataset`.
+    allow_data_change: Resume on other data than the run recorded (see
+      `check_data_identity`).
 
   Returns:
     (trainer, records): the Trainer and the metric records of this call.
@@ -184,6 +265,7 @@ def run(config, run_dir, explicit=None, dataset=None):
   if dataset is None:
     dataset = data.load(config.dataset, config.data_dir)
   config = _fit_to_data(config, run_dir, dataset)
+  data_record = check_data_identity(run_dir, dataset, allow_data_change)
   strategy = make_strategy(config.strategy)
   # One trainer per run directory: its lock is held until training ends
   # (or the process dies). Of a cluster, only the chief writes (and locks)
@@ -194,14 +276,15 @@ def run(config, run_dir, explicit=None, dataset=None):
   try:
     if writes_run_dir:
       runs.clean_leftovers(run_dir)
-    return _train(config, run_dir, dataset, strategy)
+    return _train(config, run_dir, dataset, strategy, data_record)
   finally:
     if lock is not None:
       lock.close()
 
 
-def _train(config, run_dir, dataset, strategy):
-  """`run`'s training, with the run directory locked."""
+def _train(config, run_dir, dataset, strategy, data_record):
+  """`run`'s training, with the run directory locked; `data_record` is the
+  data's identity (`check_data_identity`), recorded for later resumes."""
   if config.strategy == distribute.STRATEGY:
     return distribute.run(
         config, run_dir, strategy,
@@ -210,6 +293,7 @@ def _train(config, run_dir, dataset, strategy):
             trainer_class=distribute.MultiWorkerTrainer))
   trainer = build_trainer(config, run_dir, dataset, strategy)
   runs.save_config(run_dir, config)
+  record_data_identity(run_dir, data_record)
   logging.info("Training %s (%s, latent %d, %s) on %s from %s: %d steps per "
                "epoch, %d replica(s).", config.model, config.network,
                config.latent_dim, config.likelihood, config.dataset,

@@ -20,6 +20,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from tfvae import errors
+from tfvae import files
 from tools import _cli
 
 # Executed on first use, so that --help starts no TensorFlow.
@@ -52,9 +54,21 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  path = export.export_run(FLAGS.run_dir, FLAGS.export_dir,
-                           checkpoint=FLAGS.checkpoint, version=FLAGS.version,
-                           part=FLAGS.part)
+  for name in ("run_dir", "export_dir"):
+    if not FLAGS[name].value:
+      raise errors.TfvaeError(f"--{name}='': must name a directory")
+  # Refused before the run is read or anything is created.
+  problem = files.unwritable_reason(FLAGS.export_dir, directory=True)
+  if problem:
+    raise errors.TfvaeError(f"--export_dir={FLAGS.export_dir}: {problem}")
+  try:
+    path = export.export_run(FLAGS.run_dir, FLAGS.export_dir,
+                             checkpoint=FLAGS.checkpoint,
+                             version=FLAGS.version, part=FLAGS.part)
+  except OSError as e:  # e.g. the disk filled up; publish removed its files
+    raise errors.TfvaeError(
+        f"--export_dir={FLAGS.export_dir}: could not write "
+        f"{e.filename or FLAGS.export_dir}: {e.strerror or e}") from None
   logging.info("Exported %s", path)
   print(path)
 

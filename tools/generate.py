@@ -23,6 +23,7 @@ from absl import flags
 from absl import logging
 
 from tfvae import errors
+from tfvae import files
 from tools import _cli
 
 # Executed on first use, so that --help starts no TensorFlow.
@@ -80,6 +81,11 @@ def main(argv):
                             "file")
   if FLAGS.columns is not None and FLAGS.columns < 1:
     raise errors.TfvaeError(f"--columns={FLAGS.columns}: must be positive")
+  # Refused before the model is loaded: no picture without its .npy.
+  for name in ("out", "out_npy"):
+    problem = FLAGS[name].value and files.unwritable_reason(FLAGS[name].value)
+    if problem:
+      raise errors.TfvaeError(f"--{name}={FLAGS[name].value}: {problem}")
   if not chosen:
     seeds = generation.sample_seeds(FLAGS.seed, FLAGS.num)
   generator = generation.load(FLAGS.model)
@@ -106,9 +112,13 @@ def main(argv):
     columns = columns or FLAGS.grid
   else:
     pictures, _ = generator.generate(seeds, label)
-  if FLAGS.out_npy is not None:
-    generation.save_npy(FLAGS.out_npy, pictures)
-  images.write_png(FLAGS.out, images.grid(pictures, columns=columns))
+  try:
+    if FLAGS.out_npy is not None:
+      generation.save_npy(FLAGS.out_npy, pictures)
+    images.write_png(FLAGS.out, images.grid(pictures, columns=columns))
+  except OSError as e:  # atomic writes: no file is left half-written
+    raise errors.TfvaeError(f"could not write {e.filename or FLAGS.out}: "
+                            f"{e.strerror or e}") from None
   logging.info("Wrote %d images from %s to %s%s", len(pictures),
                generator.source, FLAGS.out,
                f" and {FLAGS.out_npy}" if FLAGS.out_npy else "")

@@ -57,6 +57,10 @@ flags.DEFINE_enum("preset", None, presets.names(),
 flags.DEFINE_string("run_dir", "checkpoints/run",
                     "Run directory: config, checkpoints, summaries, metrics "
                     "and pictures (see WORKSPACE.md).")
+flags.DEFINE_bool("allow_data_change", False,
+                  "Resume a run on other data than it was trained on (the "
+                  "run records a SHA-256 of its data in RUN_DIR/data.json "
+                  "and otherwise refuses).")
 flags.DEFINE_list("worker_hosts", [],
                   "With --strategy=multi_worker: comma-separated host:port "
                   "of every worker, the same list on each (worker 0 is the "
@@ -107,7 +111,8 @@ def main(argv):
   config = config_lib.Config(**fields)
   training.stop_on_signals()
   try:
-    launch.run(config, FLAGS.run_dir, explicit=explicit)
+    launch.run(config, FLAGS.run_dir, explicit=explicit,
+               allow_data_change=FLAGS.allow_data_change)
   except training.Interrupted as e:
     sys.stderr.write(f"{os.path.basename(sys.argv[0]) or 'tfvae-train'}: "
                      f"{e}\n")

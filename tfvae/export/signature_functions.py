@@ -38,6 +38,15 @@ PART_SIGNATURES = {
 # What a deterministic autoencoder exports (part full only).
 AUTOENCODER_SIGNATURES = ("decode", "encode", "reconstruct")
 DEFAULT_SIGNATURE = "serving_default"
+# The most samples one call of a signature may decode: the seeds of
+# `generate`, num_samples * batch of `log_importance_weights`. An export may
+# serve requests nobody vetted, and a few bytes of request (a scalar
+# num_samples) would otherwise make it allocate without bound; each sample
+# holds the decoder's activations (some thousand floats for an MLP, some
+# 25,000 for the conv net), so a call stays within a few GB. Enforced inside
+# the exported graph, so it holds wherever the SavedModel is served;
+# evaluation's chunks (chunk_size * batch_size, 10^4 by default) stay below.
+MAX_SAMPLES_PER_CALL = 2**16
 
 Capabilities = collections.namedtuple("Capabilities",
                                       ["can_generate", "conditional"])
@@ -79,7 +88,8 @@ def generator_functions(decode_fn, latent_size, label_spec=None):
       Bernoulli decoders), plus the likelihood's parameters where known.
     generate(seed: int64 [None]) -> {"images": float32 [None, H, W, C],
       "z": float32 [None, latent_size]}: z ~ N(0, I) drawn per seed entry
-      (see `rng.prior_latents`) and decoded to its mean.
+      (see `rng.prior_latents`) and decoded to its mean; at most
+      `MAX_SAMPLES_PER_CALL` seeds, else InvalidArgumentError naming it.
 
   Args:
     decode_fn: Python callable z -> dict of Tensors, with "mean"; with
@@ -101,10 +111,27 @@ def generator_functions(decode_fn, latent_size, label_spec=None):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="seed"),
                                 *labels])
   def generate(seed, label=None):
+    seed = _within_cap(seed, tf.size(seed, out_type=tf.int64),
+                       "generate: the batch of seeds")
     z = rng.prior_latents(seed, latent_size)
     return {"images": _call(decode_fn, z, label)["mean"], "z": z}
 
   return decode, generate
+
+
+def _within_cap(value, samples, what):
+  """`value`, after an assertion that `samples` <= MAX_SAMPLES_PER_CALL.
+
+  The message names the cap; the assertion runs before anything that
+  depends on `value`, so a refused call allocates nothing for its samples.
+  """
+  check = tf.debugging.assert_less_equal(
+      samples, tf.constant(MAX_SAMPLES_PER_CALL, tf.int64),
+      message=f"{what} exceeds MAX_SAMPLES_PER_CALL = {MAX_SAMPLES_PER_CALL} "
+      "samples per call (tfvae's cap on what one request may allocate); "
+      "split the request")
+  with tf.control_dependencies([check]):
+    return tf.identity(value)
 
 
 def _call(fn, value, label):
@@ -144,7 +171,8 @@ def export_module(model, part="full"):
     decode(z [B, D]) -> "mean" [B, H, W, C] and the likelihood's parameters
       ("logits", or "loc" and "scale"), from `model.decoder.outputs`.
     generate(seed int64 [B]) -> "images" [B, H, W, C], "z" [B, D]: one
-      prior sample per seed entry (`rng.prior_latents`), decoded to its mean.
+      prior sample per seed entry (`rng.prior_latents`), decoded to its mean;
+      B <= MAX_SAMPLES_PER_CALL, else InvalidArgumentError naming the cap.
     encode(x [B, H, W, C]) -> "loc", "scale" [B, D] of q(z | x).
     encode_sample(x [B, H, W, C], seed int64 [B] or [1]) -> "z", "loc",
       "scale" [B, D]: z = loc + scale * eps, eps = per_example_normal(seed,
@@ -159,7 +187,8 @@ def export_module(model, part="full"):
     log_importance_weights(x [B, H, W, C], seed int64 [], num_samples int32
       []) -> "log_weights" [num_samples, B]: log p(x, z_i) - log q(z_i | x)
       with z_i = loc + scale * eps_i, eps = stateless_normal([num_samples,
-      B, D], seed=[seed, IMPORTANCE_STREAM]).
+      B, D], seed=[seed, IMPORTANCE_STREAM]); num_samples * B <=
+      MAX_SAMPLES_PER_CALL, else InvalidArgumentError naming the cap.
 
   A `models.CVAE` gets the same signatures with a last int64 input `label`
   [B] (class indices in [0, num_classes); out-of-range labels raise
@@ -330,6 +359,10 @@ def _importance_noise(x, seed, num_samples, latent_size):
       num_samples, message="num_samples must be positive")
   with tf.control_dependencies([check]):
     num_samples = tf.identity(num_samples)
+  num_samples = _within_cap(
+      num_samples, tf.cast(num_samples, tf.int64) * tf.cast(
+          tf.shape(x, out_type=tf.int64)[0], tf.int64),
+      "log_importance_weights: num_samples * batch")
   noise = rng.batch_importance_noise(seed, num_samples, tf.shape(x)[0],
                                      latent_size)
   return num_samples, noise
