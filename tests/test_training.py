@@ -42,13 +42,56 @@ def _metrics(run_dir):
     return [json.loads(line) for line in f]
 
 
+def _events(run_dir, which):
+  """{tag: [(step, value)]} of RUN_DIR/summaries/WHICH, in order written.
+
+  Scalars give their value, images their decoded pixels [H, W] (0..255).
+  """
+  events = {}
+  paths = sorted(glob.glob(os.path.join(run_dir, "summaries", which,
+                                        "events.*")))
+  for path in paths:
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        array = tf.make_ndarray(value.tensor)
+        if array.ndim:  # an image summary: width, height, PNG bytes
+          array = tf.io.decode_png(array[2]).numpy()[..., 0].astype(
+              np.float64)
+        else:
+          array = float(array)
+        events.setdefault(value.tag, []).append((event.step, array))
+  return events
+
+
+def _sigmoid(logits):
+  return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+
+
+def _tiles(images, columns):
+  """Images [N, H, W] in [0, 1] tiled with 1-pixel white gaps, as 0..255."""
+  n, height, width = images.shape
+  rows = -(-n // columns)
+  out = np.ones((rows * (height + 1) - 1, columns * (width + 1) - 1))
+  for i, image in enumerate(images):
+    r, c = divmod(i, columns)
+    out[r * (height + 1):r * (height + 1) + height,
+        c * (width + 1):c * (width + 1) + width] = image
+  return np.round(out * 255)
+
+
+def _png(path):
+  with open(path, "rb") as f:
+    return tf.io.decode_png(f.read()).numpy()[..., 0].astype(np.float64)
+
+
 class TrainingTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_writes_the_documented_run_directory(self):
     run_dir = self.create_tempdir().full_path
     trainer, records = _train(run_dir, epochs=2)
     self.assertLen(records, 2)
-    for key in ("epoch", "step", "train_elbo", "test_elbo", "test_rate",
+    for key in ("epoch", "step", "train_loss", "train_elbo", "train_rate",
+                "train_distortion", "test_elbo", "test_rate",
                 "test_distortion", "examples_per_sec", "wall_time"):
       self.assertIn(key, records[0])
     self.assertEqual([r["epoch"] for r in _metrics(run_dir)], [1, 2])
@@ -59,13 +102,44 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
     saved = tfvae.config.load(runs.config_path(run_dir))
     self.assertEqual(saved.image_shape, (28, 28, 1))
     self.assertEqual(saved.hidden_sizes, (32,))
-    self.assertTrue(glob.glob(os.path.join(run_dir, "summaries", "train",
-                                           "events.*")))
-    self.assertTrue(glob.glob(os.path.join(run_dir, "summaries", "eval",
-                                           "events.*")))
-    self.assertTrue(os.path.exists(os.path.join(
-        run_dir, "pictures", "samples_epoch_002.png")))
     self.assertEqual(int(trainer.step), 16)
+
+    train_events = _events(run_dir, "train")
+    for name in ("train_loss", "train_elbo", "train_rate", "train_distortion",
+                 "examples_per_sec"):
+      self.assertEqual([step for step, _ in train_events[name]], [8, 16],
+                       name)
+      self.assertAllClose([value for _, value in train_events[name]],
+                          [r[name] for r in records], rtol=1e-6, msg=name)
+    self.assertIn("loss", train_events)
+    eval_events = _events(run_dir, "eval")
+    for name in ("test_elbo", "test_rate", "test_distortion"):
+      self.assertEqual([step for step, _ in eval_events[name]], [8, 16])
+      self.assertAllClose([value for _, value in eval_events[name]],
+                          [r[name] for r in records], rtol=1e-6, msg=name)
+
+    # The pictures of the last epoch, against the decoder at the known z:
+    # 64 prior samples from (seed, 7) in rows of 8, and the first 16 test
+    # images above their posterior-mean reconstructions.
+    z = tf.random.stateless_normal([64, 2], [0, 7], alg="philox")
+    samples = _sigmoid(trainer.model.decoder.net(z).numpy())
+    test_images = _small_data().test.images[:16]
+    x = tf.constant(test_images.reshape(16, -1), tf.float32) / 255.0
+    loc = np.split(trainer.model.encoder.net(x).numpy(), 2, axis=-1)[0]
+    recon = _sigmoid(trainer.model.decoder.net(tf.constant(loc)).numpy())
+    want_samples = _tiles(samples.reshape(64, 28, 28), 8)
+    want_recon = _tiles(np.concatenate(
+        [test_images.reshape(16, 28, 28) / 255.0, recon.reshape(16, 28, 28)]),
+                        16)
+    pictures = os.path.join(run_dir, "pictures")
+    for name, want in (("samples", want_samples),
+                       ("reconstructions", want_recon)):
+      got = _png(os.path.join(pictures, f"{name}_epoch_002.png"))
+      self.assertEqual(got.shape, want.shape)
+      # float32 network outputs against float64: a pixel may round apart.
+      self.assertLessEqual(np.max(np.abs(got - want)), 1, name)
+      self.assertEqual([step for step, _ in eval_events[name]], [8, 16])
+      self.assertAllEqual(eval_events[name][-1][1], got, name)
 
   def test_test_elbo_is_the_mean_of_the_model_elbo(self):
     run_dir = self.create_tempdir().full_path
