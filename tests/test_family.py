@@ -15,6 +15,7 @@ from tfvae import autoencoders
 from tfvae import config as config_lib
 from tfvae import denoising
 from tfvae import errors
+from tfvae import export
 from tfvae import idx
 from tfvae import input_pipeline
 from tfvae import kinds
@@ -361,7 +362,7 @@ class ConditionalTest(tf.test.TestCase):
 
   def test_samples_drawn_with_a_label_are_classified_as_that_label(self):
     dataset = _small(num_train=4096, num_test=256)
-    trainer, records = launch.run(
+    trainer, _ = launch.run(
         _config(model="cvae", epochs=4, batch_size=64, hidden_sizes=(128,),
                 latent_dim=2, learning_rate=3e-3),
         self.create_tempdir().full_path, dataset=dataset)
@@ -380,7 +381,6 @@ class ConditionalTest(tf.test.TestCase):
     # Measured: 0.70 of the samples (0.86 of real test images); chance 0.1.
     self.assertGreater(test_accuracy, 0.7)
     self.assertGreater(accuracy, 0.5)
-    self.assertLess(records[-1]["test_elbo"], 0)
 
   def test_label_by_index_or_name(self):
     names = _fashion_mnist().class_names
@@ -392,64 +392,6 @@ class ConditionalTest(tf.test.TestCase):
         models.class_label(bad, names)
 
 
-def _autoencoder_module(model):
-  """What an exporter exposes for an autoencoder: encode/decode/reconstruct."""
-  module = tf.Module()
-  module.model = model
-  x_spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name="x")
-
-  @tf.function(input_signature=[x_spec])
-  def encode(x):
-    return {"code": model.encode(x)}
-
-  @tf.function(input_signature=[
-      tf.TensorSpec([None, model.latent_size], tf.float32, name="code")])
-  def decode(code):
-    return dict(model.decode(code))
-
-  @tf.function(input_signature=[x_spec])
-  def reconstruct(x):
-    return {"mean": model.reconstruct(x)}
-
-  module.encode, module.decode, module.reconstruct = encode, decode, reconstruct
-  return module, {"encode": encode, "decode": decode,
-                  "reconstruct": reconstruct}
-
-
-def _cvae_module(model):
-  """What an exporter exposes for a cvae: every signature takes `label`."""
-  module = tf.Module()
-  module.model = model
-  x_spec = tf.TensorSpec([None, *model.image_shape], tf.float32, name="x")
-  label_spec = tf.TensorSpec([None], tf.int64, name="label")
-  z_spec = tf.TensorSpec([None, model.latent_size], tf.float32, name="z")
-
-  @tf.function(input_signature=[x_spec, label_spec])
-  def encode(x, label):
-    q = model.approx_posterior(x, label)
-    return {"loc": q.mean(), "scale": q.stddev()}
-
-  @tf.function(input_signature=[z_spec, label_spec])
-  def decode(z, label):
-    return dict(model.decoder.outputs(z, label))
-
-  @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.int64, name="seed"), label_spec])
-  def generate(seed, label):
-    z = rng.prior_latents(seed, model.latent_size)
-    return {"images": model.decoder.outputs(z, label)["mean"], "z": z}
-
-  @tf.function(input_signature=[x_spec, label_spec])
-  def reconstruct(x, label):
-    return {"mean": models.reconstruction_means(model, x, label)}
-
-  functions = {"encode": encode, "decode": decode, "generate": generate,
-               "reconstruct": reconstruct}
-  for name, fn in functions.items():
-    setattr(module, name, fn)
-  return module, functions
-
-
 class SavedModelTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.parameters(("ae", "mlp"), ("sparse_ae", "conv"),
@@ -457,9 +399,7 @@ class SavedModelTest(tf.test.TestCase, parameterized.TestCase):
                             ("denoising_ae", "conv"))
   def test_autoencoder_round_trip(self, kind, network):
     _, model = _model(kind, network)
-    path = os.path.join(self.create_tempdir().full_path, "1")
-    module, signatures = _autoencoder_module(model)
-    tf.saved_model.save(module, path, signatures=signatures)
+    path = export.export_model(model, self.create_tempdir().full_path)
     loaded = tf.saved_model.load(path).signatures
     x = input_pipeline.scale(_fashion_mnist().test.images[:3])
     code = model.encode(x)
@@ -485,9 +425,7 @@ class SavedModelTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.parameters("mlp", "conv")
   def test_cvae_round_trip(self, network):
     _, model = _model("cvae", network)
-    path = os.path.join(self.create_tempdir().full_path, "1")
-    module, signatures = _cvae_module(model)
-    tf.saved_model.save(module, path, signatures=signatures)
+    path = export.export_model(model, self.create_tempdir().full_path)
     loaded = tf.saved_model.load(path).signatures
     x = input_pipeline.scale(_fashion_mnist().test.images[:3])
     label = tf.constant([7, 0, 3], tf.int64)
