@@ -10,6 +10,7 @@ step, which with the seed is the run's whole random state (see
 `train_step`), so a run killed at any point and resumed ends with the weights
 of the uninterrupted run.
 """
+import os
 import time
 
 from absl import logging
@@ -111,7 +112,9 @@ class Trainer:
             f"variable {v.name} is not finite at step {int(self.step)}; "
             "not saving a checkpoint")
     self.epoch.assign(int(self.step) // self.steps_per_epoch)
-    return manager.save(checkpoint_number=int(self.step))
+    saved = manager.save(checkpoint_number=int(self.step))
+    _pause_for_tests(int(self.step))
+    return saved
 
   def _resume(self):
     """Restores the run's state; returns the metric records up to its step."""
@@ -241,3 +244,13 @@ def _log_progress(epoch_index, epochs, step, epoch_end, steps_per_epoch,
   logging.info("epoch %d/%d [%s] %3d%% step %d  loss %.2f  %.0f examples/s",
                epoch_index + 1, epochs, bar, 100 * done // steps_per_epoch,
                step, mean[0], speed)
+
+
+def _pause_for_tests(step):
+  """Test hook: with TFVAE_TEST_PAUSE_AT_STEP=N set, once ckpt-N is saved,
+  writes the file named by TFVAE_TEST_PAUSE_MARKER and sleeps, so that a test
+  kills the run at a known point rather than racing it."""
+  if os.environ.get("TFVAE_TEST_PAUSE_AT_STEP") == str(step):
+    with open(os.environ["TFVAE_TEST_PAUSE_MARKER"], "w") as f:
+      f.write(str(step))
+    time.sleep(3600)
