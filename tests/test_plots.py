@@ -25,6 +25,7 @@ from tfvae import objectives
 from tfvae import plots
 from tfvae import runs
 from tfvae import trained
+from tests import util
 
 _RUN = {}
 
@@ -85,8 +86,9 @@ def _tiles(grey):
   return len(row_runs), len(column_runs), row_runs[0], column_runs[0]
 
 
-def _export_module(model):
-  """A tf.Module with the signatures of a tfvae export, for one model."""
+def _foreign_export_module(model):
+  """A tf.Module with the signatures of an export tfvae did not write: other
+  input names and seed shapes, matched by `trained.ExportedModel`."""
   module = tf.Module()
   module.model = model
   shape = list(model.image_shape)
@@ -138,6 +140,19 @@ def _export_module(model):
   for name, function in signatures.items():
     setattr(module, name, function)
   return module, signatures
+
+
+def _numpy_elbo(model, images, eps):
+  """ELBO [B] of an MLP VAE on uint8 images with noise eps [B, D], in
+  float64 numpy from the networks' outputs."""
+  x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+  loc, raw_scale = np.split(model.encoder.net(
+      tf.constant(x, tf.float32)).numpy().astype(np.float64), 2, axis=-1)
+  scale = np.logaddexp(0, raw_scale) + 1e-5
+  z = loc + scale * eps
+  rate = np.sum(0.5 * (scale**2 + loc**2 - 1) - np.log(scale), axis=-1)
+  logits = model.decoder.net(tf.constant(z, tf.float32)).numpy()
+  return -(rate + util.bce(logits, x))
 
 
 class PlotsTest(tf.test.TestCase, parameterized.TestCase):
@@ -280,16 +295,18 @@ class ExportedModelTest(tf.test.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    _, model, _ = runs.restore_model(_RUN["run_dir"])
+    config, model, _ = runs.restore_model(_RUN["run_dir"])
     cls.native = trained.NativeModel(model)
     cls.export_dir = os.path.join(_RUN["root"], "export")
-    module, signatures = _export_module(model)
-    for version in (1, 2):
-      tf.saved_model.save(module, os.path.join(cls.export_dir, str(version)),
-                          signatures=signatures)
+    # Version 1: another model (latent 3); version 2: the run, as
+    # tfvae-export writes it.
+    export_lib.export_model(kinds.build_model(config.replace(latent_dim=3)),
+                            cls.export_dir, version=1)
+    export_lib.export_run(_RUN["run_dir"], cls.export_dir)
     cls.images = _images()
 
   def test_the_highest_version_is_loaded(self):
+    self.assertEqual(export_lib.existing_versions(self.export_dir), [1, 2])
     exported = trained.ExportedModel(self.export_dir)
     self.assertEqual(exported.path, os.path.join(self.export_dir, "2"))
     self.assertEqual(exported.image_shape, (28, 28, 1))
@@ -299,13 +316,18 @@ class ExportedModelTest(tf.test.TestCase):
     exported = trained.ExportedModel(self.export_dir)
     x = self.images.images[:10].astype(np.float32) / 255.0
     for got, expected in zip(exported.encode(x), self.native.encode(x)):
-      self.assertAllClose(expected, got, atol=1e-5)
+      self.assertAllClose(expected, got, rtol=1e-5, atol=1e-6)
     z = self.native.encode(x)[0]
     self.assertAllClose(self.native.decode(z)["mean"],
-                        exported.decode(z)["mean"], atol=1e-5)
+                        exported.decode(z)["mean"], rtol=1e-5, atol=1e-6)
     seeds = np.arange(4, dtype=np.int64)
-    self.assertAllClose(self.native.generate(seeds)[0],
-                        exported.generate(seeds)[0], atol=1e-5)
+    images, z = exported.generate(seeds)
+    # Row i: z from (seed[i], stream 0), whatever the batch.
+    want_z = np.stack([tf.random.stateless_normal([2], [s, 0], alg="philox")
+                       for s in seeds])
+    self.assertAllClose(want_z, z, rtol=1e-6, atol=1e-7)
+    self.assertAllClose(self.native.decode(want_z)["mean"], images,
+                        rtol=1e-5, atol=1e-6)
     self.assertEqual(exported.log_weights(x, 0, 0, 0, 7).shape, (7, 10))
 
   def test_evaluate_through_the_export_agrees_with_the_run(self):
@@ -319,14 +341,43 @@ class ExportedModelTest(tf.test.TestCase):
     for key in ("reconstruction_mse", "reconstruction_bce",
                 "kl_per_dimension", "active_unit_variance", "active_units"):
       self.assertAllClose(expected[key], got[key], rtol=1e-4)
-    # Other noise, the same quantities: equal within Monte Carlo error.
-    for key in ("elbo", "rate", "nll"):
-      self.assertAllClose(expected[key], got[key], atol=3.0)
+    # The rate is the analytic KL: no noise in it.
+    self.assertAllClose(expected["rate"], got["rate"], rtol=1e-5)
+    # The ELBO of each, from its own noise replayed independently: batch b
+    # of 50 draws eps [50, 2] from (0, 2**20 + b) in the run's evaluation,
+    # and one eps [2] for the whole batch from the seed pair
+    # (0 * 1_000_003 + (2**20 + b) * 10_007, 1) through the export.
+    model = self.native.model
+    native_elbo, export_elbo = [], []
+    for b in range(2):
+      batch = images.images[50 * b:50 * (b + 1)]
+      eps = tf.random.stateless_normal([50, 2], [0, 2**20 + b], alg="philox")
+      native_elbo.append(_numpy_elbo(model, batch, eps.numpy()))
+      eps = tf.random.stateless_normal([2], [(2**20 + b) * 10_007, 1],
+                                       alg="philox")
+      export_elbo.append(_numpy_elbo(model, batch, np.tile(eps, [50, 1])))
+    self.assertAllClose(expected["elbo"], np.mean(native_elbo), rtol=1e-5)
+    self.assertAllClose(got["elbo"], np.mean(export_elbo), rtol=1e-5)
+    # Importance sampling with other noise: equal within Monte Carlo error.
+    self.assertAllClose(expected["nll"], got["nll"], atol=3.0)
     self.assertLess(got["elbo"], got["iwae_log_px"])
 
-  def test_a_missing_signature_is_named(self):
+  def test_a_foreign_export_is_used_through_its_signatures(self):
     _, model, _ = runs.restore_model(_RUN["run_dir"])
-    module, signatures = _export_module(model)
+    module, signatures = _foreign_export_module(model)
+    path = os.path.join(self.get_temp_dir(), "foreign", "1")
+    tf.saved_model.save(module, path, signatures=signatures)
+    exported = trained.ExportedModel(os.path.dirname(path))
+    x = self.images.images[:10].astype(np.float32) / 255.0
+    for got, expected in zip(exported.encode(x), self.native.encode(x)):
+      self.assertAllClose(expected, got, rtol=1e-5, atol=1e-6)
+    _, rate, _ = exported.elbo(x, 0, 0)
+    self.assertAllClose(self.native.elbo(x, 0, 0)[1], rate, rtol=1e-5)
+    self.assertEqual(exported.log_weights(x, 0, 0, 0, 7).shape, (7, 10))
+
+  def test_a_foreign_export_missing_a_signature_is_named(self):
+    _, model, _ = runs.restore_model(_RUN["run_dir"])
+    module, signatures = _foreign_export_module(model)
     del signatures["log_importance_weights"]
     path = os.path.join(self.get_temp_dir(), "partial", "1")
     tf.saved_model.save(module, path, signatures=signatures)
