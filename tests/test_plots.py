@@ -142,6 +142,43 @@ def _foreign_export_module(model):
   return module, signatures
 
 
+def _sigmoid(logits):
+  return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+
+
+def _decoded(vae, z):
+  """Pixel means [N, 28, 28] of an MLP VAE's decoder at z, float64."""
+  logits = vae.decoder.net(tf.constant(np.asarray(z), tf.float32)).numpy()
+  return _sigmoid(logits).reshape(len(z), 28, 28)
+
+
+def _codes(vae, images):
+  """Posterior means [N, D] of uint8 images [N, 28, 28, 1], float64."""
+  x = tf.constant(images.reshape(len(images), -1), tf.float32) / 255.0
+  out = vae.encoder.net(x).numpy().astype(np.float64)
+  return out[:, :out.shape[1] // 2]
+
+
+def _prior_z(seeds, latent=2):
+  """z of the prior draws of `seeds`: row i from (seeds[i], 0), philox."""
+  return np.stack([tf.random.stateless_normal([latent], [int(s), 0],
+                                              alg="philox").numpy()
+                   for s in seeds])
+
+
+def _expected_grid(tiles, columns, scale):
+  """What `grid_figure` draws of tiles [N, H, W] in [0, 1]: 1-pixel white
+  gaps, each pixel a scale x scale block, as grey levels 0..255."""
+  n, height, width = tiles.shape
+  rows = -(-n // columns)
+  out = np.ones((rows * (height + 1) - 1, columns * (width + 1) - 1))
+  for i, tile in enumerate(tiles):
+    r, c = divmod(i, columns)
+    out[r * (height + 1):r * (height + 1) + height,
+        c * (width + 1):c * (width + 1) + width] = np.clip(tile, 0, 1)
+  return np.kron(np.round(out * 255), np.ones((scale, scale)))
+
+
 def _numpy_elbo(model, images, eps):
   """ELBO [B] of an MLP VAE on uint8 images with noise eps [B, D], in
   float64 numpy from the networks' outputs."""
@@ -163,7 +200,19 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
     loaded = trained.open_for_scoring(_RUN["run_dir"])
     cls.loaded = loaded
     cls.model = loaded.model
+    cls.vae = runs.restore_model(_RUN["run_dir"])[1]
     cls.images = _images()
+
+  def _assert_grid(self, grey, tiles, columns, scale):
+    """The picture's grid, at its place below the title, is `tiles`."""
+    want = _expected_grid(tiles, columns, scale)
+    top, left = plots._TITLE_PIXELS, plots._MARGIN_PIXELS  # pylint: disable=protected-access
+    got = grey[top:top + want.shape[0], left:left + want.shape[1]]
+    self.assertEqual(got.shape, want.shape)
+    # float32 network outputs against float64: a grey level may round apart.
+    self.assertLessEqual(np.max(np.abs(got - want)), 1.0)
+    # Nothing else is drawn around the grid: the margin is white.
+    self.assertTrue(np.all(grey[top:, :left] == 255))
 
   def _save(self, figure, name):
     path = os.path.join(self.get_temp_dir(), name + ".png")
@@ -178,6 +227,11 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(dims, (0, 1))
     _, grey = self._save(figure, "manifold")
     self.assertEqual(_tiles(grey), (6, 6, 28, 28))
+    # Row r, column c decodes z = (x_c, y_r): x from -3 rightwards, y from
+    # +3 downwards.
+    values = np.linspace(-3, 3, 6)
+    z = [(x, y) for y in values[::-1] for x in values]
+    self._assert_grid(grey, _decoded(self.vae, z), columns=6, scale=1)
 
   def test_manifold_of_a_wider_latent_picks_the_most_varied_dims(self):
     config = self.loaded.config.replace(latent_dim=4)
@@ -207,6 +261,24 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
     figure = plots.latent(native, self.images)
     self.assertIn("PC 1", figure.axes[0].get_xlabel())
     self._save(figure, "latent_pca")
+    # The points, against the eigenvectors of the means' covariance (up to
+    # each component's sign).
+    means = _codes(native.model, self.images.images)
+    centred = means - means.mean(axis=0)
+    eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred)
+    top = eigenvectors[:, np.argsort(-eigenvalues)[:2]]
+    want = centred @ top
+    labels = self.images.labels
+    for collection, label in zip(figure.axes[0].collections,
+                                 np.unique(labels)):
+      got = np.asarray(collection.get_offsets())
+      self.assertEqual(got.shape, (np.sum(labels == label), 2))
+      signs = np.sign(np.sum(got * want[labels == label], axis=0))
+      self.assertAllClose(got, want[labels == label] * signs, rtol=1e-4,
+                          atol=1e-5)
+    explained = eigenvalues[np.argsort(-eigenvalues)[:2]] / np.sum(eigenvalues)
+    self.assertIn(f"PC 1 ({explained[0]:.0%} of variance)",
+                  figure.axes[0].get_xlabel())
 
   def test_latent_without_labels_is_refused(self):
     unlabelled = evaluation.Images(self.images.images, None, None,
@@ -228,14 +300,25 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_samples(self):
     figure = plots.samples(self.model, count=16, seed=3)
-    self.assertEqual(_tiles(self._save(figure, "samples")[1]),
-                     (2, 8, 56, 56))
+    grey = self._save(figure, "samples")[1]
+    self.assertEqual(_tiles(grey), (2, 8, 56, 56))
+    # Seed 3 of 16 samples: prior draws of seeds 48..63.
+    self._assert_grid(grey, _decoded(self.vae, _prior_z(range(48, 64))),
+                      columns=8, scale=2)
 
   def test_interpolation_has_both_ends_and_the_steps(self):
     figure = plots.interpolation(self.model, self.images, steps=5,
                                  first=2, second=7)
-    self.assertEqual(_tiles(self._save(figure, "interpolation")[1]),
-                     (1, 7, 84, 84))
+    grey = self._save(figure, "interpolation")[1]
+    self.assertEqual(_tiles(grey), (1, 7, 84, 84))
+    # Both ends are the originals; between them, codes from image 2's to
+    # image 7's in 5 steps, both codes included.
+    ends = self.images.images[[2, 7], :, :, 0] / 255.0
+    codes = _codes(self.vae, self.images.images[[2, 7]])
+    t = np.linspace(0, 1, 5)[:, None]
+    decoded = _decoded(self.vae, (1 - t) * codes[0] + t * codes[1])
+    self._assert_grid(grey, np.concatenate([ends[:1], decoded, ends[1:]]),
+                      columns=7, scale=3)
     with self.assertRaisesRegex(errors.TfvaeError, "has 200"):
       plots.interpolation(self.model, self.images, first=0, second=200)
 
@@ -441,7 +524,14 @@ class CommandLineTest(tf.test.TestCase):
   def test_plot_writes_a_png(self):
     returncode, _, stderr = self.results["plot"]
     self.assertEqual(returncode, 0, stderr[-3000:])
-    self.assertEqual(_tiles(_read_png(self.samples_file))[:2], (2, 8))
+    grey = _read_png(self.samples_file)
+    self.assertEqual(_tiles(grey)[:2], (2, 8))
+    # --count=4: 16 prior samples of seeds 0..15, in rows of 8.
+    vae = runs.restore_model(_RUN["run_dir"])[1]
+    want = _expected_grid(_decoded(vae, _prior_z(range(16))), 8, 2)
+    top, left = plots._TITLE_PIXELS, plots._MARGIN_PIXELS  # pylint: disable=protected-access
+    got = grey[top:top + want.shape[0], left:left + want.shape[1]]
+    self.assertLessEqual(np.max(np.abs(got - want)), 1.0)
 
   def test_bad_input_is_one_line(self):
     for name, tool, message in [
