@@ -19,7 +19,6 @@ import tf_keras
 
 from bench import keras_reference
 from bench import tf1_reference
-from bench import timing
 from tfvae import config as config_lib
 from tfvae import kinds
 from tfvae import launch
@@ -94,8 +93,14 @@ class TfvaeTraining:
     return sums
 
   def examples_per_sec(self, num_steps):
-    return timing.rate(lambda: self.run(num_steps),
-                       num_steps * self.config.batch_size)
+    """Times `num_steps` steps; credits the steps the step counter shows
+    (`timed_steps`), not the steps asked for."""
+    before = int(self.train_step.step)
+    start = time.perf_counter()
+    self.run(num_steps)
+    seconds = time.perf_counter() - start
+    self.timed_steps = int(self.train_step.step) - before
+    return self.timed_steps * self.config.batch_size / seconds
 
 
 class TfpBernoulli(likelihoods.Bernoulli):
@@ -124,6 +129,7 @@ class Tf1Training:
     self._rng = np.random.default_rng(SEED)
     self._epoch_images = self.images[self._rng.permutation(len(self.images))]
     self._position = 0
+    self.steps_run = 0
 
   def run(self, num_steps):
     for _ in range(num_steps):
@@ -134,32 +140,51 @@ class Tf1Training:
       self.reference.train_step(
           self._epoch_images[self._position:self._position + self.batch_size])
       self._position += self.batch_size
+      self.steps_run += 1
 
   def examples_per_sec(self, num_steps):
-    return timing.rate(lambda: self.run(num_steps),
-                       num_steps * self.batch_size)
+    """Times `num_steps` steps; credits the session runs counted
+    (`timed_steps`)."""
+    before = self.steps_run
+    start = time.perf_counter()
+    self.run(num_steps)
+    seconds = time.perf_counter() - start
+    self.timed_steps = self.steps_run - before
+    return self.timed_steps * self.batch_size / seconds
 
 
 class _BatchClock(tf_keras.callbacks.Callback):
-  """Notes the time at the end of batch `start - 1` and of the last batch."""
+  """Counts the batches `fit` runs and notes the time at the end of batch
+  `start - 1` and of the last batch."""
 
   def __init__(self, start):
     super().__init__()
     self._supports_tf_logs = True  # No conversion of the logs per batch.
     self.start = start
     self.first = self.last = None
+    self.batches = 0
 
   def on_train_batch_end(self, batch, logs=None):
     self.last = time.perf_counter()
+    self.batches += 1
     if batch == self.start - 1:
       self.first = self.last
 
 
 class KerasTraining:
-  """The tf_keras version, trained with `fit` on NumPy arrays."""
+  """The tf_keras version, trained with `fit` on NumPy arrays.
+
+  `fit` runs its warm-up batches and the timed ones in one call, on whole
+  batches of a slice of the images; when the images hold fewer batches than
+  asked, it runs fewer, and only the batches the clock saw after the
+  warm-up are credited (`timed_steps`).
+  """
 
   def __init__(self, images, network, batch_size, hidden_size, model,
                warmup_steps):
+    if warmup_steps < 1:
+      raise ValueError("the clock starts at the end of a warm-up batch: "
+                       f"warmup_steps must be >= 1, got {warmup_steps}")
     self.images = images
     self.batch_size = batch_size
     self.warmup_steps = warmup_steps
@@ -168,14 +193,21 @@ class KerasTraining:
     keras_reference.copy_weights_from_tfvae(self.vae, model)
 
   def examples_per_sec(self, num_steps):
-    total = self.warmup_steps + num_steps
+    total = min(self.warmup_steps + num_steps,
+                len(self.images) // self.batch_size)
+    if total <= self.warmup_steps:
+      raise ValueError(
+          f"{len(self.images)} images hold {total} batches of "
+          f"{self.batch_size}: none left to time after {self.warmup_steps} "
+          "warm-up batches")
     clock = _BatchClock(self.warmup_steps)
     start = np.random.default_rng(num_steps).integers(
-        0, max(1, len(self.images) - total * self.batch_size))
+        0, len(self.images) - total * self.batch_size + 1)
     self.vae.fit(self.images[start:start + total * self.batch_size],
                  batch_size=self.batch_size, epochs=1, shuffle=True,
                  verbose=0, callbacks=[clock])
-    return num_steps * self.batch_size / (clock.last - clock.first)
+    self.timed_steps = clock.batches - self.warmup_steps
+    return self.timed_steps * self.batch_size / (clock.last - clock.first)
 
 
 class WorkerProcess:

@@ -205,6 +205,106 @@ class TrainingFeedTest(tf.test.TestCase, parameterized.TestCase):
     self.assertTrue(contender.train_step.data_on_device)
 
 
+class CreditedWorkTest(tf.test.TestCase):
+  """Every contender of every row does the work it is credited with,
+  counted independently of the contender's own bookkeeping."""
+
+  def test_training_contenders_credit_the_steps_they_ran(self):
+    dataset = _small_dataset()  # 96 images: 6 batches of 16 per epoch
+    images = suite.float_images(dataset.train)
+    ours = contenders.TfvaeTraining(dataset, "mlp", 16, 8)
+    tf1 = contenders.Tf1Training(images, 16, 8, contenders.mlp_weights(
+        ours.model))
+    tf1_calls = []
+    original = tf1.reference.train_step
+    tf1.reference.train_step = lambda b: (tf1_calls.append(len(b)),
+                                          original(b))
+    keras = contenders.KerasTraining(images, "mlp", 16, 8, ours.model,
+                                     warmup_steps=2)
+    # Training rows: 10 steps asked, across an epoch boundary.
+    before = int(ours.trainer.optimizer.iterations)
+    self.assertGreater(ours.examples_per_sec(10), 0)
+    self.assertEqual(ours.timed_steps, 10)
+    self.assertEqual(int(ours.trainer.optimizer.iterations) - before, 10)
+    self.assertGreater(tf1.examples_per_sec(10), 0)
+    self.assertEqual(tf1.timed_steps, 10)
+    self.assertEqual(tf1_calls, [16] * 10)
+    tf1.reference.close()
+    # fit gets the 6 batches the images hold: 2 warm-up, 4 timed, and is
+    # credited with 4, not 10.
+    before = int(keras.vae.optimizer.iterations)
+    self.assertGreater(keras.examples_per_sec(10), 0)
+    self.assertEqual(int(keras.vae.optimizer.iterations) - before, 6)
+    self.assertEqual(keras.timed_steps, 4)
+    before = int(keras.vae.optimizer.iterations)
+    keras.examples_per_sec(3)
+    self.assertEqual(int(keras.vae.optimizer.iterations) - before, 5)
+    self.assertEqual(keras.timed_steps, 3)
+
+  def test_mechanism_variants_credit_the_steps_they_ran(self):
+    dataset = _small_dataset()
+    for options in (dict(data_on_device=False, steps_per_call=1,
+                         former=("optimizer", "likelihood")),
+                    dict(data_on_device=False, steps_per_call=4),
+                    dict(data_on_device=True, steps_per_call=4),
+                    dict(data_on_device=True, steps_per_call=4, jit=True)):
+      contender = contenders.TfvaeTraining(dataset, "mlp", 16, 8, **options)
+      contender.run(2)
+      before = int(contender.trainer.optimizer.iterations)
+      contender.examples_per_sec(9)
+      self.assertEqual(contender.timed_steps, 9, options)
+      self.assertEqual(
+          int(contender.trainer.optimizer.iterations) - before, 9, options)
+
+  def test_keras_needs_a_batch_to_time(self):
+    images = suite.float_images(_small_dataset(32).train)
+    model = models.VAE(_SHAPE, 2, "mlp", (8,))
+    keras = contenders.KerasTraining(images, "mlp", 16, 8, model,
+                                     warmup_steps=2)
+    with self.assertRaisesRegex(ValueError, "none left to time"):
+      keras.examples_per_sec(5)
+
+  def test_decode_contenders_decode_every_row_of_z(self):
+    dataset = _small_dataset()
+    model = models.VAE(_SHAPE, 2, "mlp", (8,))
+    settings = suite.Settings(hidden_size=8)
+    make, close = suite.decode_contenders(model, dataset, settings)
+    z = np.random.default_rng(4).standard_normal([5, 2]).astype(np.float32)
+    weights = [w.astype(np.float64) for w in contenders.mlp_weights(model)]
+    _, _, _, _, dw1, db1, dw2, db2 = weights
+    logits = np.tanh(z.astype(np.float64) @ dw1 + db1) @ dw2 + db2
+    want = (1 / (1 + np.exp(-logits))).reshape(5, -1)
+    calls = make(z, 5)
+    self.assertCountEqual(calls, ("tfvae", "tf1 session", "keras model",
+                                  "keras predict", "identity signature"))
+    for name, call in calls.items():
+      got = np.asarray(call())
+      if name == "identity signature":
+        self.assertAllEqual(got, z)
+      else:
+        self.assertAllClose(got.reshape(5, -1), want, rtol=1e-5, atol=1e-6,
+                            msg=name)
+    close()
+
+  def test_device_feed_gathers_every_batch_of_the_step(self):
+    small = _small_dataset()
+    split = data.Split(small.train.images, np.arange(96) % 10)
+    dataset = data.Dataset(name="fashion_mnist", train=split, test=split,
+                           class_names=small.class_names, source="test")
+    contender = contenders.TfvaeTraining(dataset, "mlp", 16, 8)
+    feed = suite.device_feed(contender)
+    order = np.random.default_rng(
+        (contenders.SEED * 1_000_003) % 2**63).permutation(96)
+    for batches in (1, 4, 6):
+      seen = order[:16 * batches]
+      want = (int(np.sum(dataset.train.images[seen], dtype=np.int64))
+              + int(np.sum(dataset.train.labels[seen])))
+      self.assertEqual(feed(batches), want)
+    with self.assertRaisesRegex(ValueError, "does not keep the data"):
+      suite.device_feed(contenders.TfvaeTraining(dataset, "mlp", 16, 8,
+                                                 data_on_device=False))
+
+
 class BenchCliTest(tf.test.TestCase):
 
   def test_tiny_suite_prints_every_row_as_json(self):
@@ -220,6 +320,8 @@ class BenchCliTest(tf.test.TestCase):
                      "train conv b8 vs keras fit",
                      "decode b1 median vs tf1 session",
                      "decode b1 p99 vs keras predict",
+                     "decode b1 median vs keras model",
+                     "decode b8 vs keras model",
                      "decode b8 vs tf1 session",
                      "input pipeline b16 vs training step"):
       self.assertIn(expected, names)

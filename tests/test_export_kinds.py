@@ -28,7 +28,6 @@ from tfvae import generation
 from tfvae import input_pipeline
 from tfvae import launch
 from tfvae import plots
-from tfvae import rng
 from tfvae import trained
 from tfvae import runs
 from tfvae.export import warmup
@@ -41,6 +40,14 @@ _LATENT = 2
 _SNEAKER = 7
 
 
+
+
+def _per_seed_normal(seeds, stream, width=_LATENT):
+  """Row i: stateless_normal([width], seed=[seeds[i], stream], philox), the
+  documented contract of the exports' per-example draws."""
+  return np.stack([tf.random.stateless_normal(
+      [width], seed=tf.constant([int(s), stream], tf.int64),
+      alg="philox").numpy() for s in np.asarray(seeds)])
 
 
 def _test_images(count=4):
@@ -201,11 +208,11 @@ class ConditionalExportTest(tf.test.TestCase):
     seed = tf.constant([5, 5, 9, 9], tf.int64)
     label = tf.constant([_SNEAKER, 1, _SNEAKER, _SNEAKER], tf.int64)
     generated = self.loaded["generate"](seed=seed, label=label)
-    self.assertAllClose(generated["z"],
-                        rng.prior_latents(seed, _LATENT))
+    want_z = _per_seed_normal([5, 5, 9, 9], stream=0)
+    self.assertAllClose(generated["z"], want_z, rtol=1e-6, atol=1e-7)
     self.assertAllClose(generated["images"],
-                        self.model.decoder.outputs(generated["z"],
-                                                   label)["mean"])
+                        self.model.decoder.outputs(want_z, label)["mean"],
+                        rtol=1e-5, atol=1e-6)
     # Same seed, other class: the same z, another image.
     self.assertNotAllClose(generated["images"][0], generated["images"][1])
     with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
@@ -217,9 +224,9 @@ class ConditionalExportTest(tf.test.TestCase):
     seed = tf.constant([11, 12, 13, 14], tf.int64)
     sampled = self.loaded["encode_sample"](x=self.x, seed=seed,
                                            label=self.label)
-    eps = rng.per_example_normal(seed, [_LATENT], rng.POSTERIOR_STREAM)
+    eps = _per_seed_normal([11, 12, 13, 14], stream=1)
     loc, scale = sampled["loc"].numpy(), sampled["scale"].numpy()
-    z = loc + scale * eps.numpy()
+    z = loc + scale * eps
     self.assertAllClose(sampled["z"], z, atol=1e-5)
     bound = self.loaded["elbo"](x=self.x, seed=seed, label=self.label)
     logits = self.model.decoder.outputs(tf.constant(z), self.label)["logits"]
@@ -243,7 +250,7 @@ class ConditionalExportTest(tf.test.TestCase):
     self.assertEqual(got.shape, (num_samples, len(self.x)))
     eps = tf.random.stateless_normal(
         [num_samples, len(self.x), _LATENT],
-        seed=tf.constant([4, rng.IMPORTANCE_STREAM], tf.int64),
+        seed=tf.constant([4, 2], tf.int64),  # the importance stream
         alg="philox").numpy()
     q = self.model.approx_posterior(self.x, self.label)
     loc, scale = q.mean().numpy(), q.stddev().numpy()
@@ -295,18 +302,39 @@ class ConditionalExportTest(tf.test.TestCase):
     picture = tf.io.decode_png(tf.io.read_file(self.samples_png)).numpy()
     self.assertEqual(picture.ndim, 3)
     drawn = np.load(self.samples_npy)
-    seeds = generation.sample_seeds(3, 6)
+    # --seed=3 --num=6: prior seeds 3 * 2**32 + 0..5.
+    z = _per_seed_normal(3 * 2**32 + np.arange(6), stream=0)
     expected = self.model.decoder.outputs(
-        rng.prior_latents(seeds, _LATENT),
-        tf.fill([6], tf.constant(_SNEAKER, tf.int64)))["mean"]
-    self.assertAllClose(drawn, expected, atol=1e-5)
+        z, tf.fill([6], tf.constant(_SNEAKER, tf.int64)))["mean"].numpy()
+    self.assertAllClose(drawn, expected, rtol=1e-5, atol=1e-6)
+    # The picture: the six in rows of ceil(sqrt(6)) = 3, 1-pixel white gaps.
+    tiles = np.ones((2 * 29 - 1, 3 * 29 - 1))
+    for i in range(6):
+      r, c = divmod(i, 3)
+      tiles[r * 29:r * 29 + 28, c * 29:c * 29 + 28] = expected[i, ..., 0]
+    self.assertEqual(picture.shape, (2 * 29 - 1, 3 * 29 - 1, 1))
+    self.assertLessEqual(
+        np.max(np.abs(picture[..., 0] - np.round(tiles * 255))), 1)
 
   def test_generate_cli_grid_with_a_label(self):
     returncode, _, err = _finish(self.grid)
     self.assertEqual(returncode, 0, err[-2000:])
     picture = tf.io.decode_png(tf.io.read_file(
         os.path.join(self.root, "grid.png"))).numpy()
-    self.assertEqual(picture.shape[:2], (3 * 29 - 1, 3 * 29 - 1))
+    self.assertEqual(picture.shape, (3 * 29 - 1, 3 * 29 - 1, 1))
+    # --grid=3 decodes z = (x_c, y_r) over [-3, 3]: x rightwards, y downwards,
+    # all with label 1.
+    axis = np.linspace(-3, 3, 3)
+    z = np.array([(x, y) for y in axis[::-1] for x in axis], np.float32)
+    means = self.model.decoder.outputs(
+        z, tf.fill([9], tf.constant(1, tf.int64)))["mean"].numpy()
+    tiles = np.ones((3 * 29 - 1, 3 * 29 - 1))
+    for i in range(9):
+      r, c = divmod(i, 3)
+      tiles[r * 29:r * 29 + 28, c * 29:c * 29 + 28] = means[i, ..., 0]
+    self.assertLessEqual(
+        np.max(np.abs(picture[..., 0].astype(np.float64)
+                      - np.round(tiles * 255))), 1)
 
   def test_generate_cli_without_label_is_one_line_error(self):
     returncode, out, err = _finish(self.no_label)
@@ -327,8 +355,7 @@ class ConditionalExportTest(tf.test.TestCase):
     top = plots._TITLE_PIXELS
     left = plots._MARGIN_PIXELS + plots._ROW_LABEL_PIXELS
     # pylint: enable=protected-access
-    seeds = np.arange(3, dtype=np.int64) + 2 * 3
-    z = rng.prior_latents(seeds, _LATENT)
+    z = _per_seed_normal(np.arange(3) + 2 * 3, stream=0)
     for label in range(10):
       expected = self.model.decoder.outputs(
           z, tf.fill([3], tf.constant(label, tf.int64)))["mean"].numpy()

@@ -138,6 +138,9 @@ class GraphSurgeryTest(tf.test.TestCase, parameterized.TestCase):
     got = tf.saved_model.load(path).signatures["decode"](
         z=tf.constant(expected["z"]))["mean"]
     self.assertEqual(got.shape[1:], (4, 16, 1))
+    # The TF1 session's output at the same z, pixel for pixel.
+    self.assertAllClose(got.numpy().reshape(expected["output"].shape),
+                        expected["output"], atol=1e-5, rtol=0)
 
   def test_device_auto_is_cpu_without_gpu_and_gpu_is_refused(self):
     if tf.config.list_physical_devices("GPU"):

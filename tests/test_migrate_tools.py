@@ -79,8 +79,9 @@ class ToolsTest(tf.test.TestCase, parameterized.TestCase):
     kinds = {v["name"]: v["kind"] for v in report["variables"]}
     self.assertEqual(kinds["Variable"], "weight")
     self.assertEqual(kinds["Variable/RMSProp"], "slot")
+    expected = np.load(os.path.join(_fixture("relu"), "expected.npz"))
     self.assertEqual(report["meta_graph"]["latent_candidates"][0]["name"],
-                     "add_3:0")
+                     str(expected["latent_tensor"]))
     table = _run_tool("tools.inspect_checkpoint", _fixture("relu"))
     self.assertEqual(table.returncode, 0, table.stderr)
     self.assertRegex(table.stdout, r"Variable/RMSProp_1\s+\[64, 16\]\s+"
@@ -115,6 +116,7 @@ class ToolsTest(tf.test.TestCase, parameterized.TestCase):
                        f"--export_dir={export_dir}", "--version=3")
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertEqual(_versions(export_dir), ["3"])
+    _assert_matches_tf1(self, os.path.join(export_dir, "3"), _fixture("conv"))
     refused = _run_tool("tools.build_generator",
                         f"--checkpoint={_fixture('write_file')}",
                         f"--export_dir={export_dir}")

@@ -11,6 +11,34 @@ from tfvae import nets
 tfd = tfp.distributions
 
 
+def _mean_and_log_prob(likelihood, params, x):
+  """The mean [B, H, W, C] and log p(x) [B] of a likelihood's raw
+  parameters, in float64 numpy."""
+  x = np.asarray(x, np.float64)
+  sigmoid = lambda a: 1 / (1 + np.exp(-a))
+  if likelihood == "bernoulli":
+    log_prob = -(np.logaddexp(0, -params) * x
+                 + np.logaddexp(0, params) * (1 - x))
+    mean = sigmoid(params)
+  elif likelihood == "continuous_bernoulli":
+    # With lambda = sigmoid(eta): mean = 1 / (1 - exp(-eta)) - 1 / eta and
+    # the normaliser C = eta / tanh(eta / 2).
+    mean = 1 / (1 - np.exp(-params)) - 1 / params
+    log_prob = (np.log(params / np.tanh(params / 2))
+                - np.logaddexp(0, -params) * x
+                - np.logaddexp(0, params) * (1 - x))
+  else:
+    if likelihood == "gaussian":
+      loc, scale = sigmoid(params), np.full_like(params, 0.1)
+    else:
+      raw_loc, raw_scale = np.split(params, 2, axis=-1)
+      loc, scale = sigmoid(raw_loc), np.logaddexp(0, raw_scale) + 0.01
+    mean = loc
+    log_prob = (-0.5 * ((x - loc) / scale) ** 2 - np.log(scale)
+                - 0.5 * np.log(2 * np.pi))
+  return mean, log_prob.reshape(len(x), -1).sum(-1)
+
+
 class ModelTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.product(network=["mlp", "conv"],
@@ -30,10 +58,17 @@ class ModelTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(p.event_shape, [28, 28, 1])
     self.assertEqual(p.log_prob(x).shape, [5])
     self.assertTrue(np.all(np.isfinite(p.log_prob(x).numpy())))
-    outputs = model.decoder.outputs(tf.zeros([5, 3]))
+    z = tf.random.stateless_normal([5, 3], [3, 4]) * 2
+    outputs = model.decoder.outputs(z)
     self.assertEqual(outputs["mean"].shape, [5, 28, 28, 1])
-    self.assertAllClose(outputs["mean"],
-                        model.likelihood(tf.zeros([5, 3])).mean(), rtol=1e-5)
+    params = model.decoder.params(z).numpy().astype(np.float64)
+    want_mean, want_log_prob = _mean_and_log_prob(likelihood, params,
+                                                  x.numpy())
+    self.assertAllClose(outputs["mean"], want_mean, rtol=1e-4, atol=1e-6)
+    self.assertAllClose(model.likelihood(z).mean(), want_mean, rtol=1e-4,
+                        atol=1e-6)
+    self.assertAllClose(model.likelihood(z).log_prob(x), want_log_prob,
+                        rtol=1e-4)
 
   def test_bernoulli_log_prob_is_binary_cross_entropy(self):
     logits = tf.random.normal([2, 4, 4, 1], seed=3)
@@ -87,10 +122,19 @@ class ModelTest(tf.test.TestCase, parameterized.TestCase):
     want = lam / (2 * lam - 1) + 1 / (2 * np.arctanh(1 - 2 * lam))
     self.assertAllClose(out["mean"], [[[[want]]]], rtol=1e-4)
 
-  def test_posterior_scale_positive(self):
+  def test_posterior_scale_has_a_floor(self):
     model = models.VAE((4, 4, 1), latent_size=2, hidden_sizes=(8,))
-    q = model.approx_posterior(tf.random.uniform([3, 4, 4, 1]) * 100)
-    self.assertTrue(np.all(q.stddev().numpy() > 0))
+    last = {tuple(v.shape): v for v in model.encoder.net.variables}
+    # The output layer: loc and raw scale of 2 dimensions.
+    kernel, bias = last[(8, 4)], last[(4,)]
+    kernel.assign(tf.zeros_like(kernel))
+    # softplus(-1e4) underflows to exactly 0 in float32.
+    bias.assign([0.5, -0.5, -1e4, -1e4])
+    q = model.approx_posterior(tf.random.uniform([3, 4, 4, 1]))
+    self.assertAllEqual(q.stddev(), np.full([3, 2], np.float32(1e-5)))
+    self.assertAllEqual(q.mean(), np.tile([[0.5, -0.5]], [3, 1]))
+    want = -2 * np.log(1e-5) - np.log(2 * np.pi)  # log q at its mean
+    self.assertAllClose(q.log_prob(q.mean()), np.full([3], want), rtol=1e-6)
 
   @parameterized.parameters("mlp", "conv")
   def test_variable_names_are_those_old_checkpoints_hold(self, network):

@@ -25,6 +25,7 @@ from tfvae import objectives
 from tfvae import plots
 from tfvae import runs
 from tfvae import trained
+from tests import util
 
 _RUN = {}
 
@@ -85,8 +86,9 @@ def _tiles(grey):
   return len(row_runs), len(column_runs), row_runs[0], column_runs[0]
 
 
-def _export_module(model):
-  """A tf.Module with the signatures of a tfvae export, for one model."""
+def _foreign_export_module(model):
+  """A tf.Module with the signatures of an export tfvae did not write: other
+  input names and seed shapes, matched by `trained.ExportedModel`."""
   module = tf.Module()
   module.model = model
   shape = list(model.image_shape)
@@ -140,6 +142,56 @@ def _export_module(model):
   return module, signatures
 
 
+def _sigmoid(logits):
+  return 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+
+
+def _decoded(vae, z):
+  """Pixel means [N, 28, 28] of an MLP VAE's decoder at z, float64."""
+  logits = vae.decoder.net(tf.constant(np.asarray(z), tf.float32)).numpy()
+  return _sigmoid(logits).reshape(len(z), 28, 28)
+
+
+def _codes(vae, images):
+  """Posterior means [N, D] of uint8 images [N, 28, 28, 1], float64."""
+  x = tf.constant(images.reshape(len(images), -1), tf.float32) / 255.0
+  out = vae.encoder.net(x).numpy().astype(np.float64)
+  return out[:, :out.shape[1] // 2]
+
+
+def _prior_z(seeds, latent=2):
+  """z of the prior draws of `seeds`: row i from (seeds[i], 0), philox."""
+  return np.stack([tf.random.stateless_normal([latent], [int(s), 0],
+                                              alg="philox").numpy()
+                   for s in seeds])
+
+
+def _expected_grid(tiles, columns, scale):
+  """What `grid_figure` draws of tiles [N, H, W] in [0, 1]: 1-pixel white
+  gaps, each pixel a scale x scale block, as grey levels 0..255."""
+  n, height, width = tiles.shape
+  rows = -(-n // columns)
+  out = np.ones((rows * (height + 1) - 1, columns * (width + 1) - 1))
+  for i, tile in enumerate(tiles):
+    r, c = divmod(i, columns)
+    out[r * (height + 1):r * (height + 1) + height,
+        c * (width + 1):c * (width + 1) + width] = np.clip(tile, 0, 1)
+  return np.kron(np.round(out * 255), np.ones((scale, scale)))
+
+
+def _numpy_elbo(model, images, eps):
+  """ELBO [B] of an MLP VAE on uint8 images with noise eps [B, D], in
+  float64 numpy from the networks' outputs."""
+  x = images.reshape(len(images), -1).astype(np.float64) / 255.0
+  loc, raw_scale = np.split(model.encoder.net(
+      tf.constant(x, tf.float32)).numpy().astype(np.float64), 2, axis=-1)
+  scale = np.logaddexp(0, raw_scale) + 1e-5
+  z = loc + scale * eps
+  rate = np.sum(0.5 * (scale**2 + loc**2 - 1) - np.log(scale), axis=-1)
+  logits = model.decoder.net(tf.constant(z, tf.float32)).numpy()
+  return -(rate + util.bce(logits, x))
+
+
 class PlotsTest(tf.test.TestCase, parameterized.TestCase):
 
   @classmethod
@@ -148,7 +200,19 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
     loaded = trained.open_for_scoring(_RUN["run_dir"])
     cls.loaded = loaded
     cls.model = loaded.model
+    cls.vae = runs.restore_model(_RUN["run_dir"])[1]
     cls.images = _images()
+
+  def _assert_grid(self, grey, tiles, columns, scale):
+    """The picture's grid, at its place below the title, is `tiles`."""
+    want = _expected_grid(tiles, columns, scale)
+    top, left = plots._TITLE_PIXELS, plots._MARGIN_PIXELS  # pylint: disable=protected-access
+    got = grey[top:top + want.shape[0], left:left + want.shape[1]]
+    self.assertEqual(got.shape, want.shape)
+    # float32 network outputs against float64: a grey level may round apart.
+    self.assertLessEqual(np.max(np.abs(got - want)), 1.0)
+    # Nothing else is drawn around the grid: the margin is white.
+    self.assertTrue(np.all(grey[top:, :left] == 255))
 
   def _save(self, figure, name):
     path = os.path.join(self.get_temp_dir(), name + ".png")
@@ -163,6 +227,11 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(dims, (0, 1))
     _, grey = self._save(figure, "manifold")
     self.assertEqual(_tiles(grey), (6, 6, 28, 28))
+    # Row r, column c decodes z = (x_c, y_r): x from -3 rightwards, y from
+    # +3 downwards.
+    values = np.linspace(-3, 3, 6)
+    z = [(x, y) for y in values[::-1] for x in values]
+    self._assert_grid(grey, _decoded(self.vae, z), columns=6, scale=1)
 
   def test_manifold_of_a_wider_latent_picks_the_most_varied_dims(self):
     config = self.loaded.config.replace(latent_dim=4)
@@ -192,6 +261,24 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
     figure = plots.latent(native, self.images)
     self.assertIn("PC 1", figure.axes[0].get_xlabel())
     self._save(figure, "latent_pca")
+    # The points, against the eigenvectors of the means' covariance (up to
+    # each component's sign).
+    means = _codes(native.model, self.images.images)
+    centred = means - means.mean(axis=0)
+    eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred)
+    top = eigenvectors[:, np.argsort(-eigenvalues)[:2]]
+    want = centred @ top
+    labels = self.images.labels
+    for collection, label in zip(figure.axes[0].collections,
+                                 np.unique(labels)):
+      got = np.asarray(collection.get_offsets())
+      self.assertEqual(got.shape, (np.sum(labels == label), 2))
+      signs = np.sign(np.sum(got * want[labels == label], axis=0))
+      self.assertAllClose(got, want[labels == label] * signs, rtol=1e-4,
+                          atol=1e-5)
+    explained = eigenvalues[np.argsort(-eigenvalues)[:2]] / np.sum(eigenvalues)
+    self.assertIn(f"PC 1 ({explained[0]:.0%} of variance)",
+                  figure.axes[0].get_xlabel())
 
   def test_latent_without_labels_is_refused(self):
     unlabelled = evaluation.Images(self.images.images, None, None,
@@ -213,14 +300,25 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_samples(self):
     figure = plots.samples(self.model, count=16, seed=3)
-    self.assertEqual(_tiles(self._save(figure, "samples")[1]),
-                     (2, 8, 56, 56))
+    grey = self._save(figure, "samples")[1]
+    self.assertEqual(_tiles(grey), (2, 8, 56, 56))
+    # Seed 3 of 16 samples: prior draws of seeds 48..63.
+    self._assert_grid(grey, _decoded(self.vae, _prior_z(range(48, 64))),
+                      columns=8, scale=2)
 
   def test_interpolation_has_both_ends_and_the_steps(self):
     figure = plots.interpolation(self.model, self.images, steps=5,
                                  first=2, second=7)
-    self.assertEqual(_tiles(self._save(figure, "interpolation")[1]),
-                     (1, 7, 84, 84))
+    grey = self._save(figure, "interpolation")[1]
+    self.assertEqual(_tiles(grey), (1, 7, 84, 84))
+    # Both ends are the originals; between them, codes from image 2's to
+    # image 7's in 5 steps, both codes included.
+    ends = self.images.images[[2, 7], :, :, 0] / 255.0
+    codes = _codes(self.vae, self.images.images[[2, 7]])
+    t = np.linspace(0, 1, 5)[:, None]
+    decoded = _decoded(self.vae, (1 - t) * codes[0] + t * codes[1])
+    self._assert_grid(grey, np.concatenate([ends[:1], decoded, ends[1:]]),
+                      columns=7, scale=3)
     with self.assertRaisesRegex(errors.TfvaeError, "has 200"):
       plots.interpolation(self.model, self.images, first=0, second=200)
 
@@ -280,16 +378,18 @@ class ExportedModelTest(tf.test.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    _, model, _ = runs.restore_model(_RUN["run_dir"])
+    config, model, _ = runs.restore_model(_RUN["run_dir"])
     cls.native = trained.NativeModel(model)
     cls.export_dir = os.path.join(_RUN["root"], "export")
-    module, signatures = _export_module(model)
-    for version in (1, 2):
-      tf.saved_model.save(module, os.path.join(cls.export_dir, str(version)),
-                          signatures=signatures)
+    # Version 1: another model (latent 3); version 2: the run, as
+    # tfvae-export writes it.
+    export_lib.export_model(kinds.build_model(config.replace(latent_dim=3)),
+                            cls.export_dir, version=1)
+    export_lib.export_run(_RUN["run_dir"], cls.export_dir)
     cls.images = _images()
 
   def test_the_highest_version_is_loaded(self):
+    self.assertEqual(export_lib.existing_versions(self.export_dir), [1, 2])
     exported = trained.ExportedModel(self.export_dir)
     self.assertEqual(exported.path, os.path.join(self.export_dir, "2"))
     self.assertEqual(exported.image_shape, (28, 28, 1))
@@ -299,13 +399,18 @@ class ExportedModelTest(tf.test.TestCase):
     exported = trained.ExportedModel(self.export_dir)
     x = self.images.images[:10].astype(np.float32) / 255.0
     for got, expected in zip(exported.encode(x), self.native.encode(x)):
-      self.assertAllClose(expected, got, atol=1e-5)
+      self.assertAllClose(expected, got, rtol=1e-5, atol=1e-6)
     z = self.native.encode(x)[0]
     self.assertAllClose(self.native.decode(z)["mean"],
-                        exported.decode(z)["mean"], atol=1e-5)
+                        exported.decode(z)["mean"], rtol=1e-5, atol=1e-6)
     seeds = np.arange(4, dtype=np.int64)
-    self.assertAllClose(self.native.generate(seeds)[0],
-                        exported.generate(seeds)[0], atol=1e-5)
+    images, z = exported.generate(seeds)
+    # Row i: z from (seed[i], stream 0), whatever the batch.
+    want_z = np.stack([tf.random.stateless_normal([2], [s, 0], alg="philox")
+                       for s in seeds])
+    self.assertAllClose(want_z, z, rtol=1e-6, atol=1e-7)
+    self.assertAllClose(self.native.decode(want_z)["mean"], images,
+                        rtol=1e-5, atol=1e-6)
     self.assertEqual(exported.log_weights(x, 0, 0, 0, 7).shape, (7, 10))
 
   def test_evaluate_through_the_export_agrees_with_the_run(self):
@@ -319,14 +424,43 @@ class ExportedModelTest(tf.test.TestCase):
     for key in ("reconstruction_mse", "reconstruction_bce",
                 "kl_per_dimension", "active_unit_variance", "active_units"):
       self.assertAllClose(expected[key], got[key], rtol=1e-4)
-    # Other noise, the same quantities: equal within Monte Carlo error.
-    for key in ("elbo", "rate", "nll"):
-      self.assertAllClose(expected[key], got[key], atol=3.0)
+    # The rate is the analytic KL: no noise in it.
+    self.assertAllClose(expected["rate"], got["rate"], rtol=1e-5)
+    # The ELBO of each, from its own noise replayed independently: batch b
+    # of 50 draws eps [50, 2] from (0, 2**20 + b) in the run's evaluation,
+    # and one eps [2] for the whole batch from the seed pair
+    # (0 * 1_000_003 + (2**20 + b) * 10_007, 1) through the export.
+    model = self.native.model
+    native_elbo, export_elbo = [], []
+    for b in range(2):
+      batch = images.images[50 * b:50 * (b + 1)]
+      eps = tf.random.stateless_normal([50, 2], [0, 2**20 + b], alg="philox")
+      native_elbo.append(_numpy_elbo(model, batch, eps.numpy()))
+      eps = tf.random.stateless_normal([2], [(2**20 + b) * 10_007, 1],
+                                       alg="philox")
+      export_elbo.append(_numpy_elbo(model, batch, np.tile(eps, [50, 1])))
+    self.assertAllClose(expected["elbo"], np.mean(native_elbo), rtol=1e-5)
+    self.assertAllClose(got["elbo"], np.mean(export_elbo), rtol=1e-5)
+    # Importance sampling with other noise: equal within Monte Carlo error.
+    self.assertAllClose(expected["nll"], got["nll"], atol=3.0)
     self.assertLess(got["elbo"], got["iwae_log_px"])
 
-  def test_a_missing_signature_is_named(self):
+  def test_a_foreign_export_is_used_through_its_signatures(self):
     _, model, _ = runs.restore_model(_RUN["run_dir"])
-    module, signatures = _export_module(model)
+    module, signatures = _foreign_export_module(model)
+    path = os.path.join(self.get_temp_dir(), "foreign", "1")
+    tf.saved_model.save(module, path, signatures=signatures)
+    exported = trained.ExportedModel(os.path.dirname(path))
+    x = self.images.images[:10].astype(np.float32) / 255.0
+    for got, expected in zip(exported.encode(x), self.native.encode(x)):
+      self.assertAllClose(expected, got, rtol=1e-5, atol=1e-6)
+    _, rate, _ = exported.elbo(x, 0, 0)
+    self.assertAllClose(self.native.elbo(x, 0, 0)[1], rate, rtol=1e-5)
+    self.assertEqual(exported.log_weights(x, 0, 0, 0, 7).shape, (7, 10))
+
+  def test_a_foreign_export_missing_a_signature_is_named(self):
+    _, model, _ = runs.restore_model(_RUN["run_dir"])
+    module, signatures = _foreign_export_module(model)
     del signatures["log_importance_weights"]
     path = os.path.join(self.get_temp_dir(), "partial", "1")
     tf.saved_model.save(module, path, signatures=signatures)
@@ -390,7 +524,14 @@ class CommandLineTest(tf.test.TestCase):
   def test_plot_writes_a_png(self):
     returncode, _, stderr = self.results["plot"]
     self.assertEqual(returncode, 0, stderr[-3000:])
-    self.assertEqual(_tiles(_read_png(self.samples_file))[:2], (2, 8))
+    grey = _read_png(self.samples_file)
+    self.assertEqual(_tiles(grey)[:2], (2, 8))
+    # --count=4: 16 prior samples of seeds 0..15, in rows of 8.
+    vae = runs.restore_model(_RUN["run_dir"])[1]
+    want = _expected_grid(_decoded(vae, _prior_z(range(16))), 8, 2)
+    top, left = plots._TITLE_PIXELS, plots._MARGIN_PIXELS  # pylint: disable=protected-access
+    got = grey[top:top + want.shape[0], left:left + want.shape[1]]
+    self.assertLessEqual(np.max(np.abs(got - want)), 1.0)
 
   def test_bad_input_is_one_line(self):
     for name, tool, message in [

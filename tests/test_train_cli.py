@@ -42,40 +42,35 @@ class TrainCliTest(tf.test.TestCase):
 
   def test_sigkill_mid_epoch_then_rerun_resumes_from_the_checkpoint(self):
     run_dir = os.path.join(self.create_tempdir().full_path, "run")
-    # 64 steps per epoch; a checkpoint every 8 steps.
+    marker = os.path.join(self.create_tempdir().full_path, "paused")
+    # 64 steps per epoch; a checkpoint every 8 steps. The trainer pauses
+    # once ckpt-72 (8 steps into epoch 2) is saved, and is killed there.
     args = [sys.executable, "-m", "tools.train",
             *self._args(run_dir, "--epochs=3", "--save_every_steps=8",
                         "--keep_checkpoints=50")]
-    proc = subprocess.Popen(args, cwd=util.REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    ckpt_dir = os.path.join(run_dir, "ckpt")
-    deadline = time.time() + 240
+    proc = subprocess.Popen(
+        args, cwd=util.REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TFVAE_TEST_PAUSE_AT_STEP="72",
+                 TFVAE_TEST_PAUSE_MARKER=marker))
     try:
-      while time.time() < deadline and proc.poll() is None:
-        steps = [int(re.search(r"ckpt-(\d+)\.index", f).group(1))
-                 for f in glob.glob(os.path.join(ckpt_dir, "ckpt-*.index"))]
-        if any(s > 64 and s % 64 for s in steps):  # inside epoch 2
-          break
+      while proc.poll() is None and not os.path.exists(marker):
         time.sleep(0.05)
-      self.assertIsNone(proc.poll(), "training ended before it was killed")
+      self.assertIsNone(proc.poll(), "training ended before it paused")
       proc.send_signal(signal.SIGKILL)
-      proc.wait(timeout=30)
+      self.assertEqual(proc.wait(timeout=30), -signal.SIGKILL)
     finally:
       if proc.poll() is None:
         proc.kill()
-    # The kill can land after ckpt-N is written but before the `checkpoint`
-    # state file names it; the run must then resume from ckpt-N, the newest
-    # checkpoint that reads back whole, not from the older one the state
-    # file names.
-    named_by_state = int(re.search(
-        r"ckpt-(\d+)", tf.train.latest_checkpoint(ckpt_dir)).group(1))
-    killed_at = max(self._readable_checkpoint_steps(ckpt_dir))
-    self.assertGreaterEqual(killed_at, named_by_state)
-    self.assertNotEqual(killed_at % 64, 0)
+        proc.wait()
+    ckpt_dir = os.path.join(run_dir, "ckpt")
+    self.assertEqual(sorted(self._readable_checkpoint_steps(ckpt_dir)),
+                     list(range(8, 73, 8)))
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+      self.assertEqual([json.loads(line)["epoch"] for line in f], [1])
     result = util.run_tool("tools.train", *self._args(run_dir, "--epochs=3"))
     self.assertEqual(result.returncode, 0, result.stderr[-2000:])
-    self.assertRegex(result.stderr,
-                     rf"Resumed from \S+ckpt-{killed_at} at step {killed_at} ")
+    self.assertRegex(result.stderr, r"Resumed from \S+ckpt-72 at step 72 ")
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
       records = [json.loads(line) for line in f]
     self.assertEqual([r["epoch"] for r in records], [1, 2, 3])

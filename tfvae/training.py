@@ -204,6 +204,7 @@ class Trainer:
                             f"{runs.CKPT_PREFIX}-{step}")
       raise runs.write_error(prefix, e) from None
     self._saved_step = step
+    _pause_for_tests(step)
     return saved
 
   def _progress(self, into_epoch):
@@ -371,3 +372,13 @@ def _log_progress(epoch_index, epochs, step, epoch_end, steps_per_epoch,
   logging.info("epoch %d/%d [%s] %3d%% step %d  loss %.2f  %.0f examples/s",
                epoch_index + 1, epochs, bar, 100 * done // steps_per_epoch,
                step, mean[0], speed)
+
+
+def _pause_for_tests(step):
+  """Test hook: with TFVAE_TEST_PAUSE_AT_STEP=N set, once ckpt-N is saved,
+  writes the file named by TFVAE_TEST_PAUSE_MARKER and sleeps, so that a test
+  kills the run at a known point rather than racing it."""
+  if os.environ.get("TFVAE_TEST_PAUSE_AT_STEP") == str(step):
+    with open(os.environ["TFVAE_TEST_PAUSE_MARKER"], "w") as f:
+      f.write(str(step))
+    time.sleep(3600)
