@@ -240,10 +240,22 @@ def check_data_identity(run_dir, dataset, allow_change=False):
 
 
 def record_data_identity(run_dir, record):
-  """Writes RUN_DIR/data.json (see `check_data_identity`) atomically."""
-  with files.atomic_open(os.path.join(run_dir, DATA_RECORD), "w") as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-    f.write("\n")
+  """Writes RUN_DIR/data.json (see `check_data_identity`) atomically, unless
+  it already holds `record` (a finished run on a read-only disk writes
+  nothing)."""
+  path = os.path.join(run_dir, DATA_RECORD)
+  text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+  try:
+    with open(path) as f:
+      if f.read() == text:
+        return
+  except OSError:
+    pass
+  try:
+    with files.atomic_open(path, "w") as f:
+      f.write(text)
+  except OSError as e:
+    raise runs.write_error(path, e) from None
 
 
 def run(config, run_dir, explicit=None, dataset=None, allow_data_change=False):
@@ -286,6 +298,8 @@ def _train(config, run_dir, dataset, strategy, data_record):
   """`run`'s training, with the run directory locked; `data_record` is the
   data's identity (`check_data_identity`), recorded for later resumes."""
   if config.strategy == distribute.STRATEGY:
+    if distribute.is_chief(strategy):
+      record_data_identity(run_dir, data_record)
     return distribute.run(
         config, run_dir, strategy,
         lambda own_dir: build_trainer(
