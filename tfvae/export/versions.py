@@ -11,12 +11,15 @@ Next to the warmup file, `assets.extra/` holds `METADATA_FILE`, the export's
 provenance (run, checkpoint, step, part, shapes, model kind); TF Serving
 ignores it.
 """
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
 
+from absl import logging
 import tensorflow as tf
 
 from tfvae import errors
@@ -45,6 +48,36 @@ def next_version(export_dir):
   return versions[-1] + 1 if versions else 1
 
 
+# The temporary name a version is written under before it is renamed.
+_TMP_PREFIX = ".tmp-"
+_LEFTOVER_RE = re.compile(r"^\.tmp-[0-9]+-")
+
+
+@contextlib.contextmanager
+def _exclusive(export_dir):
+  """Holds an exclusive lock on the export directory itself (`flock` on the
+  directory, so no lock file appears among the versions) while a version is
+  written. A publisher holding it knows any `.tmp-VERSION-*` it finds was
+  left by an export that died; the OS drops the lock with its process."""
+  fd = os.open(export_dir, os.O_RDONLY)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield
+  finally:
+    os.close(fd)
+
+
+def _remove_leftovers(export_dir):
+  """Removes the `.tmp-VERSION-*` directories of exports that died."""
+  for name in sorted(os.listdir(export_dir)):
+    path = os.path.join(export_dir, name)
+    if _LEFTOVER_RE.match(name) and os.path.isdir(path) and \
+       not os.path.islink(path):
+      logging.info("Removing %s, left by an export that did not finish.",
+                   path)
+      shutil.rmtree(path, ignore_errors=True)
+
+
 def publish(module, export_dir, version=None, signatures=None, verify=None,
             options=None):
   """Saves `module` as `export_dir/<version>/`, atomically.
@@ -66,48 +99,51 @@ def publish(module, export_dir, version=None, signatures=None, verify=None,
     errors.TfvaeError: If the version exists or is not positive, or if saving
       or verification fails; nothing is left under `export_dir` then.
   """
-  if version is None:
-    version = next_version(export_dir)
-  version = int(version)
-  if version <= 0:
-    raise errors.TfvaeError(
-        f"export version must be a positive integer, got {version}")
-  final_path = os.path.join(export_dir, str(version))
-  if tf.io.gfile.exists(final_path):
-    raise errors.TfvaeError(
-        f"{final_path} already exists; tfvae never overwrites an export "
-        "version (pass another --version or leave it out)")
   os.makedirs(export_dir, exist_ok=True)
-  tmp_path = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
-  try:
-    try:
-      tf.saved_model.save(module, tmp_path, signatures=signatures,
-                          options=options)
-      loaded = tf.saved_model.load(tmp_path)
-    except (tf.errors.OpError, ValueError, TypeError) as e:
+  with _exclusive(export_dir):
+    _remove_leftovers(export_dir)
+    if version is None:
+      version = next_version(export_dir)
+    version = int(version)
+    if version <= 0:
       raise errors.TfvaeError(
-          f"could not write the SavedModel for {final_path}: "
-          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-    if verify is not None:
-      verify(loaded, tmp_path)
+          f"export version must be a positive integer, got {version}")
+    final_path = os.path.join(export_dir, str(version))
     if tf.io.gfile.exists(final_path):
       raise errors.TfvaeError(
-          f"{final_path} appeared while exporting; not overwriting it")
-    # mkdtemp makes the directory private (0700); a version must be readable
-    # by a server running as another user, like any directory made here.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o777 & ~umask)
+          f"{final_path} already exists; tfvae never overwrites an export "
+          "version (pass another --version or leave it out)")
+    tmp_path = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{version}-",
+                                dir=export_dir)
     try:
-      os.rename(tmp_path, final_path)
-    except OSError as e:  # Another export took the version meanwhile.
-      raise errors.TfvaeError(
-          f"could not rename the export into {final_path}: {e.strerror}; "
-          "not overwriting it") from None
-  except BaseException:
-    shutil.rmtree(tmp_path, ignore_errors=True)
-    raise
-  return final_path
+      try:
+        tf.saved_model.save(module, tmp_path, signatures=signatures,
+                            options=options)
+        loaded = tf.saved_model.load(tmp_path)
+      except (tf.errors.OpError, ValueError, TypeError) as e:
+        raise errors.TfvaeError(
+            f"could not write the SavedModel for {final_path}: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+      if verify is not None:
+        verify(loaded, tmp_path)
+      if tf.io.gfile.exists(final_path):
+        raise errors.TfvaeError(
+            f"{final_path} appeared while exporting; not overwriting it")
+      # mkdtemp makes the directory private (0700); a version must be readable
+      # by a server running as another user, like any directory made here.
+      umask = os.umask(0)
+      os.umask(umask)
+      os.chmod(tmp_path, 0o777 & ~umask)
+      try:
+        os.rename(tmp_path, final_path)
+      except OSError as e:  # Another export took the version meanwhile.
+        raise errors.TfvaeError(
+            f"could not rename the export into {final_path}: {e.strerror}; "
+            "not overwriting it") from None
+    except BaseException:
+      shutil.rmtree(tmp_path, ignore_errors=True)
+      raise
+    return final_path
 
 
 def find_saved_model(path):
