@@ -135,6 +135,31 @@ def append_metrics(run_dir, record):
     os.close(fd)
 
 
+def epoch_means(sums, steps, seconds, metric_names, batch_size):
+  """The training figures of an epoch's record from its summed figures.
+
+  Args:
+    sums: [1 + len(metric_names)] sums over the epoch's steps of the loss
+      and each metric's batch mean.
+    steps: The steps summed.
+    seconds: Their training time.
+    metric_names: The objective's metric names.
+    batch_size: The global batch.
+
+  Returns:
+    ({"train_loss": ..., "train_<metric>": ...}, examples/s), or
+    (None, None) if no steps are known.
+  """
+  if not steps:
+    return None, None
+  mean = sums / steps
+  train = {"train_loss": float(mean[0])}
+  train.update({f"train_{name}": float(value) for name, value in
+                zip(metric_names, mean[1:])})
+  speed = steps * batch_size / seconds if seconds else None
+  return train, speed
+
+
 def epoch_record(epoch, step, train, test, speed):
   """The metrics.jsonl record of an epoch.
 

@@ -270,7 +270,9 @@ class Trainer:
     # Its training figures are in the checkpoint (epoch_progress).
     if step and step % per_epoch == 0 and \
        step // per_epoch not in done_epochs and step <= total_steps:
-      train, speed = self._epoch_means(*self._progress(per_epoch))
+      train, speed = run_outputs.epoch_means(
+          *self._progress(per_epoch), self.objective.metric_names,
+          self.config.batch_size)
       written.append(self._finish_epoch(step // per_epoch, train, speed,
                                         writers))
     if step >= total_steps:
@@ -330,20 +332,10 @@ class Trainer:
       if step != epoch_end:
         self._stop_if_asked(manager, progress)
     self._save(manager, (sums, steps_this_epoch, train_seconds))
-    train, speed = self._epoch_means(sums, steps_this_epoch, train_seconds)
+    train, speed = run_outputs.epoch_means(
+        sums, steps_this_epoch, train_seconds, self.objective.metric_names,
+        self.config.batch_size)
     writers.write_train(step, train, speed)
-    return train, speed
-
-  def _epoch_means(self, sums, steps, seconds):
-    """({"train_loss": ..., "train_<metric>": ...}, examples/s) of an epoch
-    from its summed figures; (None, None) if no steps are known."""
-    if not steps:
-      return None, None
-    mean = sums / steps
-    train = {"train_loss": float(mean[0])}
-    train.update({f"train_{name}": float(value) for name, value in
-                  zip(self.objective.metric_names, mean[1:])})
-    speed = steps * self.config.batch_size / seconds if seconds else None
     return train, speed
 
   def _finish_epoch(self, epoch, train, speed, writers):

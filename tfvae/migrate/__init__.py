@@ -10,6 +10,7 @@ This package imports tfvae's core (export, runs, models, nets, likelihoods,
 rng, errors); the core never imports it.
 """
 from tfvae.migrate import build
+from tfvae.migrate import candidates
 from tfvae.migrate import graph
 from tfvae.migrate import mapping
 from tfvae.migrate import ops
@@ -20,8 +21,8 @@ from tfvae.migrate import surgery
 from tfvae.migrate.build import build_generator
 from tfvae.migrate.build import parse_image_shape
 from tfvae.migrate.build import resolve_device
+from tfvae.migrate.candidates import find_ends
 from tfvae.migrate.graph import MetaGraph
-from tfvae.migrate.graph import find_ends
 from tfvae.migrate.mapping import DecoderSpec
 from tfvae.migrate.mapping import match_by_shape
 from tfvae.migrate.mapping import parse_mapping
@@ -49,6 +50,7 @@ __all__ = [
     "VariableInfo",
     "build",
     "build_generator",
+    "candidates",
     "device_pins",
     "find_ends",
     "graph",

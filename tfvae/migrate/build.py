@@ -17,6 +17,7 @@ import tensorflow as tf
 from tfvae import errors
 from tfvae import rng
 from tfvae import runs
+from tfvae.migrate import candidates
 from tfvae.migrate import graph
 from tfvae.migrate import mapping
 from tfvae.migrate import publish
@@ -245,7 +246,7 @@ def _build_from_meta_graph(source, meta_path, export_dir, version,
     image_shape = parse_image_shape(image_shape)
   report = reader.verify(source)
   meta = graph.MetaGraph(meta_path)
-  latent, output = graph.find_ends(meta, latent_tensor, output_tensor,
+  latent, output = candidates.find_ends(meta, latent_tensor, output_tensor,
                                    output_collection)
   path = surgery.DecodePath(meta, latent, output)
   logging.info("Decode path: %s -> %s, %d ops, %d variables", latent.name,

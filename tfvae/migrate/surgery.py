@@ -20,7 +20,7 @@ from tfvae import errors
 from tfvae import export
 from tfvae.migrate import ops
 from tfvae.migrate._messages import first_line
-from tfvae.migrate.graph import shape_text
+from tfvae.migrate.candidates import shape_text
 
 v1 = tf.compat.v1
 
