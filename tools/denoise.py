@@ -14,8 +14,12 @@ all; ae, sparse_ae, contractive_ae and vae too).
 """
 from absl import app
 from absl import flags
+from absl import logging
 
 from tools import _cli
+
+# Executed on first use, so that --help and usage errors start no TensorFlow.
+denoising = _cli.lazy_import("tfvae.denoising")
 
 flags.DEFINE_string("model", None, "Run directory of the trained model.")
 flags.DEFINE_string("checkpoint", None,
@@ -52,9 +56,6 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  from tfvae import denoising  # pylint: disable=g-import-not-at-top
-
   if FLAGS.num <= 0:
     raise app.UsageError(f"--num={FLAGS.num}: must be positive")
   if FLAGS.batch_size <= 0:

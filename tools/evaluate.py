@@ -15,7 +15,12 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from tfvae import errors
 from tools import _cli
+
+# Executed on first use, so that --help and usage errors start no TensorFlow.
+evaluation = _cli.lazy_import("tfvae.evaluation")
+trained = _cli.lazy_import("tfvae.trained")
 
 flags.DEFINE_string("model", None,
                     "A run directory (its newest intact checkpoint) or a "
@@ -55,10 +60,6 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  from tfvae import errors  # pylint: disable=g-import-not-at-top
-  from tfvae import evaluation  # pylint: disable=g-import-not-at-top
-  from tfvae import trained  # pylint: disable=g-import-not-at-top
-
   if not FLAGS.model:
     raise errors.TfvaeError("--model is required: a run directory or an "
                             "export")

@@ -25,7 +25,17 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from tfvae import data
+from tfvae import errors
 from tools import _cli
+
+# Executed on first use, so that --help and usage errors start no TensorFlow.
+evaluation = _cli.lazy_import("tfvae.evaluation")
+generation = _cli.lazy_import("tfvae.generation")
+input_pipeline = _cli.lazy_import("tfvae.input_pipeline")
+plots = _cli.lazy_import("tfvae.plots")
+run_outputs = _cli.lazy_import("tfvae.run_outputs")
+trained = _cli.lazy_import("tfvae.trained")
 
 _KINDS = ("manifold", "latent", "reconstructions", "samples",
           "interpolation", "curves", "anomaly", "classes", "projector")
@@ -77,14 +87,6 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  from tfvae import data  # pylint: disable=g-import-not-at-top
-  from tfvae import errors  # pylint: disable=g-import-not-at-top
-  from tfvae import evaluation  # pylint: disable=g-import-not-at-top
-  from tfvae import input_pipeline  # pylint: disable=g-import-not-at-top
-  from tfvae import plots  # pylint: disable=g-import-not-at-top
-  from tfvae import run_outputs  # pylint: disable=g-import-not-at-top
-  from tfvae import trained  # pylint: disable=g-import-not-at-top
-
   for flag in ("model", "kind", "out"):
     if flag == "out" and FLAGS.kind == "projector":
       continue
@@ -103,7 +105,6 @@ def main(argv):
                             "non-negative image indices")
   if FLAGS.kind == "classes":
     # Drawn through the label-taking generate of a cvae run or export.
-    from tfvae import generation  # pylint: disable=g-import-not-at-top
     if not 1 <= FLAGS.count <= 100:
       raise errors.TfvaeError(f"--count={FLAGS.count}: must be between 1 "
                               "and 100")
