@@ -54,6 +54,9 @@ class FixtureOptions:
     resource_variables: Use resource variables instead of TF1 ref variables.
     steps: Training steps on random data.
     seed: Graph-level random seed.
+    untrained_twin: Also create, last, a variable of the decoder output
+      matrix's shape that no op reads: it keeps its initial values and gets no
+      optimizer slots (the twin a plausible wrong mapping picks).
   """
   image_size: int = 8
   hidden_size: int = 16
@@ -69,6 +72,7 @@ class FixtureOptions:
   resource_variables: bool = False
   steps: int = 3
   seed: int = 7
+  untrained_twin: bool = False
 
 
 def _parameter_shapes(opts):
@@ -201,6 +205,11 @@ def write_fixture(directory, **options):
                            stddev=1.0, name="epsilon")
     z = z_mean + tf.exp(z_log_var / 2) * eps
     out = _decoder(z, p, opts, act, directory)
+    if opts.untrained_twin:
+      twin_shape = p[("decoder/out", "weights" if opts.decoder == "mlp"
+                      else "filters")].shape
+      v1.Variable(_glorot_normal(twin_shape.as_list()),
+                  use_resource=opts.resource_variables)
     v1.add_to_collection("recon", out)
     flat_out = tf.reshape(out, [-1, pixels])
     if opts.likelihood == "bernoulli":

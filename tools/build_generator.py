@@ -15,8 +15,14 @@ on the reloaded SavedModel before it is published. SOURCE is one of:
     --latent_dim, --hidden_sizes, --activation, --likelihood and
     --image_shape, by name (--map decoder/mlp/linear_0/w=Variable_3,...) or
     by shape when shapes are unique, and checked against a numpy
-    re-computation from the checkpoint's arrays.
+    re-computation from the checkpoint's arrays. With the `.meta` beside the
+    checkpoint (even under --no_meta), the mapped decoder must also decode
+    like the graph's decode path; without it, a mapped variable that has no
+    optimizer slots while one of its shape has them is warned about (on
+    stderr, before the published path is printed).
 """
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -24,6 +30,7 @@ from absl import logging
 from tfvae import errors
 from tfvae.migrate import build
 from tfvae.migrate import mapping
+from tfvae.migrate import publish
 from tools import _cli
 
 flags.DEFINE_string("checkpoint", None,
@@ -128,6 +135,8 @@ def main(argv):
       image_shape=FLAGS.image_shape, device=FLAGS.device,
       allow_unsafe_ops=FLAGS.allow_unsafe_ops, no_meta=FLAGS.no_meta,
       decoder_spec=_decoder_spec(), variable_map=_variable_map())
+  for warning in publish.source_record(path).get("warnings", []):
+    print(f"warning: {warning}", file=sys.stderr)
   logging.info("Published %s", path)
   print(path)
 

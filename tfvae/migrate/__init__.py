@@ -11,6 +11,7 @@ rng, errors); the core never imports it.
 """
 from tfvae.migrate import build
 from tfvae.migrate import candidates
+from tfvae.migrate import crosscheck
 from tfvae.migrate import graph
 from tfvae.migrate import mapping
 from tfvae.migrate import ops
@@ -51,6 +52,7 @@ __all__ = [
     "build",
     "build_generator",
     "candidates",
+    "crosscheck",
     "device_pins",
     "find_ends",
     "graph",

@@ -18,6 +18,7 @@ from tfvae import errors
 from tfvae import rng
 from tfvae import runs
 from tfvae.migrate import candidates
+from tfvae.migrate import crosscheck
 from tfvae.migrate import graph
 from tfvae.migrate import mapping
 from tfvae.migrate import publish
@@ -123,8 +124,9 @@ def build_generator(checkpoint, export_dir, version=None, meta_graph=None,
       meta_graph or source.meta_graph)
   if meta_path is None:
     if source.meta_graph:
-      logging.info("Not using %s: mapping the checkpoint's variables into a "
-                   "native decoder", source.meta_graph)
+      logging.info("Not building from %s: mapping the checkpoint's variables "
+                   "into a native decoder (the graph only checks the "
+                   "mapping)", source.meta_graph)
     if isinstance(image_shape, str):
       image_shape = parse_image_shape(image_shape)
     spec = decoder_spec or mapping.DecoderSpec()
@@ -228,13 +230,51 @@ def _build_from_mapping(source, spec, variable_map, export_dir, version,
         f"{publish.MAX_ABS_DIFF}); not publishing")
   logging.info("Verified: max |native - numpy| = %.3g on %d latent points",
                diff, len(z))
+  checked, warnings = _second_opinion(source, report, spec, assignment,
+                                      arrays, decoder, device_name)
   record = {"source": "TF1 checkpoint mapped into a native decoder",
             "checkpoint": os.path.abspath(source.prefix),
             "decoder": spec.to_dict(), "matched": how, "mapping": assignment,
             "unused_weights": unused_weights,
-            "unused_optimizer_state": unused_state}
+            "unused_optimizer_state": unused_state,
+            "checked_against_graph": checked, "warnings": warnings}
   return publish.publish_decoder(decoder, export_dir, version, device_name,
                                  f"checkpoint {source.prefix}", record)
+
+
+def _second_opinion(source, report, spec, assignment, arrays, decoder,
+                    device_name):
+  """Checks a mapping against the graph beside the checkpoint, if any.
+
+  The numpy check only shows that the arrays went where the mapping says; an
+  untrained twin of a weight passes it. With a `.meta`, the graph's decode
+  path is the judge (`crosscheck.check_against_graph` refuses a mapping it
+  disagrees with); without one (or when the path cannot be found), mapped
+  variables without optimizer slots whose same-shaped twins have them are
+  warned about.
+
+  Returns:
+    (checked, warnings): the .meta checked against or None, and the
+    one-line warnings (also logged).
+
+  Raises:
+    errors.TfvaeError: If the graph decodes otherwise than the mapping.
+  """
+  warnings = []
+  if source.meta_graph:
+    logging.info("Checking the mapping against the decode path of meta graph "
+                 "%s", source.meta_graph)
+    try:
+      crosscheck.check_against_graph(source, report, spec, assignment, arrays,
+                                     decoder, device_name)
+      return os.path.abspath(source.meta_graph), warnings
+    except crosscheck.Skipped as e:
+      warnings.append(f"the mapping was not checked against meta graph "
+                      f"{source.meta_graph}: {e}")
+  warnings += crosscheck.untrained_twins(report, assignment)
+  for warning in warnings:
+    logging.warning("%s", warning)
+  return None, warnings
 
 
 def _build_from_meta_graph(source, meta_path, export_dir, version,

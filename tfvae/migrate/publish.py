@@ -137,6 +137,22 @@ def _compare(loaded, device_name, z, expected, subject, reference):
   return diff
 
 
+def source_record(version_dir):
+  """The provenance a published version records (see `SOURCE_RECORD`).
+
+  Args:
+    version_dir: A published version directory.
+
+  Returns:
+    The record's dict, or {} for a version without one.
+  """
+  try:
+    with open(os.path.join(version_dir, "assets.extra", SOURCE_RECORD)) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return {}
+
+
 def publish_verified(module, export_dir, version, device_name, z, expected,
                      subject, reference, label, record=None):
   """Publishes `module` once its reloaded SavedModel decodes `z` to `expected`.
