@@ -1,11 +1,12 @@
 """Writing files so that nothing on disk is ever half-written."""
 import contextlib
 import os
+import re
 import tempfile
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode="wb"):
+def atomic_open(path, mode="wb", owner=None):
   """Opens a temporary file beside `path`; renames it to `path` on success.
 
   The file gets the permissions a plain `open()` would give (mkstemp makes
@@ -14,6 +15,9 @@ def atomic_open(path, mode="wb"):
   Args:
     path: The final file name; its directory is created if missing.
     mode: "wb" or "w".
+    owner: None for a `.tmp-XXXXXXXX[.ext]` temporary, or a program's name
+      for `.tmp-OWNER-PID-XXXXXXXX[.ext]`, which the program's next start
+      can tell from a live writer's (`remove_dead_temporaries`).
 
   Yields:
     The open file object.
@@ -21,7 +25,8 @@ def atomic_open(path, mode="wb"):
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   suffix = os.path.splitext(path)[1]
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+  prefix = f".tmp-{owner}-{os.getpid()}-" if owner else ".tmp-"
+  fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
   try:
     umask = os.umask(0)
     os.umask(umask)
@@ -33,6 +38,52 @@ def atomic_open(path, mode="wb"):
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def _alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True  # Someone else's process.
+  return True
+
+
+def remove_dead_temporaries(directory, owner):
+  """Removes the temporaries of `owner`'s writes whose process has died.
+
+  Only files named `.tmp-OWNER-PID-XXXXXXXX[.ext]` (what
+  `atomic_open(..., owner=OWNER)` writes) are touched, and only when no
+  process PID is alive; a live writer's temporary is left to it. A reused
+  pid only keeps a leftover one more time.
+
+  Args:
+    directory: Where the temporaries would be; a missing one holds none.
+    owner: The name the program passes to `atomic_open`.
+
+  Returns:
+    The paths removed.
+  """
+  pattern = re.compile(
+      rf"^\.tmp-{re.escape(owner)}-([0-9]+)-[a-z0-9_]{{8}}(\.[a-z0-9]+)?$")
+  try:
+    names = sorted(os.listdir(directory))
+  except (FileNotFoundError, NotADirectoryError):
+    return []
+  removed = []
+  for name in names:
+    match = pattern.match(name)
+    path = os.path.join(directory, name)
+    if (not match or _alive(int(match.group(1))) or os.path.islink(path)
+        or not os.path.isfile(path)):
+      continue
+    try:
+      os.unlink(path)
+    except FileNotFoundError:
+      continue
+    removed.append(path)
+  return removed
 
 
 def unwritable_reason(path, directory=False):

@@ -4,8 +4,11 @@
       [--exclude=RE]
 
 Model weights only unless --include_slots. The file is written under a
-temporary name and renamed into place, so it is complete or absent.
+temporary name (`.tmp-extract-PID-*.npz` beside it) and renamed into place,
+so it is complete or absent; each start removes the temporaries that dead
+extractions left there.
 """
+import os
 import re
 
 from absl import app
@@ -61,9 +64,13 @@ def select(report, include_slots, include, exclude):
   return names
 
 
+# The owner name of tfvae-extract's temporaries (see `files.atomic_open`).
+_TMP_OWNER = "extract"
+
+
 def write_npz(path, arrays):
   """Writes `arrays` to `path` atomically (temp file + rename)."""
-  with files.atomic_open(path) as f:
+  with files.atomic_open(path, owner=_TMP_OWNER) as f:
     np.savez(f, **arrays)
 
 
@@ -74,6 +81,10 @@ def main(argv):
         f"{argv[1:]}")
   if not FLAGS.out:
     raise app.UsageError("--out is required")
+  for path in files.remove_dead_temporaries(
+      os.path.dirname(os.path.abspath(FLAGS.out)), _TMP_OWNER):
+    logging.info("Removed %s, left by an extraction that did not finish",
+                 path)
   report = migrate.reader.inspect(argv[1])
   names = select(report, FLAGS.include_slots,
                  _patterns(FLAGS.include, "include"),
