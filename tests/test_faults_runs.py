@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ import tensorflow as tf
 
 import tfvae
 from tfvae import errors
+from tfvae import export
 from tfvae import launch
 from tfvae import runs
 from tfvae import training
@@ -459,6 +461,82 @@ class SignalCliTest(tf.test.TestCase):
         os.path.join(ckpt_dir, f"ckpt-{step}")))
     for record in _metrics(run_dir):  # Whole records only.
       self.assertIn("test_elbo", record)
+
+
+# `ulimit -f` for the limited programs: room for config.json, metrics.jsonl
+# and a picture, not for the 600 KB checkpoint or the SavedModel variables.
+_FILE_SIZE_LIMIT = 64 * 1024
+
+
+def _run_file_size_limited(module, *args):
+  """Runs `python -m module` with files limited to _FILE_SIZE_LIMIT bytes.
+
+  SIGXFSZ is ignored, as a shell that ignores it would leave it, so writes
+  past the limit fail with EFBIG ("File too large") instead of killing.
+  """
+
+  def limit():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE,
+                       (_FILE_SIZE_LIMIT, _FILE_SIZE_LIMIT))
+
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=util.REPO,
+                        capture_output=True, text=True, timeout=300,
+                        preexec_fn=limit, check=False)
+
+
+class FileSizeLimitCliTest(tf.test.TestCase):
+  """tfvae-train and tfvae-export under `ulimit -f` (issue 18)."""
+
+  def _last_line(self, result):
+    self.assertEqual(result.returncode, 1, result.stderr[-2000:])
+    self.assertNotIn("Traceback", result.stderr)
+    return result.stderr.strip().splitlines()[-1]
+
+  def test_file_too_large_is_one_line_and_leaves_the_run_whole(self):
+    data_dir = util.write_small_idx_dir(
+        os.path.join(self.create_tempdir().full_path, "idx"), num_train=64,
+        num_test=16)
+    run_dir = os.path.join(self.create_tempdir().full_path, "run")
+    launch.run(tfvae.Config(data_dir=data_dir, batch_size=16,
+                            hidden_sizes=(32,), epochs=1), run_dir)
+    ckpt_dir = runs.ckpt_dir(run_dir)
+
+    def state():
+      with open(runs.config_path(run_dir)) as f:
+        config = json.load(f)
+      config.pop("epochs")  # Rewritten, whole, for --epochs=2.
+      with open(runs.metrics_path(run_dir), "rb") as f:
+        metrics = f.read()
+      return (config, metrics, tf.train.latest_checkpoint(ckpt_dir),
+              sorted(os.listdir(ckpt_dir)))
+
+    before = state()
+    result = _run_file_size_limited(
+        "tools.train", "--data_dir", data_dir, "--run_dir", run_dir,
+        "--batch_size=16", "--hidden_sizes=32", "--epochs=2")
+    self.assertRegex(
+        self._last_line(result),
+        rf"error: cannot write {re.escape(ckpt_dir)}/ckpt-8: "
+        rf"{re.escape(ckpt_dir)}/ckpt-8_temp/\S+; File too large$")
+    self.assertEqual(state(), before)
+    self.assertIsNone(runs.verify_checkpoint(before[2]))
+
+    # tfvae-export, in this process (a third TensorFlow start costs more
+    # than the check): only the soft limit drops, so it can be raised again.
+    export_dir = os.path.join(self.create_tempdir().full_path, "exports")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (_FILE_SIZE_LIMIT, hard))
+    try:
+      with self.assertRaisesRegex(
+          errors.TfvaeError,
+          rf"could not write the SavedModel for {re.escape(export_dir)}/1: "
+          r"\S+; File too large$") as caught:
+        export.export_run(run_dir, export_dir)
+    finally:
+      resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    _one_line(self, caught.exception)
+    self.assertEqual(os.listdir(export_dir), [])
 
 
 if __name__ == "__main__":

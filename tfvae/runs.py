@@ -75,7 +75,7 @@ def write_error(path, e):
   if isinstance(e, OSError) and e.strerror:
     why = e.strerror
   else:
-    why = _first_line(e)
+    why = errors.op_message(e)
   return errors.RunDirError(f"cannot write {path}: {why}")
 
 
@@ -179,6 +179,37 @@ def clean_leftovers(run_dir):
   for path in removed:
     logging.warning("Removed %s, left over by an earlier run that stopped "
                     "while writing it.", path)
+  return removed
+
+
+def remove_failed_save(prefix):
+  """Removes what a checkpoint save that failed left of `prefix`.
+
+  Its `PREFIX_temp/` shards and, without `PREFIX.index`, its `PREFIX.data-*`
+  files: nothing half-written stays in the run after the error (the next
+  start's `clean_leftovers` covers a save that was killed instead). Call it
+  only while holding the run's lock.
+
+  Args:
+    prefix: The checkpoint prefix the save was writing (`RUN/ckpt/ckpt-N`).
+
+  Returns:
+    The paths removed.
+  """
+  removed = []
+  if os.path.isdir(prefix + "_temp") and not os.path.islink(prefix + "_temp"):
+    shutil.rmtree(prefix + "_temp", ignore_errors=True)
+    removed.append(prefix + "_temp")
+  if not os.path.exists(prefix + ".index"):
+    directory, base = os.path.split(prefix)
+    for name in sorted(os.listdir(directory)):
+      data = _CKPT_DATA_RE.match(name)
+      if data and data.group(1) == base:
+        try:
+          os.unlink(os.path.join(directory, name))
+        except FileNotFoundError:
+          continue
+        removed.append(os.path.join(directory, name))
   return removed
 
 

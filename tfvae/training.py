@@ -202,6 +202,7 @@ class Trainer:
     except (tf.errors.OpError, OSError) as e:
       prefix = os.path.join(runs.ckpt_dir(self.run_dir),
                             f"{runs.CKPT_PREFIX}-{step}")
+      runs.remove_failed_save(prefix)
       raise runs.write_error(prefix, e) from None
     self._saved_step = step
     _pause_for_tests(step)

@@ -123,7 +123,7 @@ def publish(module, export_dir, version=None, signatures=None, verify=None,
       except (tf.errors.OpError, ValueError, TypeError) as e:
         raise errors.TfvaeError(
             f"could not write the SavedModel for {final_path}: "
-            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+            f"{errors.op_message(e)}") from e
       if verify is not None:
         verify(loaded, tmp_path)
       if tf.io.gfile.exists(final_path):
