@@ -11,6 +11,7 @@ import shutil
 import tensorflow as tf
 
 from tests import migrate_fixtures
+from tests import util
 from tests.test_migrate_surgery import _assert_matches_tf1
 from tfvae import errors
 from tfvae import migrate
@@ -83,13 +84,20 @@ class SlotlessTwinTest(tf.test.TestCase):
     shutil.copytree(_FIXTURE["dir"], directory)
     os.remove(os.path.join(directory, "model.meta"))
     export_dir = os.path.join(self.get_temp_dir(), "export")
-    with self.assertLogs("absl", level="WARNING") as logs:
-      path = migrate.build_generator(directory, export_dir,
-                                     decoder_spec=_SPEC, variable_map=_WRONG)
+    result = util.run_tool(
+        "tools.build_generator", f"--checkpoint={directory}/model",
+        f"--export_dir={export_dir}", "--hidden_sizes=16",
+        "--image_shape=8,8,1",
+        "--map=" + ",".join(f"{k}={v}" for k, v in _WRONG.items()),
+        env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    path = result.stdout.strip()
+    self.assertEqual(path, os.path.join(export_dir, "1"))
     warning = (r"Variable_10 \(mapped to decoder/mlp/linear_1/w\) has no "
                r"optimizer slots, so it was never trained, while Variable_4 "
                r"of the same shape \[16, 64\] has \(Variable_4/Adam, ")
-    self.assertRegex("\n".join(logs.output), warning)
+    self.assertRegex(result.stderr, r"(?m)^W.*\] " + warning)  # absl log
+    self.assertRegex(result.stderr, r"(?m)^warning: " + warning)  # printed
     warnings = migrate.publish.source_record(path)["warnings"]
     self.assertLen(warnings, 1)
     self.assertRegex(warnings[0], warning)
