@@ -50,6 +50,7 @@ import tensorflow as tf
 
 from tfvae import data
 from tfvae import errors
+from tfvae import files
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # The held-out test split of a source without one: the same for every run.
@@ -384,8 +385,9 @@ def decode_all(listing, skip_bad=False):
   """Decodes every image of a file or TFRecord listing, in parallel.
 
   Returns:
-    (images, labels): a list of uint8 arrays [h, w, c] in the listing's
-    order and int64 labels [N] (-1 where the source has none), the bad
+    (images, labels, indices): a list of uint8 arrays [h, w, c] in the
+    listing's order, int64 labels [N] (-1 where the source has none) and
+    the int64 indices [N] in the listing of the images returned, the bad
     images left out when `skip_bad`.
 
   Raises:
@@ -428,7 +430,7 @@ def decode_all(listing, skip_bad=False):
   if not images:
     raise errors.DataError(f"--data={listing.source}: holds no readable "
                            "images")
-  return images, np.asarray(labels, np.int64)
+  return images, np.asarray(labels, np.int64), np.asarray(indices, np.int64)
 
 
 # ----------------------------------------------------------------------------
@@ -544,7 +546,7 @@ def _read(listing, skip_bad):
   """(images, labels or None) of a listing: arrays or decoded images."""
   if listing.arrays is not None:
     return listing.arrays, listing.labels
-  images, labels = decode_all(listing, skip_bad)
+  images, labels, _ = decode_all(listing, skip_bad)
   if listing.files is not None:
     # Skipped images are missing from `labels` as from `images`.
     return images, (labels if listing.labels is not None else None)
@@ -647,3 +649,91 @@ def load_for(config, data_dir=None):
     return load(config.data, config.test_data, config.test_fraction,
                 config.image_size, config.channels, config.skip_bad_images)
   return data.load(config.dataset, data_dir or config.data_dir)
+
+
+# ----------------------------------------------------------------------------
+# Writing TFRecords.
+
+
+def _example(encoded, label):
+  feature = {IMAGE_KEY: tf.train.Feature(
+      bytes_list=tf.train.BytesList(value=[encoded]))}
+  if label is not None and label >= 0:
+    feature[LABEL_KEY] = tf.train.Feature(
+        int64_list=tf.train.Int64List(value=[int(label)]))
+  return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def shard_name(prefix, index, count):
+  """PREFIX-0000i-of-0000n, the name of shard `index` of `count`."""
+  return f"{prefix}-{index:05d}-of-{count:05d}"
+
+
+def write_tfrecords(source, prefix, num_shards=1, skip_bad=False):
+  """Writes the images of `source` as TFRecord shards PREFIX-*-of-*.
+
+  Images from files keep their encoded bytes (decoding gives the same
+  pixels); images from arrays are stored as PNG. Example k of the source
+  lands in shard floor(k * num_shards / N), so reading the shards in order
+  gives the source's order, and a run on the shards is the run on the
+  source. Every image is decoded once to check it. PREFIX.json records the
+  class names and counts. Each shard is written under a temporary name and
+  renamed.
+
+  Args:
+    source: A --data path (see the module docstring).
+    prefix: Path prefix of the shards.
+    num_shards: Number of shards, >= 1 (at most one per image).
+    skip_bad: Leave out unreadable images instead of failing.
+
+  Returns:
+    The shard paths written.
+
+  Raises:
+    errors.DataError: A bad source or image, or bad `num_shards`.
+  """
+  listing = list_source(source)
+  if isinstance(listing, tuple):
+    raise errors.DataError(
+        f"--data={source}: has a train and a test split (x_train, x_test); "
+        "write each to its own .npz or folder first")
+  if listing.arrays is not None:
+    labels = listing.labels
+    encoded = [tf.io.encode_png(image).numpy() for image in listing.arrays]
+  else:
+    _, labels, indices = decode_all(listing, skip_bad)
+    if listing.files is not None:
+      encoded = [tf.io.read_file(listing.files[i]).numpy() for i in indices]
+      labels = labels if listing.labels is not None else None
+    else:
+      labels = None if (labels < 0).all() else labels
+      wanted = set(indices.tolist())
+      encoded = [bytes(image) for i, (image, _) in enumerate(
+          tf.data.TFRecordDataset(listing.shards).map(_parse_example)
+          .as_numpy_iterator()) if i in wanted]
+  count = len(encoded)
+  if not 1 <= num_shards <= count:
+    raise errors.DataError(f"--shards={num_shards}: must be between 1 and "
+                           f"the {count} images")
+  directory = os.path.dirname(os.path.abspath(prefix))
+  os.makedirs(directory, exist_ok=True)
+  paths = []
+  for shard in range(num_shards):
+    path = shard_name(prefix, shard, num_shards)
+    start, stop = shard * count // num_shards, (shard + 1) * count // num_shards
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with tf.io.TFRecordWriter(temporary) as writer:
+      for k in range(start, stop):
+        label = None if labels is None else int(labels[k])
+        writer.write(_example(encoded[k], label).SerializeToString())
+    os.replace(temporary, path)
+    paths.append(path)
+  info = {"source": source, "images": count, "shards": num_shards,
+          "class_names": (list(listing.class_names)
+                          if labels is not None and listing.class_names
+                          else None)}
+  with files.atomic_open(prefix + TFRECORD_INFO_SUFFIX, "w") as f:
+    f.write(json.dumps(info, indent=2) + "\n")
+  logging.info("Wrote %d images of %s to %d shard(s) %s-*-of-%05d.", count,
+               source, num_shards, prefix, num_shards)
+  return paths
