@@ -17,8 +17,11 @@ from bench import flops as flops_lib
 from bench import keras_reference
 from bench import tf1_reference
 from bench import timing
+from tfvae import config as config_lib
 from tfvae import export
+from tfvae import image_sources
 from tfvae import input_pipeline
+from tfvae import launch
 
 Row = timing.Row
 # The contenders' model and seed, which the rows' own references share.
@@ -47,6 +50,8 @@ class Settings:
     pipeline_batches: Batches the input-pipeline row draws per repetition.
     matmul_size: Side of the square matmul that measures the peak.
     conv: Whether to run the conv rows.
+    images: Whether to run the own-images rows (`image_rows`).
+    image_examples: JPEGs (64x64x3) those rows write and read.
   """
   repetitions: int = 5
   mlp_batches: tuple = (64, 256)
@@ -63,12 +68,14 @@ class Settings:
   pipeline_batches: int = 900
   matmul_size: int = 2048
   conv: bool = True
+  images: bool = True
+  image_examples: int = 512
 
 
 FULL = Settings()
 QUICK = Settings(mlp_examples=3200, conv_examples=256, latency_calls=200,
                  predict_calls=10, throughput_calls=2, pipeline_batches=200,
-                 mechanism_steps_per_call=50)
+                 mechanism_steps_per_call=50, image_examples=256)
 
 
 # ---------------------------------------------------------------------------
@@ -411,6 +418,63 @@ def pipeline_rows(dataset, settings, tfvae_rates):
                       "ratio = headroom")]
 
 
+def _write_jpeg_folder(dataset, directory, count, size=64):
+  """`count` training images as colour JPEGs size x size, one folder per
+  class (a user's photos, in miniature)."""
+  images = tf.image.resize(dataset.train.images[:count], (size, size))
+  tint = tf.constant([1.0, 0.7, 0.4])
+  images = tf.cast(tf.clip_by_value(tf.round(images * tint), 0, 255),
+                   tf.uint8)
+  for i, (image, label) in enumerate(zip(images, dataset.train.labels)):
+    path = os.path.join(directory, f"class_{label}", f"{i:05d}.jpg")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tf.io.write_file(path, tf.io.encode_jpeg(image, quality=90))
+  return directory
+
+
+def image_rows(dataset, settings):
+  """Your own images: the streamed input pipeline alone (decoding JPEGs
+  from a folder, and from TFRecords, every epoch) against the training
+  step of a 64x64x3 conv VAE (--conv_channels=32,64,128) on the same
+  images held in memory. ratio = headroom of the pipeline."""
+  batch = settings.conv_batches[0]
+  with tempfile.TemporaryDirectory() as root:
+    folder = _write_jpeg_folder(dataset, os.path.join(root, "jpegs"),
+                                settings.image_examples)
+    prefix = os.path.join(root, "records", "jpegs")
+    image_sources.write_tfrecords(folder, prefix, num_shards=4)
+    cached = image_sources.load(folder)
+    config = config_lib.Config(
+        data=folder, network="conv", conv_channels=(32, 64, 128),
+        latent_dim=32, likelihood="continuous_bernoulli", batch_size=batch,
+        image_shape=cached.image_shape, seed=SEED)
+    trainer = launch.build_trainer(config, os.path.join(root, "run"), cached,
+                                   tf.distribute.get_strategy())
+    steps = trainer.steps_per_epoch - 1
+    trainer.train_step.runner(0, 0)(1)
+    step_rate = timing.alternate(
+        {"step": lambda: timing.rate(
+            lambda: trainer.train_step.runner(0, 1)(steps).numpy(),
+            steps * batch)}, settings.repetitions)["step"]
+    rows = []
+    for name, source in (("folder of JPEGs", folder), ("TFRecords", prefix)):
+      streamed = image_sources.load(source, cache_mb=1e-6)
+      count = input_pipeline.steps_per_epoch(streamed.train, batch) * batch
+
+      def epoch(streamed=streamed):
+        for _ in input_pipeline.train_dataset(streamed.train, batch, SEED, 0):
+          pass
+
+      epoch()
+      rate = timing.alternate({"feed": lambda: timing.rate(epoch, count)},
+                              settings.repetitions)["feed"]
+      rows.append(Row.compare(
+          f"streamed input from a {name} vs conv step 64x64x3 b{batch}",
+          rate, step_rate, "examples/s", "tfvae train",
+          note="decode + resize each epoch, AUTOTUNE; ratio = headroom"))
+  return rows
+
+
 def run(dataset, settings):
   """Runs the whole suite; yields `Row`s as they are measured."""
   rows, tfvae_rates = training_rows(dataset, settings)
@@ -419,10 +483,12 @@ def run(dataset, settings):
   yield from process_rows(dataset, settings)
   yield from generation_rows(dataset, settings)
   yield from pipeline_rows(dataset, settings, tfvae_rates)
+  if settings.images:
+    yield from image_rows(dataset, settings)
 
 
 TINY = Settings(repetitions=1, mlp_batches=(16,), conv_batches=(8,),
                 mlp_examples=64, conv_examples=16, warmup_steps=1,
                 hidden_size=16, mechanism_steps_per_call=2, latency_calls=3,
                 predict_calls=2, throughput_batch=8, throughput_calls=1,
-                pipeline_batches=2, matmul_size=64)
+                pipeline_batches=2, matmul_size=64, image_examples=24)

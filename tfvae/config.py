@@ -221,6 +221,11 @@ class Config:
       False, "With --data: leave out images that cannot be read or decoded "
       "(counted in the log) instead of stopping with an error naming the "
       "first.")
+  cache_mb: int = _field(
+      1024, "With --data: MiB of decoded training images held in memory; a "
+      "larger training set is streamed from disk each epoch (parallel "
+      "decoding, bounded memory; TFRecords then come in a seeded shuffle of "
+      "their shards, not the cached order).", check=_POSITIVE)
   conv_channels: tuple = _field(
       (), "With --network=conv: channels of the encoder's stride-2 3x3 "
       "convolutions, e.g. 32,64,128 (the decoder mirrors them with "

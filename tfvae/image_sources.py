@@ -386,13 +386,21 @@ def _why_bad(listing, index, name):
   return "unreadable"
 
 
-def decode_all(listing, skip_bad=False):
+def decode_all(listing, skip_bad=False, keep_bytes=None):
   """Decodes every image of a file or TFRecord listing, in parallel.
 
+  Args:
+    listing: A file or TFRecord `Listing`.
+    skip_bad: Leave out images that cannot be read instead of failing.
+    keep_bytes: Keep the decoded images only while they take at most this
+      many bytes (None: always); past it they are dropped, and only their
+      shapes kept, so that memory stays bounded.
+
   Returns:
-    (images, labels, indices): a list of uint8 arrays [h, w, c] in the
-    listing's order, int64 labels [N] (-1 where the source has none) and
-    the int64 indices [N] in the listing of the images returned, the bad
+    (images, labels, indices, shapes): a list of uint8 arrays [h, w, c] in
+    the listing's order (None when they outgrew `keep_bytes`), int64 labels
+    [N] (-1 where the source has none), the int64 indices [N] in the
+    listing of the images read and their shapes, int64 [N, 3], the bad
     images left out when `skip_bad`.
 
   Raises:
@@ -403,12 +411,19 @@ def decode_all(listing, skip_bad=False):
       lambda i, encoded, y: (i, _decode(encoded), y),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   dataset = dataset.ignore_errors()
-  indices, images, labels = [], [], []
+  indices, images, labels, shapes = [], [], [], []
+  kept = 0
   try:
     for i, image, y in dataset.as_numpy_iterator():
       indices.append(int(i))
-      images.append(image)
       labels.append(int(y))
+      shapes.append(image.shape)
+      if images is not None:
+        kept += image.nbytes
+        if keep_bytes is not None and kept > keep_bytes:
+          images = None
+        else:
+          images.append(image)
   except tf.errors.OpError as e:
     raise errors.DataError(
         f"--data={listing.source}: damaged TFRecord data: "
@@ -432,14 +447,60 @@ def decode_all(listing, skip_bad=False):
     logging.warning("Skipped %d bad image(s) of %s (--skip_bad_images), "
                     "the first: %s.", len(missing), listing.source,
                     names[missing[0]])
-  if not images:
+  if not indices:
     raise errors.DataError(f"--data={listing.source}: holds no readable "
                            "images")
-  return images, np.asarray(labels, np.int64), np.asarray(indices, np.int64)
+  return (images, np.asarray(labels, np.int64),
+          np.asarray(indices, np.int64), np.asarray(shapes, np.int64))
 
 
 # ----------------------------------------------------------------------------
 # Size and channels.
+
+
+def conform_tensor(image, shape):
+  """uint8 [h, w, c] (c in 1..4) as uint8 `shape` (H, W, C): the alpha
+  dropped, grey repeated to colour or colour to ITU-R 601 luma, scaled to
+  cover H x W keeping the aspect ratio (area averaging when shrinking,
+  bilinear when enlarging) and centre-cropped; an H x W image is kept.
+
+  Graph-friendly (tf.data maps it); the cached and the streamed pipelines
+  both use it, so they give the same pixels.
+  """
+  image = tf.convert_to_tensor(image, tf.uint8)
+  target_h, target_w, channels = (int(d) for d in shape)
+  depth = tf.shape(image)[-1]
+  image = tf.cond(tf.logical_or(depth == 2, depth == 4),
+                  lambda: image[..., :-1], lambda: image)
+  if channels == 3:
+    image = tf.cond(tf.shape(image)[-1] == 1,
+                    lambda: tf.tile(image, [1, 1, 3]), lambda: image)
+  else:
+    luma = tf.constant([0.299, 0.587, 0.114], tf.float32)
+    image = tf.cond(
+        tf.shape(image)[-1] == 3,
+        lambda: tf.cast(tf.round(tf.reduce_sum(
+            tf.cast(image, tf.float32) * luma, -1, keepdims=True)), tf.uint8),
+        lambda: image)
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+
+  def fit():
+    h, w = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+    scale = tf.maximum(target_h / h, target_w / w)
+    new_h = tf.maximum(target_h, tf.cast(tf.round(h * scale), tf.int32))
+    new_w = tf.maximum(target_w, tf.cast(tf.round(w * scale), tf.int32))
+    resized = tf.cond(
+        scale < 1,
+        lambda: tf.image.resize(image, [new_h, new_w], "area",
+                                antialias=True),
+        lambda: tf.image.resize(image, [new_h, new_w], "bilinear"))
+    top, left = (new_h - target_h) // 2, (new_w - target_w) // 2
+    resized = resized[top:top + target_h, left:left + target_w]
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+  same = tf.logical_and(tf.equal(height, target_h), tf.equal(width, target_w))
+  image = tf.cond(same, lambda: image, fit)
+  return tf.ensure_shape(image, [target_h, target_w, channels])
 
 
 def drop_alpha(image):
@@ -450,58 +511,34 @@ def drop_alpha(image):
 
 
 def convert_channels(image, channels):
-  """uint8 [h, w, 1 or 3] as [h, w, `channels`] (see the module docstring)."""
-  have = image.shape[-1]
-  if have == channels:
-    return image
-  if channels == 3:
-    return np.repeat(image, 3, axis=-1)
-  luma = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-  return np.round(luma)[..., np.newaxis].astype(np.uint8)
+  """uint8 [h, w, 1 or 3] as [h, w, `channels`] (see `conform_tensor`)."""
+  return conform_tensor(image, (*image.shape[:2], channels)).numpy()
 
 
 def fit_size(image, size):
-  """uint8 [h, w, c] scaled to cover `size` (H, W) and centre-cropped to it.
-
-  Returns:
-    uint8 [H, W, c]; the image itself when it is H x W already.
-  """
-  height, width = image.shape[:2]
-  target_h, target_w = size
-  if (height, width) == (target_h, target_w):
+  """uint8 [h, w, c] scaled to cover `size` (H, W) and centre-cropped to it
+  (see `conform_tensor`); the image itself when it is H x W already."""
+  if tuple(image.shape[:2]) == tuple(size):
     return image
-  scale = max(target_h / height, target_w / width)
-  new_h = max(target_h, round(height * scale))
-  new_w = max(target_w, round(width * scale))
-  method = "area" if scale < 1 else "bilinear"
-  resized = tf.image.resize(image, (new_h, new_w), method=method,
-                            antialias=scale < 1).numpy()
-  top, left = (new_h - target_h) // 2, (new_w - target_w) // 2
-  resized = resized[top:top + target_h, left:left + target_w]
-  return np.clip(np.round(resized), 0, 255).astype(np.uint8)
+  return conform_tensor(image, (*size, image.shape[-1])).numpy()
 
 
-def target_shape(parts, image_size=None, channels=None, where="--data"):
+def target_shape(shapes, image_size=None, channels=None, where="--data"):
   """The (H, W, C) images are brought to (see the module docstring).
 
   Args:
-    parts: Sequences of images (the splits), each a list of uint8 arrays
-      [h, w, c] or one array [N, h, w, c].
+    shapes: The images' shapes, int [N, 3] (h, w, c).
     image_size: (H, W), or None/() for the images' own size.
-    channels: 1 or 3, or None/0 for the images'.
+    channels: 1 or 3, or None/0 for the data's.
     where: The source, for errors.
 
   Raises:
     errors.DataError: Images of several sizes and no `image_size`.
   """
-  sizes, depths = set(), set()
-  for images in parts:
-    if isinstance(images, np.ndarray):
-      sizes.add(tuple(images.shape[1:3]))
-      depths.add(images.shape[3])
-    else:
-      sizes.update(tuple(image.shape[:2]) for image in images)
-      depths.update(image.shape[-1] for image in images)
+  shapes = np.asarray(shapes).reshape(-1, 3)
+  sizes = {tuple(int(d) for d in hw) for hw in np.unique(shapes[:, :2],
+                                                         axis=0)}
+  depths = set(np.unique(shapes[:, 2]).tolist())
   if image_size:
     size = tuple(int(s) for s in image_size)
   elif len(sizes) == 1:
@@ -517,6 +554,12 @@ def target_shape(parts, image_size=None, channels=None, where="--data"):
   return (*size, int(channels))
 
 
+def _shapes_of(images):
+  if isinstance(images, np.ndarray):
+    return np.tile(images.shape[1:], (len(images), 1))
+  return np.asarray([image.shape for image in images], np.int64)
+
+
 def conform(images, shape):
   """uint8 images (a list of [h, w, c] or one array [N, h, w, c]) as one
   array [N, H, W, C] of `shape` (H, W, C)."""
@@ -524,9 +567,94 @@ def conform(images, shape):
     return images
   out = np.empty((len(images), *shape), np.uint8)
   for i, image in enumerate(images):
-    image = convert_channels(drop_alpha(image), shape[2])
-    out[i] = fit_size(image, shape[:2])
+    out[i] = conform_tensor(image, shape).numpy() \
+        if tuple(image.shape) != tuple(shape) else image
   return out
+
+
+class StreamedImages:
+  """Training images too many to hold: decoded from disk as they are read.
+
+  Stands where a split's uint8 array [N, H, W, C] would (`data.Split`):
+  it has `shape`, `dtype`, `len()`, slicing (decodes those images) and
+  `epoch`, the tf.data pipeline training reads.
+
+  Args:
+    listing: The file or TFRecord `Listing` of the source.
+    indices: int64 [N]: the listing's examples in this split, in order.
+    shape: (H, W, C) the images are brought to.
+  """
+
+  dtype = np.dtype(np.uint8)
+  # Records of streamed TFRecords are shuffled in a buffer of this many.
+  shuffle_buffer = 1024
+
+  def __init__(self, listing, indices, shape):
+    self.listing = listing
+    self.indices = np.asarray(indices, np.int64)
+    self.shape = (len(self.indices), *shape)
+    self.ndim = 4
+
+  def __len__(self):
+    return len(self.indices)
+
+  def _decoded(self, dataset):
+    return dataset.map(
+        lambda encoded: conform_tensor(_decode(encoded), self.shape[1:]),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  def _encoded_by_position(self, positions):
+    """Encoded images at `positions` (into this split), in that order:
+    files are read by index; TFRecords are scanned in order (positions
+    must then be ascending)."""
+    if self.listing.files is not None:
+      files = np.asarray(self.listing.files)[self.indices[positions]]
+      return tf.data.Dataset.from_tensor_slices(files).map(
+          tf.io.read_file, num_parallel_calls=tf.data.AUTOTUNE)
+    wanted = np.zeros(int(self.indices.max()) + 1, bool)
+    wanted[self.indices[positions]] = True
+    wanted = tf.constant(wanted)
+    records = tf.data.TFRecordDataset(self.listing.shards).enumerate()
+    records = records.take(len(wanted)).filter(
+        lambda i, record: tf.gather(wanted, i))
+    return records.map(lambda i, record: _parse_example(record)[0],
+                       num_parallel_calls=tf.data.AUTOTUNE)
+
+  def epoch(self, order, seed=None):
+    """tf.data.Dataset of uint8 [H, W, C] images: for files, the images at
+    `order` (positions into this split) in that order; for TFRecords, the
+    images at `order` in a (seed)-shuffled order of shards and a seeded
+    shuffle buffer (records cannot be read by index)."""
+    order = np.asarray(order, np.int64)
+    if self.listing.files is not None:
+      return self._decoded(self._encoded_by_position(order))
+    encoded = self._encoded_by_position(np.sort(order))
+    if seed is not None:
+      encoded = encoded.shuffle(self.shuffle_buffer, seed=seed,
+                                reshuffle_each_iteration=False)
+    return self._decoded(encoded)
+
+  def __getitem__(self, key):
+    positions = np.arange(len(self))[key]
+    if np.ndim(positions) == 0:
+      return self[np.array([positions])][0]
+    if self.listing.shards is not None and np.any(np.diff(positions) < 0):
+      raise ValueError("streamed TFRecord images are read in order only")
+    images = list(self.epoch(positions).as_numpy_iterator())
+    return np.stack(images) if images else np.zeros((0, *self.shape[1:]),
+                                                    np.uint8)
+
+  def __array__(self, dtype=None, copy=None):
+    del copy
+    array = self[:]
+    return array if dtype is None else array.astype(dtype)
+
+  def update_digest(self, digest):
+    """Adds the images to a hashlib digest as `data.fingerprint` hashes an
+    array, one image at a time (bounded memory)."""
+    digest.update(f"{self.dtype.str}{self.shape}".encode())
+    for image in self.epoch(np.arange(len(self))).as_numpy_iterator():
+      digest.update(np.ascontiguousarray(image).data)
 
 
 # ----------------------------------------------------------------------------
@@ -550,20 +678,58 @@ def held_out(count, fraction):
   return np.sort(order[num_test:]), np.sort(order[:num_test])
 
 
-def _read(listing, skip_bad):
-  """(images, labels or None) of a listing: arrays or decoded images."""
+class _Read:
+  """A source as read: images (list, array, or None when they did not fit
+  the cache), labels (or None), listing indices and shapes [N, 3]."""
+
+  def __init__(self, listing, images, labels, indices, shapes):
+    self.listing = listing
+    self.images = images
+    self.labels = labels
+    self.indices = indices
+    self.shapes = shapes
+
+  def take(self, positions):
+    images = self.images
+    if isinstance(images, np.ndarray):
+      images = images[positions]
+    elif images is not None:
+      images = [images[i] for i in positions]
+    return _Read(self.listing, images,
+                 None if self.labels is None else self.labels[positions],
+                 self.indices[positions], self.shapes[positions])
+
+  def __len__(self):
+    return len(self.indices)
+
+
+def _read(listing, skip_bad, keep_bytes=None):
+  """A `_Read` of a listing: its arrays, or its decoded images."""
   if listing.arrays is not None:
-    return listing.arrays, listing.labels
-  images, labels, _ = decode_all(listing, skip_bad)
+    count = len(listing.arrays)
+    return _Read(listing, listing.arrays, listing.labels,
+                 np.arange(count, dtype=np.int64),
+                 _shapes_of(listing.arrays))
+  images, labels, indices, shapes = decode_all(listing, skip_bad, keep_bytes)
   if listing.files is not None:
     # Skipped images are missing from `labels` as from `images`.
-    return images, (labels if listing.labels is not None else None)
-  if (labels < 0).all():
-    return images, None
-  if (labels < 0).any():
+    labels = labels if listing.labels is not None else None
+  elif (labels < 0).all():
+    labels = None
+  elif (labels < 0).any():
     raise errors.DataError(f"--data={listing.source}: some examples have a "
                            f"\"{LABEL_KEY}\" and some not")
-  return images, labels
+  return _Read(listing, images, labels, indices, shapes)
+
+
+def _materialise(part, shape, budget_bytes):
+  """A split's images as an array [N, H, W, C], or `StreamedImages` when
+  they take more than `budget_bytes`."""
+  if part.images is not None:
+    return conform(part.images, shape)
+  if len(part) * int(np.prod(shape)) > budget_bytes:
+    return StreamedImages(part.listing, part.indices, shape)
+  return StreamedImages(part.listing, part.indices, shape)[:]
 
 
 def _split(images, labels):
@@ -572,9 +738,18 @@ def _split(images, labels):
   return data.Split(images=images, labels=labels)
 
 
+DEFAULT_CACHE_MB = 1024
+
+
 def load(source, test_source=None, test_fraction=0.1, image_size=None,
-         channels=None, skip_bad=False):
-  """Loads the user's images into memory as a `data.Dataset`.
+         channels=None, skip_bad=False, cache_mb=DEFAULT_CACHE_MB):
+  """Loads the user's images as a `data.Dataset`.
+
+  The training images are held in memory when, decoded at their final
+  size, they take at most `cache_mb` MiB; otherwise they are streamed:
+  the split's images are a `StreamedImages`, decoded from disk each epoch
+  by a parallel tf.data pipeline with bounded memory. The test split is
+  always held in memory.
 
   Args:
     source: The --data path (see the module docstring).
@@ -583,6 +758,7 @@ def load(source, test_source=None, test_fraction=0.1, image_size=None,
     image_size: (H, W) to bring every image to, or None/() for their own.
     channels: 1 or 3, or None/0 for the data's.
     skip_bad: Leave out (and count) images that cannot be read.
+    cache_mb: The memory budget of decoded training images, MiB.
 
   Returns:
     A `data.Dataset` named after `source`, splits of uint8 images
@@ -592,35 +768,35 @@ def load(source, test_source=None, test_fraction=0.1, image_size=None,
   Raises:
     errors.DataError: One line naming the file, line or flag at fault.
   """
+  budget = int(cache_mb * 2**20)
   listing = list_source(source)
   if isinstance(listing, tuple):
     if test_source:
       raise errors.DataError(
           f"--test_data={test_source}: {source} has a test split of its own "
           "(x_test)")
-    (train, train_labels), (test, test_labels) = (_read(part, skip_bad)
-                                                  for part in listing)
+    train, test = (_read(part, skip_bad) for part in listing)
     class_names = listing[0].class_names
-    if test_labels is not None and test_labels.size:
-      count = max(len(class_names or ()), int(test_labels.max()) + 1)
+    if test.labels is not None and test.labels.size:
+      count = max(len(class_names or ()), int(test.labels.max()) + 1)
       class_names = tuple(str(i) for i in range(count))
   else:
-    images, labels = _read(listing, skip_bad)
+    read = _read(listing, skip_bad, keep_bytes=budget)
     class_names = listing.class_names
-    if labels is not None and class_names is None:
-      class_names = tuple(str(i) for i in range(int(labels.max()) + 1))
+    if read.labels is not None and class_names is None:
+      class_names = tuple(str(i) for i in range(int(read.labels.max()) + 1))
     if test_source:
-      train, train_labels = images, labels
+      train = read
       test_listing = list_source(test_source)
       if isinstance(test_listing, tuple):
         test_listing = test_listing[1]
-      test, test_labels = _read(test_listing, skip_bad)
-      if (labels is None) != (test_labels is None):
+      test = _read(test_listing, skip_bad)
+      if (read.labels is None) != (test.labels is None):
         raise errors.DataError(
             f"--test_data={test_source}: "
-            f"{'has' if test_labels is not None else 'lacks'} labels but "
-            f"--data={source} {'does not' if labels is None else 'does'}")
-      if test_labels is not None and test_listing.class_names and \
+            f"{'has' if test.labels is not None else 'lacks'} labels but "
+            f"--data={source} {'does not' if read.labels is None else 'does'}")
+      if test.labels is not None and test_listing.class_names and \
          listing.class_names:
         # Folders name their classes: a test folder may lack some.
         unknown = sorted(set(test_listing.class_names) - set(class_names))
@@ -630,38 +806,36 @@ def load(source, test_source=None, test_fraction=0.1, image_size=None,
               f"not among those of --data={source} ({', '.join(class_names)})")
         index = np.array([class_names.index(name)
                           for name in test_listing.class_names], np.int64)
-        test_labels = index[test_labels]
+        test.labels = index[test.labels]
     else:
-      train_index, test_index = held_out(len(images), test_fraction)
-      if isinstance(images, np.ndarray):
-        train, test = images[train_index], images[test_index]
-      else:
-        train = [images[i] for i in train_index]
-        test = [images[i] for i in test_index]
-      train_labels = None if labels is None else labels[train_index]
-      test_labels = None if labels is None else labels[test_index]
-  shape = target_shape((train, test), image_size, channels,
-                       f"--data={source}")
-  train, test = conform(train, shape), conform(test, shape)
-  if train_labels is None:
-    class_names = UNLABELLED
+      train_index, test_index = held_out(len(read), test_fraction)
+      train, test = read.take(train_index), read.take(test_index)
+  shape = target_shape(np.concatenate([train.shapes, test.shapes]),
+                       image_size, channels, f"--data={source}")
+  train_images = _materialise(train, shape, budget)
+  test_images = _materialise(test, shape, float("inf"))
+  class_names = UNLABELLED if train.labels is None else class_names
   name = os.path.basename(os.path.normpath(source)) or source
-  logging.info("Loaded %s: %d train, %d test images of %s, %s.", source,
-               len(train), len(test), shape,
-               "unlabelled" if class_names == UNLABELLED else
-               f"{len(class_names)} classes")
-  return data.Dataset(name=name, train=_split(train, train_labels),
-                      test=_split(test, test_labels),
+  logging.info("Loaded %s: %d train, %d test images of %s, %s; training "
+               "images %s.", source, len(train_images), len(test_images),
+               shape, "unlabelled" if class_names == UNLABELLED else
+               f"{len(class_names)} classes",
+               "streamed from disk" if isinstance(train_images,
+                                                  StreamedImages)
+               else "held in memory")
+  return data.Dataset(name=name, train=_split(train_images, train.labels),
+                      test=_split(test_images, test.labels),
                       class_names=tuple(class_names), source=source)
 
 
 def load_for(config, data_dir=None):
   """The data set a run's `config` trained on: its --data images (with its
-  --test_data, --test_fraction, --image_size, --channels and
-  --skip_bad_images) or its named --dataset."""
+  --test_data, --test_fraction, --image_size, --channels,
+  --skip_bad_images and --cache_mb) or its named --dataset."""
   if getattr(config, "data", None):
     return load(config.data, config.test_data, config.test_fraction,
-                config.image_size, config.channels, config.skip_bad_images)
+                config.image_size, config.channels, config.skip_bad_images,
+                config.cache_mb)
   return data.load(config.dataset, data_dir or config.data_dir)
 
 
@@ -715,7 +889,7 @@ def write_tfrecords(source, prefix, num_shards=1, skip_bad=False):
     labels = listing.labels
     encoded = [tf.io.encode_png(image).numpy() for image in listing.arrays]
   else:
-    _, labels, indices = decode_all(listing, skip_bad)
+    _, labels, indices, _ = decode_all(listing, skip_bad, keep_bytes=0)
     if listing.files is not None:
       encoded = [tf.io.read_file(listing.files[i]).numpy() for i in indices]
       labels = labels if listing.labels is not None else None
