@@ -583,25 +583,33 @@ class StreamedImages:
     listing: The file or TFRecord `Listing` of the source.
     indices: int64 [N]: the listing's examples in this split, in order.
     shape: (H, W, C) the images are brought to.
+    exact: Whether every image is stored at `shape` already (then they are
+      only decoded, not converted: faster).
   """
 
   dtype = np.dtype(np.uint8)
   # Records of streamed TFRecords are shuffled in a buffer of this many.
   shuffle_buffer = 1024
 
-  def __init__(self, listing, indices, shape):
+  def __init__(self, listing, indices, shape, exact=False):
     self.listing = listing
     self.indices = np.asarray(indices, np.int64)
     self.shape = (len(self.indices), *shape)
     self.ndim = 4
+    self.exact = exact
 
   def __len__(self):
     return len(self.indices)
 
   def _decoded(self, dataset):
-    return dataset.map(
-        lambda encoded: conform_tensor(_decode(encoded), self.shape[1:]),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    shape = self.shape[1:]
+    if self.exact:
+      convert = lambda image: tf.ensure_shape(image, shape)
+    else:
+      convert = lambda image: conform_tensor(image, shape)
+    return dataset.map(lambda encoded: convert(_decode(encoded)),
+                       num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True)
 
   def _encoded_by_position(self, positions):
     """Encoded images at `positions` (into this split), in that order:
@@ -727,9 +735,11 @@ def _materialise(part, shape, budget_bytes):
   they take more than `budget_bytes`."""
   if part.images is not None:
     return conform(part.images, shape)
+  streamed = StreamedImages(part.listing, part.indices, shape,
+                            exact=bool((part.shapes == shape).all()))
   if len(part) * int(np.prod(shape)) > budget_bytes:
-    return StreamedImages(part.listing, part.indices, shape)
-  return StreamedImages(part.listing, part.indices, shape)[:]
+    return streamed
+  return streamed[:]
 
 
 def _split(images, labels):
