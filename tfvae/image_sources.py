@@ -41,6 +41,7 @@ same data are tested on the same images.
 import glob
 import json
 import os
+import re
 import zipfile
 import zlib
 
@@ -372,6 +373,8 @@ def _record_names(listing, wanted):
 
 def _why_bad(listing, index, name):
   """The first line of the error reading example `index` gives."""
+  if listing.files is not None and not os.path.isfile(listing.files[index]):
+    return "no such file"
   try:
     if listing.files is not None:
       encoded = tf.io.read_file(listing.files[index])
@@ -381,8 +384,11 @@ def _why_bad(listing, index, name):
       encoded, _ = _parse_example(record)
     _decode(encoded)
   except (tf.errors.OpError, ValueError) as e:
-    message = getattr(e, "message", str(e))
-    return message.strip().splitlines()[0]
+    message = getattr(e, "message", str(e)).strip().splitlines()[0]
+    # TensorFlow's decoration: {{function_node ...}} and [Op:DecodeImage].
+    message = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]|\s*name:\s*$", "",
+                     message)
+    return message.strip() or "unreadable"
   return "unreadable"
 
 
