@@ -10,6 +10,7 @@ import tensorflow as tf
 from tests import util
 from tfvae import config as config_lib
 from tfvae import data
+from tfvae import distribute
 from tfvae import errors
 from tfvae import image_sources
 from tfvae import input_pipeline
@@ -260,6 +261,18 @@ class StreamingTest(tf.test.TestCase):
           streamed.train, 8, seed=3, epoch=1, skip_batches=skip))
       want = list(input_pipeline.train_dataset(
           self.cached.train, 8, seed=3, epoch=1, skip_batches=skip))
+      self.assertLen(got, len(want))
+      for a, b in zip(got, want):
+        self.assertAllEqual(a["image"], b["image"])
+        self.assertAllEqual(a["label"], b["label"])
+
+  def test_workers_decode_their_own_slices_of_a_streamed_folder(self):
+    streamed = image_sources.load(self.folder, cache_mb=0.001)
+    for first_replica in (0, 1):
+      got = list(distribute.replica_batches(streamed.train, 8, 3, 1, 1,
+                                            first_replica, 1, 2))
+      want = list(distribute.replica_batches(self.cached.train, 8, 3, 1, 1,
+                                             first_replica, 1, 2))
       self.assertLen(got, len(want))
       for a, b in zip(got, want):
         self.assertAllEqual(a["image"], b["image"])

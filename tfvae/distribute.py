@@ -301,6 +301,15 @@ def replica_batches(split, global_batch, seed, epoch, skip_batches,
   order = order[skip_batches * global_batch:num_batches * global_batch]
   order = order.reshape(-1, num_replicas, per_replica)
   order = order[:, first_replica:first_replica + num_local].reshape(-1)
+  if hasattr(split.images, "epoch"):
+    # Images streamed from files (image_sources.StreamedImages): each worker
+    # reads and decodes only its own.
+    dataset = tf.data.Dataset.zip({
+        "image": split.images.epoch(order),
+        "label": tf.data.Dataset.from_tensor_slices(
+            split.labels[order].astype(np.int64))})
+    return dataset.batch(per_replica, drop_remainder=True).prefetch(
+        tf.data.AUTOTUNE)
   dataset = tf.data.Dataset.from_tensor_slices({
       "image": split.images[order],
       "label": split.labels[order].astype(np.int64),
