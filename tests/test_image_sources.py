@@ -278,6 +278,33 @@ class StreamingTest(tf.test.TestCase):
         self.assertAllEqual(a["image"], b["image"])
         self.assertAllEqual(a["label"], b["label"])
 
+  def test_workers_split_streamed_tfrecords_by_file(self):
+    streamed = image_sources.load(self.prefix, cache_mb=0.001)
+    cached = self.cached.train
+    train_index, _ = image_sources.held_out(60, 0.1)
+    index_of = {cached.images[p].tobytes(): (train_index[p], cached.labels[p])
+                for p in range(len(cached.labels))}
+    shard_of = lambda i: i * 3 // 60  # 3 shards of 20 records
+    num_batches = input_pipeline.steps_per_epoch(cached, 8)
+    for worker, shards in ((0, {0, 2}), (1, {1})):
+      batches = list(distribute.replica_batches(streamed.train, 8, 3, 1, 0,
+                                                worker, 1, 2))
+      self.assertLen(batches, num_batches)
+      for batch in batches:
+        self.assertEqual(batch["image"].shape, (4, 16, 16, 3))
+        for image, label in zip(batch["image"].numpy(),
+                                batch["label"].numpy()):
+          index, want = index_of[image.tobytes()]
+          self.assertEqual(label, want)
+          self.assertIn(shard_of(index), shards)
+      resumed = list(distribute.replica_batches(streamed.train, 8, 3, 1, 2,
+                                                worker, 1, 2))
+      self.assertLen(resumed, num_batches - 2)
+      for a, b in zip(resumed, batches[2:]):
+        self.assertAllEqual(a["image"], b["image"])
+    with self.assertRaisesRegex(errors.DataError, "3 TFRecord shard"):
+      distribute.replica_batches(streamed.train, 8, 3, 1, 0, 0, 1, 4)
+
   def test_streamed_tfrecords_keep_labels_with_images_and_resume(self):
     streamed = image_sources.load(self.prefix, cache_mb=0.001)
     cached = self.cached.train

@@ -603,6 +603,7 @@ class StreamedImages:
     self.shape = (len(self.indices), *shape)
     self.ndim = 4
     self.exact = exact
+    self._shard_counts = None
 
   def __len__(self):
     return len(self.indices)
@@ -647,6 +648,58 @@ class StreamedImages:
       encoded = encoded.shuffle(self.shuffle_buffer, seed=seed,
                                 reshuffle_each_iteration=False)
     return self._decoded(encoded)
+
+  def worker_examples(self, labels, worker, num_workers, seed):
+    """A worker's share of streamed TFRecords, split by file.
+
+    Args:
+      labels: int64 [N] labels of this split.
+      worker: This worker's index, 0 <= worker < num_workers.
+      num_workers: Workers reading the split.
+      seed: Seed of the shuffle of the worker's records.
+
+    Returns:
+      A tf.data.Dataset of (uint8 [H, W, C] image, int64 label): the
+      split's records in shards worker, worker + num_workers, ..., in a
+      seeded shuffle, repeated forever (the caller takes what it needs).
+
+    Raises:
+      errors.DataError: Fewer shards than workers.
+    """
+    shards = list(self.listing.shards)
+    if len(shards) < num_workers:
+      raise errors.DataError(
+          f"--data={self.listing.source}: {len(shards)} TFRecord shard(s) "
+          f"for {num_workers} workers; write at least one shard per worker "
+          "(tfvae-make-tfrecords --shards)")
+    if self._shard_counts is None:
+      self._shard_counts = [sum(1 for _ in tf.data.TFRecordDataset(shard))
+                            for shard in shards]
+    offsets = np.concatenate([[0], np.cumsum(self._shard_counts)[:-1]])
+    mine = list(range(worker, len(shards), num_workers))
+    position_of = np.full(int(np.sum(self._shard_counts)), -1, np.int64)
+    position_of[self.indices] = np.arange(len(self.indices))
+    position_of = tf.constant(position_of)
+    labels = tf.constant(np.asarray(labels, np.int64))
+    files = tf.data.Dataset.from_tensor_slices(
+        (np.asarray(shards)[mine], offsets[mine].astype(np.int64)))
+    records = files.flat_map(
+        lambda shard, offset: tf.data.TFRecordDataset(shard).enumerate().map(
+            lambda k, record: (offset + k, record)))
+    records = records.filter(
+        lambda i, record: tf.gather(position_of, i) >= 0)
+    examples = records.map(
+        lambda i, record: (_parse_example(record)[0],
+                           tf.gather(labels, tf.gather(position_of, i))),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    examples = examples.shuffle(self.shuffle_buffer, seed=seed,
+                                reshuffle_each_iteration=False).repeat()
+    shape = self.shape[1:]
+    convert = ((lambda image: tf.ensure_shape(image, shape)) if self.exact
+               else (lambda image: conform_tensor(image, shape)))
+    return examples.map(lambda encoded, label: (convert(_decode(encoded)),
+                                                label),
+                        num_parallel_calls=tf.data.AUTOTUNE)
 
   def __getitem__(self, key):
     positions = np.arange(len(self))[key]

@@ -180,14 +180,6 @@ def _fit_to_data(config, run_dir, dataset):
         f"{run_dir} was trained on images of shape {config.image_shape}, "
         f"but {dataset.source} holds {dataset.image_shape}")
   config = config.replace(image_shape=tuple(dataset.image_shape))
-  if config.strategy == distribute.STRATEGY and \
-     isinstance(dataset.train.images, image_sources.StreamedImages) and \
-     dataset.train.images.listing.files is None:
-    raise errors.DataError(
-        f"--cache_mb={config.cache_mb}: the training images of "
-        f"{dataset.source} are TFRecords streamed from disk, which "
-        "--strategy=multi_worker does not do yet; raise --cache_mb so that "
-        "they are held in memory, or train from the image files")
   if kinds.get(config.model).conditional and \
      config.num_classes != len(dataset.class_names):
     raise errors.TfvaeError(
