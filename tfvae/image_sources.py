@@ -21,7 +21,16 @@ of two `data.Split`s held in memory, as the named data sets are:
 Images may be PNG, JPEG, BMP or GIF (its first frame). They are decoded by
 one tf.data pipeline with parallel decoding (AUTOTUNE) in the stored order.
 An image that cannot be read or decoded is a one-line `errors.DataError`
-naming it, or, with `skip_bad=True`, left out and counted in the log.
+naming it, or, with `skip_bad=True`, left out and counted in the log; either
+way before training starts, never mid-epoch.
+
+Memory: the training images are held in memory when, decoded at their final
+size, they fit `cache_mb`; otherwise the split's images are a
+`StreamedImages`, decoded from disk by tf.data every epoch with bounded
+memory (files by index, in the (seed, epoch) order of
+`input_pipeline.train_dataset`; TFRecords in a seeded shuffle, split between
+multi-worker workers by file). The first pass that checks every image keeps
+at most `cache_mb` of them.
 
 Size and channels: every image is brought to `image_size` (H, W) by
 scaling it, keeping its aspect ratio, until it covers H x W (area
@@ -33,7 +42,8 @@ colour (the grey repeated) and colour to grey (ITU-R 601 luma); alpha is
 dropped. Without `channels`, the data's: 3 if any image is colour, else 1.
 
 The test split is the `test_source`'s images when given (same size and
-channels as the training images, its folder's classes must be the same),
+channels as the training images; a test folder's classes are matched to the
+training folder's by name),
 or else the `test_fraction` of the examples chosen by the fixed seed
 `TEST_SPLIT_SEED`, not by the run's seed: runs with other seeds on the
 same data are tested on the same images.
@@ -507,13 +517,6 @@ def conform_tensor(image, shape):
   same = tf.logical_and(tf.equal(height, target_h), tf.equal(width, target_w))
   image = tf.cond(same, lambda: image, fit)
   return tf.ensure_shape(image, [target_h, target_w, channels])
-
-
-def drop_alpha(image):
-  """uint8 [h, w, c] without an alpha channel (c = 2 or 4)."""
-  if image.shape[-1] in (2, 4):
-    return image[..., :-1]
-  return image
 
 
 def convert_channels(image, channels):
