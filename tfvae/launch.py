@@ -181,6 +181,12 @@ def _fit_to_data(config, run_dir, dataset):
         f"but {dataset.source} holds {dataset.image_shape}")
   config = config.replace(image_shape=tuple(dataset.image_shape))
   if kinds.get(config.model).conditional and \
+     dataset.class_names == image_sources.UNLABELLED:
+    raise errors.DataError(
+        f"--model={config.model} needs class labels, but {dataset.source} "
+        "has none (a folder without class subdirectories, a list file "
+        "without labels, arrays without \"labels\")")
+  if kinds.get(config.model).conditional and \
      config.num_classes != len(dataset.class_names):
     raise errors.TfvaeError(
         f"--num_classes={config.num_classes}: {dataset.source} has "
