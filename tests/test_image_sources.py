@@ -186,6 +186,15 @@ class ImageSourcesTest(tf.test.TestCase, parameterized.TestCase):
     self.assertLen(image_sources.load(prefix, test_fraction=0.2).train.images,
                    7)
 
+  def test_a_cvae_needs_labels(self):
+    root = self._dir()
+    for i in range(4):
+      _write(os.path.join(root, "flat", f"{i}.png"), self.grey[i])
+    config = config_lib.Config(data=os.path.join(root, "flat"), model="cvae",
+                               test_fraction=0.25)
+    with self.assertRaisesRegex(errors.DataError, "needs class labels"):
+      launch.run(config, os.path.join(root, "run"))
+
   def test_sizes_and_channels(self):
     root = self._dir()
     directory = os.path.join(root, "mixed")
