@@ -182,9 +182,15 @@ class ImageSourcesTest(tf.test.TestCase, parameterized.TestCase):
     self.assertLen(dataset.train.images, 7)
     self.assertLen(dataset.test.images, 2)
     prefix = os.path.join(root, "rec")
-    image_sources.write_tfrecords(directory, prefix, skip_bad=True)
+    paths = image_sources.write_tfrecords(directory, prefix, num_shards=2,
+                                          skip_bad=True)
     self.assertLen(image_sources.load(prefix, test_fraction=0.2).train.images,
                    7)
+    with open(paths[1], "r+b") as f:
+      f.truncate(os.path.getsize(paths[1]) - 10)
+    with self.assertRaisesRegex(errors.DataError,
+                                rf"^{paths[1]}: damaged TFRecord file"):
+      image_sources.load(prefix, test_fraction=0.2)
 
   def test_a_cvae_needs_labels(self):
     root = self._dir()

@@ -370,6 +370,31 @@ def encoded_dataset(listing):
       lambda i, r: (i, *_parse_example(r)), num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def _first_line(error):
+  """The first line of a TensorFlow error, without its decoration
+  ({{function_node ...}}, [Op:DecodeImage], name:)."""
+  message = getattr(error, "message", str(error)).strip().splitlines()[0]
+  message = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]|\s*name:\s*$", "",
+                   message)
+  return message.strip() or "unreadable"
+
+
+def _count_records(listing):
+  """The number of records in a listing's shards.
+
+  Raises:
+    errors.DataError: A shard is damaged (naming it).
+  """
+  total = 0
+  for shard in listing.shards:
+    try:
+      total += sum(1 for _ in tf.data.TFRecordDataset(shard))
+    except tf.errors.OpError as e:
+      raise errors.DataError(
+          f"{shard}: damaged TFRecord file ({_first_line(e)})") from None
+  return total
+
+
 def _record_names(listing, wanted):
   """{index: "SHARD record K"} of the TFRecord examples `wanted`."""
   names, index = {}, 0
@@ -394,11 +419,7 @@ def _why_bad(listing, index, name):
       encoded, _ = _parse_example(record)
     _decode(encoded)
   except (tf.errors.OpError, ValueError) as e:
-    message = getattr(e, "message", str(e)).strip().splitlines()[0]
-    # TensorFlow's decoration: {{function_node ...}} and [Op:DecodeImage].
-    message = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]|\s*name:\s*$", "",
-                     message)
-    return message.strip() or "unreadable"
+    return _first_line(e)
   return "unreadable"
 
 
@@ -443,10 +464,10 @@ def decode_all(listing, skip_bad=False, keep_bytes=None):
   except tf.errors.OpError as e:
     raise errors.DataError(
         f"--data={listing.source}: damaged TFRecord data: "
-        f"{e.message.strip().splitlines()[0]}") from None
+        f"{_first_line(e)}") from None
   total = len(listing.files) if listing.files is not None else None
   if total is None:
-    total = sum(1 for _ in tf.data.TFRecordDataset(listing.shards))
+    total = _count_records(listing)
   if len(indices) < total:
     missing = sorted(set(range(total)) - set(indices))
     if listing.files is not None:
