@@ -13,6 +13,7 @@ CONSOLE_SCRIPTS = [
     "tfvae-export=tools.export:run_main",
     "tfvae-generate=tools.generate:run_main",
     "tfvae-explore=tools.explore:run_main",
+    "tfvae-make-tfrecords=tools.make_tfrecords:run_main",
 ]
 
 setuptools.setup(

@@ -37,6 +37,10 @@ flags.DEFINE_integer("train_examples", 0,
 flags.DEFINE_integer("hidden_size", None,
                      "MLP hidden width (default 512, the benchmarked model).")
 flags.DEFINE_bool("conv", True, "Run the conv VAE rows.")
+flags.DEFINE_bool("images", True,
+                  "Run the own-images rows: the streamed input pipeline "
+                  "(JPEG folder, TFRecords) against a 64x64x3 conv VAE's "
+                  "training step.")
 flags.DEFINE_bool("tiny", False,
                   "Tiny sizes that only check the suite runs (for tests); "
                   "the figures mean nothing.")
@@ -49,7 +53,7 @@ def settings_from_flags():
   settings = suite.QUICK if FLAGS.quick else suite.FULL
   if FLAGS.tiny:
     settings = suite.TINY
-  changes = {"conv": FLAGS.conv}
+  changes = {"conv": FLAGS.conv, "images": FLAGS.images}
   if FLAGS.repetitions is not None:
     if FLAGS.repetitions < 1:
       raise app.UsageError("--repetitions must be positive")

@@ -6,6 +6,8 @@ repetitions (see `timing.alternate`) and reports medians.
 """
 import dataclasses
 import os
+import subprocess
+import sys
 import tempfile
 
 from absl import logging
@@ -17,8 +19,12 @@ from bench import flops as flops_lib
 from bench import keras_reference
 from bench import tf1_reference
 from bench import timing
+from tfvae import config as config_lib
+from tfvae import data
 from tfvae import export
+from tfvae import image_sources
 from tfvae import input_pipeline
+from tfvae import launch
 
 Row = timing.Row
 # The contenders' model and seed, which the rows' own references share.
@@ -47,6 +53,10 @@ class Settings:
     pipeline_batches: Batches the input-pipeline row draws per repetition.
     matmul_size: Side of the square matmul that measures the peak.
     conv: Whether to run the conv rows.
+    images: Whether to run the own-images rows (`image_rows`).
+    image_examples: JPEGs (64x64x3) those rows write and read.
+    stream_budget_mb: --cache_mb of the streamed-memory row, whose set is 4
+      times larger.
   """
   repetitions: int = 5
   mlp_batches: tuple = (64, 256)
@@ -63,12 +73,16 @@ class Settings:
   pipeline_batches: int = 900
   matmul_size: int = 2048
   conv: bool = True
+  images: bool = True
+  image_examples: int = 512
+  stream_budget_mb: int = 16
 
 
 FULL = Settings()
 QUICK = Settings(mlp_examples=3200, conv_examples=256, latency_calls=200,
                  predict_calls=10, throughput_calls=2, pipeline_batches=200,
-                 mechanism_steps_per_call=50)
+                 mechanism_steps_per_call=50, image_examples=256,
+                 stream_budget_mb=8)
 
 
 # ---------------------------------------------------------------------------
@@ -411,6 +425,107 @@ def pipeline_rows(dataset, settings, tfvae_rates):
                       "ratio = headroom")]
 
 
+def _write_jpeg_folder(dataset, directory, count, size=64):
+  """`count` training images as colour JPEGs size x size, one folder per
+  class (a user's photos, in miniature)."""
+  images = tf.image.resize(dataset.train.images[:count], (size, size))
+  tint = tf.constant([1.0, 0.7, 0.4])
+  images = tf.cast(tf.clip_by_value(tf.round(images * tint), 0, 255),
+                   tf.uint8)
+  for i, (image, label) in enumerate(zip(images, dataset.train.labels)):
+    path = os.path.join(directory, f"class_{label}", f"{i:05d}.jpg")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tf.io.write_file(path, tf.io.encode_jpeg(image, quality=90))
+  return directory
+
+
+def image_rows(dataset, settings):
+  """Your own images: the streamed input pipeline alone (decoding JPEGs
+  from a folder, and from TFRecords, every epoch) against the training
+  step of a 64x64x3 conv VAE (--conv_channels=32,64,128) on the same
+  images held in memory. ratio = headroom of the pipeline."""
+  batch = settings.conv_batches[0]
+  with tempfile.TemporaryDirectory() as root:
+    folder = _write_jpeg_folder(dataset, os.path.join(root, "jpegs"),
+                                settings.image_examples)
+    prefix = os.path.join(root, "records", "jpegs")
+    image_sources.write_tfrecords(folder, prefix, num_shards=4)
+    cached = image_sources.load(folder)
+    config = config_lib.Config(
+        data=folder, network="conv", conv_channels=(32, 64, 128),
+        latent_dim=32, likelihood="continuous_bernoulli", batch_size=batch,
+        image_shape=cached.image_shape, seed=SEED)
+    trainer = launch.build_trainer(config, os.path.join(root, "run"), cached,
+                                   tf.distribute.get_strategy())
+    steps = trainer.steps_per_epoch - 1
+    trainer.train_step.runner(0, 0)(1)
+    step_rate = timing.alternate(
+        {"step": lambda: timing.rate(
+            lambda: trainer.train_step.runner(0, 1)(steps).numpy(),
+            steps * batch)}, settings.repetitions)["step"]
+    rows = []
+    for name, source in (("folder of JPEGs", folder), ("TFRecords", prefix)):
+      streamed = image_sources.load(source, cache_mb=1e-6)
+      count = input_pipeline.steps_per_epoch(streamed.train, batch) * batch
+
+      def epoch(streamed=streamed):
+        for _ in input_pipeline.train_dataset(streamed.train, batch, SEED, 0):
+          pass
+
+      epoch()
+      rate = timing.alternate({"feed": lambda: timing.rate(epoch, count)},
+                              settings.repetitions)["feed"]
+      rows.append(Row.compare(
+          f"streamed input from a {name} vs conv step 64x64x3 b{batch}",
+          rate, step_rate, "examples/s", "tfvae train",
+          note="decode each epoch, AUTOTUNE; ratio = headroom"))
+    rows.append(streamed_memory_row(dataset, settings, root))
+  return rows
+
+
+# Loads a folder with --cache_mb=BUDGET, reads one training epoch, prints
+# the peak RSS of the process in MiB (Linux: ru_maxrss is in KiB).
+_PEAK_RSS_CHILD = """
+import resource, sys
+from tfvae import image_sources, input_pipeline
+folder, budget = sys.argv[1], float(sys.argv[2])
+dataset = image_sources.load(folder, cache_mb=budget)
+for _ in input_pipeline.train_dataset(dataset.train, 16, 0, 0):
+  pass
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def _peak_rss_mb(folder, budget_mb):
+  result = subprocess.run(
+      [sys.executable, "-c", _PEAK_RSS_CHILD, folder, str(budget_mb)],
+      capture_output=True, text=True, check=True,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  return float(result.stdout.strip().splitlines()[-1])
+
+
+def streamed_memory_row(dataset, settings, root):
+  """Peak RSS of a process that streams an epoch of 64x64x3 JPEGs taking 4
+  times --cache_mb decoded, against --cache_mb plus the constant: the peak
+  of the same process on a set of 64 images (TensorFlow, tf.data)."""
+  budget = settings.stream_budget_mb
+  count = 4 * budget * 2**20 // (64 * 64 * 3) + 1
+  big = _write_jpeg_folder(
+      data.Dataset(dataset.name, data.Split(
+          np.resize(dataset.train.images, (count, 28, 28, 1)),
+          np.resize(dataset.train.labels, count)), dataset.test,
+          dataset.class_names, dataset.source),
+      os.path.join(root, "big"), count)
+  small = _write_jpeg_folder(dataset, os.path.join(root, "small"), 64)
+  constant = _peak_rss_mb(small, budget)
+  peak = _peak_rss_mb(big, budget)
+  return Row.compare(
+      f"peak RSS streaming {count} images (4 x --cache_mb={budget})", peak,
+      constant + budget, "MiB", "budget + constant", lower_is_better=True,
+      note=f"constant {constant:.0f} MiB = the same process on 64 images; "
+      "ratio >= 1: under budget + constant")
+
+
 def run(dataset, settings):
   """Runs the whole suite; yields `Row`s as they are measured."""
   rows, tfvae_rates = training_rows(dataset, settings)
@@ -419,10 +534,13 @@ def run(dataset, settings):
   yield from process_rows(dataset, settings)
   yield from generation_rows(dataset, settings)
   yield from pipeline_rows(dataset, settings, tfvae_rates)
+  if settings.images:
+    yield from image_rows(dataset, settings)
 
 
 TINY = Settings(repetitions=1, mlp_batches=(16,), conv_batches=(8,),
                 mlp_examples=64, conv_examples=16, warmup_steps=1,
                 hidden_size=16, mechanism_steps_per_call=2, latency_calls=3,
                 predict_calls=2, throughput_batch=8, throughput_calls=1,
-                pipeline_batches=2, matmul_size=64)
+                pipeline_batches=2, matmul_size=64, images=False,
+                image_examples=24, stream_budget_mb=1)

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -52,6 +53,13 @@ sys.stdout.write("\n" + json.dumps({
 def _help(program, module):
   """Runs `program --help`; returns (help text, report of the driver)."""
   script = os.path.join(sysconfig.get_path("scripts"), program)
+  if not os.path.exists(script):
+    # A program added since tfvae was installed (pip install -e . writes its
+    # script): a wrapper like the one pip would write.
+    script = os.path.join(tempfile.mkdtemp(), program)
+    with open(script, "w") as f:
+      f.write(f"import sys\nfrom {module} import run_main\n"
+              "sys.exit(run_main())\n")
   result = subprocess.run([sys.executable, "-c", _DRIVER, script, module],
                           cwd=util.REPO, capture_output=True, text=True,
                           timeout=300)

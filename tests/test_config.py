@@ -107,7 +107,8 @@ class FieldsTest(absltest.TestCase):
     self.assertEqual(
         config_lib.RESUMABLE_FIELDS,
         {"epochs", "data_dir", "save_every_steps", "keep_checkpoints", "jit",
-         "strategy", "steps_per_call", "log_every_steps", "cpu_devices"})
+         "strategy", "steps_per_call", "log_every_steps", "cpu_devices",
+         "data", "test_data"})
 
   def test_only_image_shape_has_no_flag(self):
     self.assertEqual(

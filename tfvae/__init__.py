@@ -24,6 +24,7 @@ _SUBMODULES = (
     "export",
     "generation",
     "idx",
+    "image_sources",
     "images",
     "input_pipeline",
     "kinds",

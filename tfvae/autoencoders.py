@@ -166,11 +166,13 @@ class CodeEncoder(tf.Module):
     code_activation: "linear" or "sigmoid" (codes in (0, 1), as the KL
       sparsity penalty needs).
     name: Module name.
+    conv_channels: Channels of the stride-2 convolutions (conv only, see
+      `nets.encoder_net`); empty: the classic conv net.
   """
 
   def __init__(self, image_shape, code_size, network="mlp",
                hidden_sizes=(512,), activation="tanh",
-               code_activation="linear", name=None):
+               code_activation="linear", name=None, conv_channels=()):
     super().__init__(name=name)
     if code_activation not in CODE_ACTIVATIONS:
       raise ValueError(f"unknown code activation {code_activation!r}; "
@@ -181,7 +183,8 @@ class CodeEncoder(tf.Module):
     self._network = network
     with self.name_scope:
       self.net = nets.encoder_net(network, image_shape, code_size,
-                                  hidden_sizes, activation)
+                                  hidden_sizes, activation,
+                                  conv_channels=conv_channels)
 
   @tf.Module.with_name_scope
   def __call__(self, images):
@@ -209,6 +212,8 @@ class Autoencoder(tf.Module):
     kind: The model kind this autoencoder is trained as (see
       `kinds.names()`), used in messages.
     name: Module name.
+    conv_channels: Channels of the stride-2 convolutions (conv only, see
+      `nets.encoder_net`); empty: the classic conv net.
   """
   # No prior: tools that sample (pictures, `generate`) check this.
   generative = False
@@ -216,7 +221,7 @@ class Autoencoder(tf.Module):
   def __init__(self, image_shape, code_size=32, network="mlp",
                hidden_sizes=(512,), activation="tanh", likelihood="bernoulli",
                gaussian_scale=0.1, code_activation="linear", kind="ae",
-               name=None):
+               name=None, conv_channels=()):
     super().__init__(name=name)
     self.image_shape = tuple(int(d) for d in image_shape)
     self.latent_size = int(code_size)
@@ -226,11 +231,12 @@ class Autoencoder(tf.Module):
     with self.name_scope:
       self.encoder = CodeEncoder(self.image_shape, self.latent_size, network,
                                  hidden_sizes, activation, code_activation,
-                                 name="encoder")
+                                 name="encoder", conv_channels=conv_channels)
       self.decoder = models.Decoder(self.latent_size, self.image_shape,
                                     likelihood, network,
                                     tuple(reversed(hidden_sizes)), activation,
-                                    name="decoder")
+                                    name="decoder",
+                                    conv_channels=conv_channels)
 
   def encode(self, images):
     """Returns the code [B, latent_size] of images [B, H, W, C]."""

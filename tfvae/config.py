@@ -191,6 +191,46 @@ class Config:
       None, "Directory searched first for the data set's IDX files or "
       "mnist.npz (then $TFVAE_DATA_DIR, ~/.keras/datasets, "
       "/usr/share/datasets/fashion-mnist).", resumable=True)
+  # The user's own images (issue 15, tfvae/image_sources.py).
+  data: str | None = _field(
+      None, "Train on your own images instead of --dataset: a directory of "
+      "PNG/JPEG/BMP/GIF images (one subdirectory per class, or flat for no "
+      "labels), a list file of 'path [label]' lines (paths relative to it), "
+      "an .npz ('images', optional 'labels') or .npy array [N, H, W, C] "
+      "(uint8 or float in [0, 1]), or TFRecord shards PREFIX-*-of-* "
+      "(tfvae-make-tfrecords).", resumable=True)
+  test_data: str | None = _field(
+      None, "With --data: the test split's images, in any --data form; "
+      "default: --test_fraction of --data held out.", resumable=True)
+  test_fraction: float = _field(
+      0.1, "With --data and no --test_data: the share of the images held "
+      "out as the test split, chosen by a fixed seed (the same for every "
+      "run on the same data).", check=_OPEN_UNIT_INTERVAL)
+  image_size: tuple = _field(
+      (), "With --data: H,W every image is brought to (scaled to cover it, "
+      "keeping the aspect ratio, then centre-cropped); default: the "
+      "images' own size, which must then be the same for all.",
+      check=Check(lambda size: len(size) in (0, 2) and all(s > 0 for s in
+                                                           size),
+                  "expected H,W: two positive integers"))
+  channels: int = _field(
+      0, "With --data: 1 (grey) or 3 (colour) channels; 0: the data's (3 if "
+      "any image is colour).",
+      check=Check(lambda c: c in (0, 1, 3), "choose 0, 1 or 3"))
+  skip_bad_images: bool = _field(
+      False, "With --data: leave out images that cannot be read or decoded "
+      "(counted in the log) instead of stopping with an error naming the "
+      "first.")
+  cache_mb: int = _field(
+      1024, "With --data: MiB of decoded training images held in memory; a "
+      "larger training set is streamed from disk each epoch (parallel "
+      "decoding, bounded memory; TFRecords then come in a seeded shuffle of "
+      "their shards, not the cached order).", check=_POSITIVE)
+  conv_channels: tuple = _field(
+      (), "With --network=conv: channels of the encoder's stride-2 3x3 "
+      "convolutions, e.g. 32,64,128 (the decoder mirrors them with "
+      "transposed convolutions back to exactly H x W); default: the classic "
+      "net (conv 32, 64/2, 64, 64).", check=_POSITIVE_WIDTHS)
   model: str = _field(
       "vae", "Kind of model: " + ", ".join(
           f"{name} ({kinds.get(name).description})" for name in kinds.names())

@@ -9,9 +9,9 @@ from absl import logging
 import numpy as np
 
 from tfvae import autoencoders
-from tfvae import data
 from tfvae import errors
 from tfvae import files
+from tfvae import image_sources
 from tfvae import images as images_lib
 from tfvae import input_pipeline
 from tfvae import trained
@@ -136,7 +136,7 @@ def run(run_dir, out, noise="salt_and_pepper:0.1", seed=0, input_path=None,
   image_shape = tuple(config.image_shape)
   labels = None
   if input_path is None:
-    dataset = data.load(config.dataset, data_dir or config.data_dir)
+    dataset = image_sources.load_for(config, data_dir)
     split = input_pipeline.prepared_split(dataset, "test", config.binarize)
     clean = input_pipeline.scale(split.images).numpy()
     labels = split.labels

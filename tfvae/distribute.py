@@ -301,6 +301,30 @@ def replica_batches(split, global_batch, seed, epoch, skip_batches,
   order = order[skip_batches * global_batch:num_batches * global_batch]
   order = order.reshape(-1, num_replicas, per_replica)
   order = order[:, first_replica:first_replica + num_local].reshape(-1)
+  if getattr(split.images, "listing", None) is not None and \
+     split.images.listing.shards is not None:
+    # Streamed TFRecords (image_sources.StreamedImages): split between the
+    # workers by file, each its own seeded shuffle of its records.
+    worker, num_workers = first_replica // num_local, num_replicas // num_local
+    per_worker = per_replica * num_local
+    examples = split.images.worker_examples(
+        split.labels, worker, num_workers,
+        (rng.shuffle_seed(seed, epoch) + worker) % 2**31)
+    examples = examples.skip(skip_batches * per_worker).take(
+        (num_batches - skip_batches) * per_worker)
+    dataset = examples.map(lambda image, label: {"image": image,
+                                                 "label": label})
+    return dataset.batch(per_replica, drop_remainder=True).prefetch(
+        tf.data.AUTOTUNE)
+  if hasattr(split.images, "epoch"):
+    # Images streamed from files (image_sources.StreamedImages): each worker
+    # reads and decodes only its own.
+    dataset = tf.data.Dataset.zip({
+        "image": split.images.epoch(order),
+        "label": tf.data.Dataset.from_tensor_slices(
+            split.labels[order].astype(np.int64))})
+    return dataset.batch(per_replica, drop_remainder=True).prefetch(
+        tf.data.AUTOTUNE)
   dataset = tf.data.Dataset.from_tensor_slices({
       "image": split.images[order],
       "label": split.labels[order].astype(np.int64),

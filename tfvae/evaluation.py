@@ -35,6 +35,7 @@ from tfvae import data
 from tfvae import errors
 from tfvae import files
 from tfvae import idx
+from tfvae import image_sources
 from tfvae import input_pipeline
 from tfvae import rng
 
@@ -126,7 +127,7 @@ class Images:
 
 
 def load_images(dataset_name, split, binarize, data_dir=None, dataset=None,
-                images_file=None):
+                images_file=None, config=None):
   """Loads a split as training and evaluation see it.
 
   The test split of a binarised run is binarised once with the fixed seed
@@ -140,6 +141,9 @@ def load_images(dataset_name, split, binarize, data_dir=None, dataset=None,
     dataset: A loaded `data.Dataset` to use instead of loading one.
     images_file: An IDX or .npy file of uint8 images [N, H, W(, C)] to use
       instead of the data set (no labels).
+    config: The run's `config.Config`: when it trained on --data, those
+      images (`image_sources.load_for`) are loaded instead of
+      `dataset_name`.
 
   Returns:
     An `Images`.
@@ -156,6 +160,8 @@ def load_images(dataset_name, split, binarize, data_dir=None, dataset=None,
   if split not in ("train", "test"):
     raise errors.DataError(f"--split={split}: no such split; choose train "
                            "or test")
+  if dataset is None and config is not None and config.data:
+    dataset = image_sources.load_for(config)
   if dataset is None:
     dataset = data.load(dataset_name, data_dir)
   prepared = input_pipeline.prepared_split(dataset, split, binarize)

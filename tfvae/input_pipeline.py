@@ -35,6 +35,11 @@ def prepared_split(dataset, split, binarize):
   the_split = dataset.split(split)
   if binarize == "none" or (binarize == "dynamic" and split == "train"):
     return the_split
+  if hasattr(the_split.images, "epoch"):
+    raise errors.DataError(
+        f"--binarize={binarize}: the {split} images of {dataset.source} "
+        "are streamed from disk (more than --cache_mb); binarise them "
+        "dynamically or raise --cache_mb")
   seed = rng.BINARIZATION_SEEDS[split]
   return data.Split(static_binarize(the_split.images, seed),
                     the_split.labels)
@@ -139,10 +144,42 @@ def train_dataset(split, batch_size, seed, epoch, skip_batches=0):
   # Skipping at the index level is the same as dataset.skip(), but the
   # skipped images are never copied.
   order = order[skip_batches * batch_size:num_batches * batch_size]
+  if hasattr(split.images, "epoch"):
+    return _streamed_epoch(split, order, batch_size, seed, epoch,
+                           skip_batches * batch_size)
   dataset = tf.data.Dataset.from_tensor_slices({
       "image": split.images[order],
       "label": split.labels[order].astype(np.int64),
   })
+  dataset = dataset.batch(batch_size, drop_remainder=True)
+  return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _streamed_epoch(split, order, batch_size, seed, epoch, skipped):
+  """`train_dataset` of a split whose images are streamed from disk
+  (`image_sources.StreamedImages`): the images of files come in `order`;
+  those of TFRecords in the stream's seeded shuffle, with the labels
+  that go with them."""
+  streamed = split.images
+  labels = split.labels.astype(np.int64)
+  if streamed.listing.files is not None:
+    images = streamed.epoch(order)
+    dataset = tf.data.Dataset.zip(
+        {"image": images, "label": tf.data.Dataset.from_tensor_slices(
+            labels[order])})
+  else:
+    # Records cannot be read by index: the epoch's (seed, epoch) order
+    # is a seeded shuffle of every record, skipped into on resume.
+    positions = tf.data.Dataset.from_tensor_slices(
+        np.arange(len(labels), dtype=np.int64))
+    shuffle_seed = int(rng.shuffle_seed(seed, epoch)) % 2**31
+    positions = positions.shuffle(streamed.shuffle_buffer, seed=shuffle_seed,
+                                  reshuffle_each_iteration=False)
+    images = streamed.epoch(np.arange(len(labels)), seed=shuffle_seed)
+    dataset = tf.data.Dataset.zip({
+        "image": images,
+        "label": positions.map(lambda i: tf.gather(labels, i))})
+    dataset = dataset.skip(skipped).take(len(order))
   dataset = dataset.batch(batch_size, drop_remainder=True)
   return dataset.prefetch(tf.data.AUTOTUNE)
 

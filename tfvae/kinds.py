@@ -140,7 +140,7 @@ def _vae(config):
   return models.VAE(config.image_shape, config.latent_dim, config.network,
                     config.hidden_sizes, config.hidden_activation,
                     config.likelihood, config.gaussian_scale,
-                    name=config.model)
+                    name=config.model, conv_channels=config.conv_channels)
 
 
 def _cvae(config):
@@ -148,7 +148,8 @@ def _cvae(config):
   return models.CVAE(config.image_shape, config.num_classes,
                      config.latent_dim, config.network, config.hidden_sizes,
                      config.hidden_activation, config.likelihood,
-                     config.gaussian_scale, name=config.model)
+                     config.gaussian_scale, name=config.model,
+                     conv_channels=config.conv_channels)
 
 
 def _elbo_objective(config, conditional=False):
@@ -169,7 +170,8 @@ def _autoencoder(config, code_activation="linear"):
       config.image_shape, config.latent_dim, config.network,
       config.hidden_sizes, config.hidden_activation, config.likelihood,
       config.gaussian_scale, code_activation=code_activation,
-      kind=config.model, name=config.model)
+      kind=config.model, name=config.model,
+      conv_channels=config.conv_channels)
 
 
 def _reconstruction_objective(config):

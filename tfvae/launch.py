@@ -17,6 +17,7 @@ from tfvae import data
 from tfvae import distribute
 from tfvae import errors
 from tfvae import files
+from tfvae import image_sources
 from tfvae import kinds
 from tfvae import optimizers
 from tfvae import runs
@@ -180,6 +181,12 @@ def _fit_to_data(config, run_dir, dataset):
         f"but {dataset.source} holds {dataset.image_shape}")
   config = config.replace(image_shape=tuple(dataset.image_shape))
   if kinds.get(config.model).conditional and \
+     dataset.class_names == image_sources.UNLABELLED:
+    raise errors.DataError(
+        f"--model={config.model} needs class labels, but {dataset.source} "
+        "has none (a folder without class subdirectories, a list file "
+        "without labels, arrays without \"labels\")")
+  if kinds.get(config.model).conditional and \
      config.num_classes != len(dataset.class_names):
     raise errors.TfvaeError(
         f"--num_classes={config.num_classes}: {dataset.source} has "
@@ -265,7 +272,8 @@ def run(config, run_dir, explicit=None, dataset=None, allow_data_change=False):
     config: The requested `config.Config`.
     run_dir: The run directory (created if missing).
     explicit: Fields set explicitly by the user (see `resolve_config`).
-    dataset: A `data.Dataset` to use instead of loading `config.dataset`.
+    dataset: A `data.Dataset` to use instead of loading `config.data` or
+      `config.dataset` (`image_sources.load_for`).
     allow_data_change: Resume on other data than the run recorded (see
       `check_data_identity`).
 
@@ -275,7 +283,7 @@ def run(config, run_dir, explicit=None, dataset=None, allow_data_change=False):
   config = resolve_config(run_dir, config, explicit)
   validate(config)
   if dataset is None:
-    dataset = data.load(config.dataset, config.data_dir)
+    dataset = image_sources.load_for(config)
   config = _fit_to_data(config, run_dir, dataset)
   data_record = check_data_identity(run_dir, dataset, allow_data_change)
   strategy = make_strategy(config.strategy)
@@ -310,7 +318,7 @@ def _train(config, run_dir, dataset, strategy, data_record):
   record_data_identity(run_dir, data_record)
   logging.info("Training %s (%s, latent %d, %s) on %s from %s: %d steps per "
                "epoch, %d replica(s).", config.model, config.network,
-               config.latent_dim, config.likelihood, config.dataset,
+               config.latent_dim, config.likelihood, dataset.name,
                dataset.source, trainer.steps_per_epoch,
                strategy.num_replicas_in_sync)
   return trainer, trainer.train()

@@ -35,12 +35,15 @@ class GaussianEncoder(tf.Module):
     hidden_sizes: Hidden widths (mlp only).
     activation: Hidden activation name.
     name: Module name.
+    conv_channels: Channels of the stride-2 convolutions (conv only, see
+      `nets.encoder_net`); empty: the classic conv net.
     net: A network to use instead of building one (see `nets.encoder_net`
       for what it maps); its variables keep the names it was built with.
   """
 
   def __init__(self, image_shape, latent_size, network="mlp",
-               hidden_sizes=(512,), activation="tanh", name=None, net=None):
+               hidden_sizes=(512,), activation="tanh", name=None, net=None,
+               conv_channels=()):
     super().__init__(name=name)
     self.image_shape = tuple(image_shape)
     self.latent_size = latent_size
@@ -48,7 +51,8 @@ class GaussianEncoder(tf.Module):
     with self.name_scope:
       if net is None:
         net = nets.encoder_net(network, image_shape, 2 * latent_size,
-                               hidden_sizes, activation)
+                               hidden_sizes, activation,
+                               conv_channels=conv_channels)
       self.net = net
 
   @tf.Module.with_name_scope
@@ -75,6 +79,8 @@ class Decoder(tf.Module):
     hidden_sizes: Hidden widths (mlp only), from z upwards.
     activation: Hidden activation name.
     name: Module name.
+    conv_channels: Channels of the stride-2 convolutions (conv only, see
+      `nets.encoder_net`); empty: the classic conv net.
     net: A network to use instead of building one: z [B, latent_size] to
       H * W * C * num_params numbers per example (see `nets.decoder_net`).
       Its variables keep the names it was built with, so a caller that
@@ -83,7 +89,8 @@ class Decoder(tf.Module):
   """
 
   def __init__(self, latent_size, image_shape, likelihood, network="mlp",
-               hidden_sizes=(512,), activation="tanh", name=None, net=None):
+               hidden_sizes=(512,), activation="tanh", name=None, net=None,
+               conv_channels=()):
     super().__init__(name=name)
     self.latent_size = latent_size
     self.image_shape = tuple(image_shape)
@@ -93,7 +100,8 @@ class Decoder(tf.Module):
     with self.name_scope:
       if net is None:
         net = nets.decoder_net(network, latent_size, self._param_shape,
-                               hidden_sizes, activation)
+                               hidden_sizes, activation,
+                               conv_channels=conv_channels)
       self.net = net
 
   @tf.Module.with_name_scope
@@ -127,11 +135,13 @@ class VAE(tf.Module):
     likelihood: A likelihood name (see `likelihoods.NAMES`) or object.
     gaussian_scale: Pixel scale of the fixed-scale Gaussian likelihood.
     name: Module name.
+    conv_channels: Channels of the stride-2 convolutions (conv only, see
+      `nets.encoder_net`); empty: the classic conv net.
   """
 
   def __init__(self, image_shape, latent_size=2, network="mlp",
                hidden_sizes=(512,), activation="tanh", likelihood="bernoulli",
-               gaussian_scale=0.1, name=None):
+               gaussian_scale=0.1, name=None, conv_channels=()):
     super().__init__(name=name)
     self.image_shape = tuple(int(d) for d in image_shape)
     self.latent_size = int(latent_size)
@@ -140,10 +150,12 @@ class VAE(tf.Module):
     with self.name_scope:
       self.encoder = GaussianEncoder(self.image_shape, self.latent_size,
                                      network, hidden_sizes, activation,
-                                     name="encoder")
+                                     name="encoder",
+                                     conv_channels=conv_channels)
       self.decoder = Decoder(self.latent_size, self.image_shape, likelihood,
                              network, tuple(reversed(hidden_sizes)),
-                             activation, name="decoder")
+                             activation, name="decoder",
+                             conv_channels=conv_channels)
 
   def prior(self):
     """Returns p(z) = N(0, I) with event shape [latent_size]."""
@@ -191,10 +203,13 @@ class ConditionalGaussianEncoder(tf.Module):
     hidden_sizes: Hidden widths (mlp only).
     activation: Hidden activation name.
     name: Module name.
+    conv_channels: Channels of the stride-2 convolutions (conv only, see
+      `nets.encoder_net`); empty: the classic conv net.
   """
 
   def __init__(self, image_shape, num_classes, latent_size, network="mlp",
-               hidden_sizes=(512,), activation="tanh", name=None):
+               hidden_sizes=(512,), activation="tanh", name=None,
+               conv_channels=()):
     super().__init__(name=name)
     self.image_shape = tuple(image_shape)
     self.num_classes = num_classes
@@ -203,7 +218,8 @@ class ConditionalGaussianEncoder(tf.Module):
     with self.name_scope:
       self.net = nets.encoder_net(network, image_shape, 2 * latent_size,
                                   hidden_sizes, activation,
-                                  condition_size=num_classes)
+                                  condition_size=num_classes,
+                                  conv_channels=conv_channels)
 
   @tf.Module.with_name_scope
   def __call__(self, images, labels):
@@ -238,11 +254,13 @@ class ConditionalDecoder(tf.Module):
     hidden_sizes: Hidden widths (mlp only), from z upwards.
     activation: Hidden activation name.
     name: Module name.
+    conv_channels: Channels of the stride-2 convolutions (conv only, see
+      `nets.encoder_net`); empty: the classic conv net.
   """
 
   def __init__(self, latent_size, num_classes, image_shape, likelihood,
                network="mlp", hidden_sizes=(512,), activation="tanh",
-               name=None):
+               name=None, conv_channels=()):
     super().__init__(name=name)
     self.latent_size = latent_size
     self.num_classes = num_classes
@@ -250,7 +268,8 @@ class ConditionalDecoder(tf.Module):
     self.likelihood = likelihood
     with self.name_scope:
       self.body = Decoder(latent_size + num_classes, image_shape, likelihood,
-                          network, hidden_sizes, activation, name="body")
+                          network, hidden_sizes, activation, name="body",
+                          conv_channels=conv_channels)
 
   @tf.Module.with_name_scope
   def params(self, z, labels):
@@ -289,11 +308,14 @@ class CVAE(tf.Module):
     likelihood: A likelihood name or object.
     gaussian_scale: Pixel scale of the fixed-scale Gaussian likelihood.
     name: Module name.
+    conv_channels: Channels of the stride-2 convolutions (conv only, see
+      `nets.encoder_net`); empty: the classic conv net.
   """
 
   def __init__(self, image_shape, num_classes=10, latent_size=2,
                network="mlp", hidden_sizes=(512,), activation="tanh",
-               likelihood="bernoulli", gaussian_scale=0.1, name=None):
+               likelihood="bernoulli", gaussian_scale=0.1, name=None,
+               conv_channels=()):
     super().__init__(name=name)
     self.image_shape = tuple(int(d) for d in image_shape)
     self.num_classes = int(num_classes)
@@ -303,10 +325,12 @@ class CVAE(tf.Module):
     with self.name_scope:
       self.encoder = ConditionalGaussianEncoder(
           self.image_shape, self.num_classes, self.latent_size, network,
-          hidden_sizes, activation, name="encoder")
+          hidden_sizes, activation, name="encoder",
+          conv_channels=conv_channels)
       self.decoder = ConditionalDecoder(
           self.latent_size, self.num_classes, self.image_shape, likelihood,
-          network, tuple(reversed(hidden_sizes)), activation, name="decoder")
+          network, tuple(reversed(hidden_sizes)), activation, name="decoder",
+          conv_channels=conv_channels)
 
   def prior(self):
     """Returns p(z) = N(0, I) with event shape [latent_size]."""

@@ -258,13 +258,112 @@ class ConvDecoderNet(tf.Module):
     return self.out(x)
 
 
+def halvings(size, count):
+  """[size, ceil(size / 2), ...]: `count` + 1 sizes of SAME stride-2 maps."""
+  sizes = [size]
+  for _ in range(count):
+    sizes.append(math.ceil(sizes[-1] / 2))
+  return sizes
+
+
+class ConvStackEncoderNet(tf.Module):
+  """A stack of stride-2 convolutions for images of any size (--conv_channels).
+
+  conv channels[0] /2 -> ... -> conv channels[-1] /2 -> flatten -> dense
+  output_size; 3x3 kernels, SAME padding, so an H x W input leaves
+  ceil(H / 2^k) x ceil(W / 2^k) after k layers.
+
+  Args:
+    image_shape: (H, W, C) of the input images.
+    output_size: Width of the output (e.g. 2 * latent size).
+    channels: Output channels of each convolution, k >= 1 of them.
+    activation: Activation name between layers.
+    name: Module name.
+  """
+
+  def __init__(self, image_shape, output_size, channels, activation="relu",
+               name=None):
+    super().__init__(name=name)
+    height, width, in_ch = image_shape
+    self._activation = get_activation(activation)
+    with self.name_scope:
+      self.convs = []
+      for i, out_ch in enumerate(channels):
+        self.convs.append(Conv2D(in_ch, out_ch, 3, 2, name=f"conv_{i}"))
+        in_ch = out_ch
+      flat = (halvings(height, len(channels))[-1]
+              * halvings(width, len(channels))[-1] * in_ch)
+      self.out = Linear(flat, output_size, name="out")
+
+  @tf.Module.with_name_scope
+  def __call__(self, images):
+    """Maps images [B, H, W, C] to [B, output_size]."""
+    x = images
+    for conv in self.convs:
+      x = self._activation(conv(x))
+    x = tf.reshape(x, [tf.shape(x)[0], -1])
+    return self.out(x)
+
+
+class ConvStackDecoderNet(tf.Module):
+  """The mirror of `ConvStackEncoderNet`, back to exactly H x W.
+
+  dense to (ceil(H / 2^k), ceil(W / 2^k), channels[-1]) -> transposed convs
+  /2 with channels[-2], ..., channels[0], channels[0], each to the size of
+  the encoder's map at that depth -> conv 3x3 to `output_channels`.
+
+  Args:
+    latent_size: Width of z.
+    image_shape: (H, W, C) of the images produced.
+    output_channels: Channels of the output map (C times the likelihood's
+      parameters per pixel).
+    channels: The encoder's channels, k >= 1 of them (in encoder order).
+    activation: Activation name between layers.
+    name: Module name.
+  """
+
+  def __init__(self, latent_size, image_shape, output_channels, channels,
+               activation="relu", name=None):
+    super().__init__(name=name)
+    height, width, _ = image_shape
+    depth = len(channels)
+    self._activation = get_activation(activation)
+    self._heights = halvings(height, depth)
+    self._widths = halvings(width, depth)
+    self._hidden_shape = (self._heights[-1], self._widths[-1], channels[-1])
+    with self.name_scope:
+      self.dense = Linear(latent_size, math.prod(self._hidden_shape),
+                          name="dense")
+      self.upsamples = []
+      outs = [channels[j - 1] if j > 0 else channels[0]
+              for j in range(depth - 1, -1, -1)]
+      in_ch = channels[-1]
+      for i, out_ch in enumerate(outs):
+        self.upsamples.append(
+            Conv2DTranspose(in_ch, out_ch, 3, 2, name=f"upsample_{i}"))
+        in_ch = out_ch
+      self.out = Conv2D(in_ch, output_channels, 3, 1, name="out")
+
+  @tf.Module.with_name_scope
+  def __call__(self, z):
+    """Maps z [B, latent_size] to [B, H, W, output_channels]."""
+    x = self._activation(self.dense(z))
+    x = tf.reshape(x, [-1, *self._hidden_shape])
+    depth = len(self.upsamples)
+    for i, upsample in enumerate(self.upsamples):
+      level = depth - 1 - i
+      x = self._activation(
+          upsample(x, (self._heights[level], self._widths[level])))
+    return self.out(x)
+
+
 def _check_network(network):
   if network not in NETWORKS:
     raise ValueError(f"unknown network {network!r}; choose mlp or conv")
 
 
 def encoder_net(network, image_shape, output_size, hidden_sizes=(512,),
-                activation="tanh", condition_size=0):
+                activation="tanh", condition_size=0, conv_channels=()):
   """The network of an encoder: images (and a condition) to features.
 
   An "mlp" takes the flattened pixels [B, H * W * C] with `condition_size`
@@ -280,6 +379,8 @@ def encoder_net(network, image_shape, output_size, hidden_sizes=(512,),
     hidden_sizes: Hidden widths (mlp only).
     activation: Hidden activation name.
     condition_size: Width of the condition (a one-hot label; 0 for none).
+    conv_channels: Channels of a `ConvStackEncoderNet` (conv only); empty:
+      the classic `ConvEncoderNet`.
 
   Raises:
     ValueError: If `network` is not one of `NETWORKS`.
@@ -289,12 +390,16 @@ def encoder_net(network, image_shape, output_size, hidden_sizes=(512,),
     return MLP(math.prod(image_shape) + condition_size,
                [*hidden_sizes, output_size], activation, name="mlp")
   height, width, channels = image_shape
+  if conv_channels:
+    return ConvStackEncoderNet((height, width, channels + condition_size),
+                               output_size, conv_channels, activation,
+                               name="conv")
   return ConvEncoderNet((height, width, channels + condition_size),
                         output_size, activation, name="conv")
 
 
 def decoder_net(network, latent_size, output_shape, hidden_sizes=(512,),
-                activation="tanh"):
+                activation="tanh", conv_channels=()):
   """The network of a decoder: latent points to a map of output_shape.
 
   Maps z [B, latent_size] to [B, H * W * C'] ("mlp", to be reshaped) or
@@ -308,6 +413,8 @@ def decoder_net(network, latent_size, output_shape, hidden_sizes=(512,),
       times the likelihood's parameters per pixel.
     hidden_sizes: Hidden widths (mlp only), from z upwards.
     activation: Hidden activation name.
+    conv_channels: The encoder's channels of a `ConvStackDecoderNet` (conv
+      only, in encoder order); empty: the classic `ConvDecoderNet`.
 
   Raises:
     ValueError: If `network` is not one of `NETWORKS`.
@@ -316,5 +423,8 @@ def decoder_net(network, latent_size, output_shape, hidden_sizes=(512,),
   if network == "mlp":
     return MLP(latent_size, [*hidden_sizes, math.prod(output_shape)],
                activation, name="mlp")
+  if conv_channels:
+    return ConvStackDecoderNet(latent_size, output_shape, output_shape[-1],
+                               conv_channels, activation, name="conv")
   return ConvDecoderNet(latent_size, output_shape, output_shape[-1],
                         activation, name="conv")

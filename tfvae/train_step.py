@@ -69,7 +69,9 @@ class TrainStep:
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     replicas = strategy.num_replicas_in_sync
     if data_on_device is None:
-      data_on_device = replicas == 1
+      # Streamed images (image_sources.StreamedImages) stay on disk.
+      data_on_device = replicas == 1 and isinstance(train_split.images,
+                                                    np.ndarray)
     if data_on_device and replicas != 1:
       raise errors.TfvaeError(
           f"data_on_device needs a single replica; the strategy has "

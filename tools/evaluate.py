@@ -75,7 +75,8 @@ def main(argv):
   dataset = FLAGS.dataset or (config.dataset if config else "fashion_mnist")
   binarize = FLAGS.binarize or (config.binarize if config else "none")
   images = evaluation.load_images(dataset, FLAGS.split, binarize,
-                                  FLAGS.data_dir)
+                                  FLAGS.data_dir,
+                                  config=None if FLAGS.dataset else config)
   if FLAGS.max_examples > 0:
     images.images = images.images[:FLAGS.max_examples]
     images.labels = images.labels[:FLAGS.max_examples]

@@ -119,7 +119,8 @@ def main(argv):
 
   def images(limit=None):
     found = evaluation.load_images(dataset, FLAGS.split, binarize,
-                                   FLAGS.data_dir, images_file=FLAGS.images)
+                                   FLAGS.data_dir, images_file=FLAGS.images,
+                                   config=None if FLAGS.dataset else config)
     evaluation.check_image_shape(model, found)
     if limit:
       found.images = found.images[:limit]

@@ -4,6 +4,9 @@ r"""Trains a tfvae model, resuming from the run directory's checkpoints.
       --latent_dim=2 --epochs=10 --run_dir=checkpoints/fm_mlp
   tfvae-train --model=denoising_ae --noise=salt_and_pepper:0.1 \
       --latent_dim=32 --run_dir=checkpoints/fm_dae
+  tfvae-train --data=photos/ --image_size=64,64 --network=conv \
+      --conv_channels=32,64,128 --likelihood=continuous_bernoulli \
+      --run_dir=checkpoints/photos
 
 Rerunning the same command resumes from the newest checkpoint. Flags left out
 on a rerun take the run's saved values; `--epochs` may grow to train on.
@@ -100,12 +103,14 @@ def main(argv):
   launch.configure_cpu_devices(FLAGS.cpu_devices)
   fields = {f.name: FLAGS[f.name].value for f in config_lib.fields()
             if f.on_command_line}
-  try:
-    fields["hidden_sizes"] = tuple(int(h) for h in FLAGS.hidden_sizes)
-  except ValueError:
-    raise app.UsageError(
-        f"--hidden_sizes={','.join(FLAGS.hidden_sizes)}: expected "
-        "comma-separated integers") from None
+  for field in config_lib.fields():
+    if field.type is tuple and field.on_command_line:
+      try:
+        fields[field.name] = tuple(int(v) for v in FLAGS[field.name].value)
+      except ValueError:
+        raise app.UsageError(
+            f"--{field.name}={','.join(FLAGS[field.name].value)}: expected "
+            "comma-separated integers") from None
   explicit = {f for f in fields if FLAGS[f].present}
   fields, explicit = presets.apply(FLAGS.preset, fields, explicit)
   config = config_lib.Config(**fields)

@@ -421,7 +421,8 @@ def data_layer(trained_model, split="test", num_points=2000, dataset=None,
   name = dataset or (config.dataset if config else "fashion_mnist")
   binarize = config.binarize if config else "none"
   found = evaluation.load_images(name, split, binarize, data_dir,
-                                 dataset=loaded)
+                                 dataset=loaded,
+                                 config=None if dataset else config)
   found.images = found.images[:num_points]
   if found.labels is not None:
     found.labels = found.labels[:num_points]

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from tfvae import data
 from tfvae import errors
+from tfvae import image_sources
 from tfvae import runs
 from tfvae.export import signature_functions
 from tfvae.export import verify as verify_lib
@@ -124,12 +125,16 @@ def export_run(run_dir, export_dir, checkpoint=None, version=None,
 
 
 def run_class_names(config):
-  """The names of a run's class labels: its data set's, or "0", "1", ...
+  """The names of a run's class labels: its data set's (for --data, its
+  folder's subdirectories or its TFRecords' recorded names), or "0", "1", ...
 
   Returns:
     A tuple of `config.num_classes` strings.
   """
-  names = tuple(data.CLASS_NAMES.get(config.dataset, ()))
+  if config.data:
+    names = tuple(image_sources.class_names_of(config.data) or ())
+  else:
+    names = tuple(data.CLASS_NAMES.get(config.dataset, ()))
   if len(names) != config.num_classes:
     names = tuple(str(i) for i in range(config.num_classes))
   return names
