@@ -135,12 +135,23 @@ def build_objective(config):
 # pylint: disable=g-import-not-at-top
 
 
+def _layer_activations(text):
+  return None if text is None else tuple(text.split(","))
+
+
 def _vae(config):
   from tfvae import models
   return models.VAE(config.image_shape, config.latent_dim, config.network,
                     config.hidden_sizes, config.hidden_activation,
                     config.likelihood, config.gaussian_scale,
-                    name=config.model)
+                    name=config.model,
+                    decoder_hidden_sizes=config.decoder_hidden_sizes,
+                    encoder_activations=_layer_activations(
+                        config.encoder_activations),
+                    decoder_activations=_layer_activations(
+                        config.decoder_activations),
+                    posterior_scale=config.posterior_scale,
+                    posterior_scale_floor=config.posterior_scale_floor)
 
 
 def _cvae(config):
