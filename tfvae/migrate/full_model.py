@@ -153,11 +153,16 @@ def load_weights(model, anatomy, values):
   return used
 
 
-def _feed_shape(tensor, batch):
-  shape = tensor.shape.as_list()
-  if None in shape[1:] if shape else True:
-    return None
-  return [batch if d is None else d for d in shape]
+def _feed_shape(tensor, batch, event):
+  """The shape to feed `tensor`: [batch, *event] after any leading 1s (the
+  sample dimension of `tf.distributions`' draws), or [batch, -1]."""
+  if tensor.shape.rank is None:
+    return [batch, -1]
+  rank = tensor.shape.rank
+  if rank == 2:
+    return [batch, -1]
+  lead = rank - 1 - len(event)
+  return [1] * lead + [batch, *event]
 
 
 def tf1_reference(meta, prefix, anatomy, images, noise):
@@ -180,8 +185,8 @@ def tf1_reference(meta, prefix, anatomy, images, noise):
   names = [op.name for op in meta.ancestors(fetches)
            if op.type in ("VariableV2", "Variable", "VarHandleOp")]
   batch = len(images)
-  x_shape = _feed_shape(anatomy.input, batch) or [batch, -1]
-  eps_shape = _feed_shape(anatomy.noise, batch) or list(noise.shape)
+  x_shape = _feed_shape(anatomy.input, batch, images.shape[1:])
+  eps_shape = _feed_shape(anatomy.noise, batch, noise.shape[1:])
   feeds = {anatomy.input.name: images.reshape(x_shape),
            anatomy.noise.name: noise.reshape(eps_shape)}
   feeds.update({t.name: v for t, v in anatomy.feeds.items()})
