@@ -291,6 +291,7 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None, dataset="fashion_mnis
   Raises:
     errors.TfvaeError: For any problem; nothing is written then.
   """
+  run_dir_lib.check_target(run_dir)
   source = reader.resolve(checkpoint)
   if source.kind != reader.SOURCE_TF1_PREFIX:
     raise errors.TfvaeError(

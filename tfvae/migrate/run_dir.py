@@ -108,7 +108,8 @@ def _set_slots(optimizer, model, slots):
     optimizer.iterations.assign(slots["iterations"])
 
 
-def _check_target(run_dir):
+def check_target(run_dir):
+  """Raises `errors.RunDirError` unless `run_dir` is free (absent or empty)."""
   if os.path.isdir(run_dir):
     if os.listdir(run_dir):
       raise errors.RunDirError(
@@ -134,7 +135,7 @@ def write_run_dir(run_dir, config, model, step, provenance, slots=None,
   Raises:
     errors.RunDirError: If `run_dir` is not free or cannot be written.
   """
-  _check_target(run_dir)
+  check_target(run_dir)
   parent = os.path.dirname(os.path.abspath(run_dir))
   os.makedirs(parent, exist_ok=True)
   temp = tempfile.mkdtemp(
