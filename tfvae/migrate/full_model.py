@@ -24,6 +24,7 @@ from tfvae import kinds
 from tfvae import objectives
 from tfvae.migrate import anatomy as anatomy_lib
 from tfvae.migrate import graph
+from tfvae.migrate import keras_h5
 from tfvae.migrate import reader
 from tfvae.migrate import run_dir as run_dir_lib
 from tfvae.migrate._messages import first_line
@@ -270,13 +271,16 @@ def verification_batch(dataset, data_dir, image_shape, batch):
   return input_pipeline.scale(images).numpy(), loaded
 
 
-def migrate_model(checkpoint, run_dir, *, meta_graph=None, dataset="fashion_mnist",
-                data_dir=None, allow_unsafe_ops=False,
-                with_optimizer_state=False, verify_images=VERIFY_IMAGES):
-  """Migrates a TF1 VAE checkpoint and graph into a tfvae run directory.
+def migrate_model(checkpoint, run_dir, *, meta_graph=None,
+                  dataset="fashion_mnist", data_dir=None,
+                  allow_unsafe_ops=False, with_optimizer_state=False,
+                  verify_images=VERIFY_IMAGES, keras_config=None,
+                  posterior_scale=None):
+  """Migrates a TF1 or Keras 2 VAE into a tfvae run directory.
 
   Args:
-    checkpoint: A TF1 checkpoint prefix or its directory.
+    checkpoint: A TF1 checkpoint prefix or its directory, or a Keras 2
+      HDF5 file (`model.save` or `model.save_weights`; see `keras_h5`).
     run_dir: The run directory to write; must not exist (or be empty).
     meta_graph: The `.meta`; default the one beside the prefix.
     dataset: Data set whose test images verify (and the run trains on).
@@ -284,6 +288,9 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None, dataset="fashion_mnis
     allow_unsafe_ops: Run a graph whose ops are outside the allow list.
     with_optimizer_state: Carry the optimizer's slots over (RMSProp, Adam).
     verify_images: Images verified on (a static batch overrides it).
+    keras_config: For a Keras weights-only file, the model.to_json() file.
+    posterior_scale: For a Keras file, the sampling Lambda's
+      parametrisation; None: from the layer names.
 
   Returns:
     A `Migration`.
@@ -292,6 +299,13 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None, dataset="fashion_mnis
     errors.TfvaeError: For any problem; nothing is written then.
   """
   run_dir_lib.check_target(run_dir)
+  if keras_h5.is_hdf5(checkpoint):
+    return _migrate_keras(checkpoint, run_dir, dataset, data_dir,
+                          verify_images, keras_config, posterior_scale)
+  if keras_config or posterior_scale:
+    raise errors.TfvaeError(
+        "--keras_config and --posterior_scale apply to Keras HDF5 files, not "
+        f"to {checkpoint}")
   source = reader.resolve(checkpoint)
   if source.kind != reader.SOURCE_TF1_PREFIX:
     raise errors.TfvaeError(
@@ -365,3 +379,40 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None, dataset="fashion_mnis
                + (" with the optimizer's state" if slots else ""))
   return Migration(run_dir, config, step, agreement, lines)
 
+
+
+def _migrate_keras(path, run_dir, dataset, data_dir, verify_images,
+                   keras_config, posterior_scale):
+  """`migrate_model` for a Keras 2 HDF5 file, checked against numpy."""
+  anatomy, arrays, step = keras_h5.read_keras(path, keras_config,
+                                              posterior_scale)
+  lines = keras_h5.describe(anatomy, path)
+  config = config_for(anatomy, dataset, data_dir, "adam", None, None)
+  model = kinds.build_model(config)
+  used = load_weights(model, anatomy, arrays)
+  images, loaded = verification_batch(dataset, data_dir, config.image_shape,
+                                      verify_images)
+  noise = np.random.RandomState(_NOISE_SEED).normal(
+      size=(len(images), config.latent_dim)).astype(np.float32)
+  expected = keras_h5.reference_values(anatomy, arrays, images, noise)
+  got = native_values(model, images, noise, with_loss=False)
+  agreement = compare([("posterior mean", "numpy mean"),
+                       ("posterior scale", "numpy scale"),
+                       ("decoded output", "numpy output")], expected, got,
+                      len(images))
+  for what, diff in agreement.items():
+    lines.append(f"Verified {what}: max |native - numpy| = {diff:.3g} on "
+                 f"{len(images)} test images")
+  step = step or 0
+  provenance = {
+      "source": "Keras 2 HDF5 file", "file": os.path.abspath(path),
+      "keras_config": keras_config and os.path.abspath(keras_config),
+      "step": step, "posterior_scale": anatomy.posterior_scale,
+      "verification": {"images": len(images), "max_abs_diff": agreement,
+                       "reference": "numpy, float64"},
+      "weights": used, "anatomy": lines[:4]}
+  steps_per_epoch = max(len(loaded.train.labels) // config.batch_size, 1)
+  run_dir_lib.write_run_dir(run_dir, config, model, step, provenance,
+                            steps_per_epoch=steps_per_epoch)
+  lines.append(f"Wrote {run_dir} at step {step}")
+  return Migration(run_dir, config, step, agreement, lines)

@@ -1,0 +1,116 @@
+"""Keras 2 (tf_keras) VAEs saved the ways Keras users saved them.
+
+The classic Keras example VAE (`examples/variational_autoencoder.py`): an
+encoder `Model(inputs, [z_mean, z_log_var, z])` whose z comes from a `Lambda`
+sampling layer, a decoder `Model(latent_inputs, outputs)`, and the VAE
+`Model(inputs, decoder(encoder(inputs)[2]))` with the ELBO as `add_loss`.
+Written with `model.save("vae.h5")` (config and weights) or
+`model.save_weights("weights.h5")` (weights only), after a few training steps
+on random data so that no weight keeps its initial value.
+
+  python -m tests.keras_fixtures --out=/tmp/keras_vae
+"""
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+
+def _sampling(args):
+  z_mean, z_log_var = args
+  eps = keras.backend.random_normal(shape=tf.shape(z_mean))
+  return z_mean + keras.backend.exp(0.5 * z_log_var) * eps
+
+
+def mlp_vae(pixels=784, hidden=(256,), latent=2, activations=None):
+  """The example's MLP VAE: (vae, encoder, decoder) Keras models.
+
+  Args:
+    pixels: Input width.
+    hidden: Hidden widths of the encoder (the decoder mirrors them).
+    latent: Width of z.
+    activations: Per hidden layer activation names; default all relu.
+  """
+  activations = activations or ["relu"] * len(hidden)
+  inputs = keras.Input(shape=(pixels,), name="encoder_input")
+  x = inputs
+  for i, (units, act) in enumerate(zip(hidden, activations)):
+    x = keras.layers.Dense(units, activation=act, name=f"enc_{i}")(x)
+  z_mean = keras.layers.Dense(latent, name="z_mean")(x)
+  z_log_var = keras.layers.Dense(latent, name="z_log_var")(x)
+  z = keras.layers.Lambda(_sampling, output_shape=(latent,), name="z")(
+      [z_mean, z_log_var])
+  encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
+  latent_inputs = keras.Input(shape=(latent,), name="z_sampling")
+  x = latent_inputs
+  for i, (units, act) in enumerate(zip(reversed(hidden),
+                                       reversed(activations))):
+    x = keras.layers.Dense(units, activation=act, name=f"dec_{i}")(x)
+  outputs = keras.layers.Dense(pixels, activation="sigmoid",
+                               name="decoder_output")(x)
+  decoder = keras.Model(latent_inputs, outputs, name="decoder")
+  outputs = decoder(encoder(inputs)[2])
+  vae = keras.Model(inputs, outputs, name="vae_mlp")
+  reconstruction = keras.losses.binary_crossentropy(inputs, outputs) * pixels
+  kl = -0.5 * keras.backend.sum(
+      1 + z_log_var - keras.backend.square(z_mean)
+      - keras.backend.exp(z_log_var), axis=-1)
+  vae.add_loss(keras.backend.mean(reconstruction + kl))
+  vae.compile(optimizer="adam")
+  return vae, encoder, decoder
+
+
+def write_fixture(directory, how="model", hidden=(256,), activations=None,
+                  steps=3, seed=3):
+  """Trains the MLP VAE a few steps and saves it; returns the file.
+
+  Args:
+    directory: Created if missing.
+    how: "model" (`model.save`, vae.h5) or "weights" (`save_weights`,
+      weights.h5).
+    hidden: Hidden widths.
+    activations: Per hidden layer activations.
+    steps: Training steps on random data.
+    seed: Seed of the weights and data.
+
+  Returns:
+    (the file, the trained Keras VAE). A weights-only save also writes
+    `vae.json`, the model's `to_json()`.
+  """
+  os.makedirs(directory, exist_ok=True)
+  keras.utils.set_random_seed(seed)
+  vae, _, _ = mlp_vae(hidden=hidden, activations=activations)
+  data = np.random.RandomState(seed).uniform(size=(64, 784)).astype(
+      np.float32)
+  vae.fit(data, epochs=steps, batch_size=64, verbose=0)
+  if how == "model":
+    path = os.path.join(directory, "vae.h5")
+    vae.save(path)
+  else:
+    path = os.path.join(directory, "weights.h5")
+    vae.save_weights(path)
+    with open(os.path.join(directory, "vae.json"), "w") as f:
+      f.write(vae.to_json())
+  return path, vae
+
+
+def _define_flags():
+  """The program's flags, defined only when it runs as a program (tests
+  import this module beside programs with flags of the same names)."""
+  flags.DEFINE_string("out", None, "Directory to write into.")
+  flags.DEFINE_enum("how", "model", ["model", "weights"],
+                    "model.save or save_weights.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  print(write_fixture(flags.FLAGS.out, flags.FLAGS.how)[0])
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
