@@ -320,6 +320,9 @@ def _define_flags():
                     "Put an unsafe op on the decode path.")
   flags.DEFINE_integer("steps", 3, "Training steps on random data.")
   flags.DEFINE_integer("seed", 7, "Random seed.")
+  flags.DEFINE_enum("posterior", "log_variance", list(POSTERIORS),
+                    "How the posterior's scale is computed.")
+  flags.DEFINE_bool("global_step", False, "Count steps in a global step.")
 
 def main(argv):
   if len(argv) > 1:
@@ -333,7 +336,7 @@ def main(argv):
       latent_size=f.latent_size, activation=f.activation, shuffled=f.shuffled,
       scoped=f.scoped, decoder=f.decoder, likelihood=f.likelihood,
       optimizer=f.optimizer, unsafe_op=f.unsafe_op, steps=f.steps,
-      seed=f.seed)
+      seed=f.seed, posterior=f.posterior, global_step=f.global_step)
   print(prefix)
 
 

@@ -39,6 +39,8 @@ _FIXTURES = {
     "distributions_normal_layers": (
         dict(posterior="normal", more_activations=("elu", "leaky_relu")),
         "log_scale", 0.0),
+    "gaussian_squared_error": (dict(likelihood="gaussian"), "log_variance",
+                               0.0),
 }
 _NUM_TEST = 10000
 
@@ -125,6 +127,11 @@ class MigrateFullTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(mean, output, atol=1e-5, rtol=0)
     native_loss = -objectives.elbo(model, tf.constant(images),
                                    noise=noise).elbo
+    if options.get("likelihood") == "gaussian":
+      # sum((x - mean)^2) is -log N(x | mean, 1/2) less 784/2 log(pi).
+      self.assertEqual(config.likelihood, "gaussian_identity")
+      self.assertAllClose(config.gaussian_scale, 0.5 ** 0.5)
+      loss = loss + 392 * np.log(np.pi)
     self.assertAllClose(native_loss, loss, atol=0, rtol=1e-5)
     self.assertEqual(config.model, "vae")
     record = json.load(open(os.path.join(run_dir,

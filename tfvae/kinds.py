@@ -31,6 +31,8 @@ _LIKELIHOODS = {
     "continuous_bernoulli": "continuous Bernoulli, for grey levels",
     "gaussian": "Gaussian with a fixed scale (see --gaussian_scale)",
     "gaussian_learned": "Gaussian with a per-pixel scale the decoder predicts",
+    "gaussian_identity": "Gaussian with a fixed scale whose mean is the "
+                         "decoder's output unsquashed (migrated models)",
 }
 
 

@@ -77,7 +77,8 @@ class Anatomy:
     latent: z, the decoder's input.
     decoder: `Dense` layers from z up, the last one the output layer.
     output: The decoder output tensor (pixel means).
-    likelihood: "bernoulli" (sigmoid output) or "gaussian" (identity).
+    likelihood: "bernoulli" (sigmoid output) or "gaussian_identity" (no
+      squashing: a Gaussian mean; its scale is read from the loss).
     loss: The graph's training loss (a scalar) or None.
     per_example_loss: The [B] tensor the loss averages, or None.
     feeds: {placeholder: value} for inference (dropout off, switches False).
@@ -364,12 +365,12 @@ def _sampler(meta):
 
 
 def _likelihood(output):
-  """("bernoulli" | "gaussian", the output layer's tensor)."""
+  """("bernoulli" | "gaussian_identity", the output layer's tensor)."""
   tensor = _strip(output)
   if tensor.op.type == "Sigmoid":
     return "bernoulli", tensor
   if tensor.op.type in _ADD_OPS or tensor.op.type == "MatMul":
-    return "gaussian", tensor
+    return "gaussian_identity", tensor
   raise _unsupported(tensor, "ends the decoder with an output native "
                      "likelihoods do not take (sigmoid for a Bernoulli, "
                      "none for a Gaussian mean)")

@@ -10,6 +10,7 @@ written (`run_dir.write_run_dir`), which `tfvae-train` resumes and every
 other program reads as a native run.
 """
 import dataclasses
+import math
 import os
 
 from absl import logging
@@ -260,6 +261,38 @@ def compare(names_and_tensors, expected, got, batch):
   return found
 
 
+def fit_gaussian(model, images, noise, tf1_loss):
+  """Reads a Gaussian decoder's scale off the TF1 per-example loss.
+
+  A squared-error loss a * sum((x - mean)^2) + b + KL is -log N(x | mean,
+  s^2) with s^2 = 1 / (2 a), less N/2 log(2 pi s^2) - b; a and b are fitted
+  by least squares over the batch (verification then checks the fit).
+
+  Returns:
+    (s, offset): the scale, and what to add to the TF1 loss to get the
+    native one.
+
+  Raises:
+    errors.TfvaeError: If the loss does not grow with the squared error.
+  """
+  x = tf.constant(images)
+  posterior = model.approx_posterior(x)
+  z = objectives.reparameterize(posterior, tf.constant(noise))
+  mean = model.decoder.outputs(z)["mean"].numpy().reshape(len(images), -1)
+  rate = objectives.rate(posterior, model.prior(), z).numpy()
+  squared = np.sum((images.reshape(len(images), -1) - mean) ** 2, axis=1)
+  design = np.stack([squared, np.ones_like(squared)], axis=1)
+  (a, b), *_ = np.linalg.lstsq(design, np.asarray(tf1_loss, np.float64)
+                               - rate, rcond=None)
+  if not a > 0:
+    raise errors.TfvaeError(
+        "the TF1 loss of the Gaussian decoder does not grow with the squared "
+        "error; not a Gaussian likelihood tfvae has")
+  scale = math.sqrt(1.0 / (2.0 * a))
+  pixels = mean.shape[1]
+  return scale, pixels * 0.5 * math.log(2 * math.pi * scale ** 2) - b
+
+
 def verification_batch(dataset, data_dir, image_shape, batch):
   """The first `batch` test images [N, H, W, C] in [0, 1] (float32)."""
   loaded = data.load(dataset, data_dir)
@@ -349,6 +382,20 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
       size=(batch, config.latent_dim)).astype(np.float32)
   expected = tf1_reference(meta, source.prefix, anatomy, images, noise)
   with_loss = anatomy.loss is not None
+  if anatomy.likelihood == "gaussian_identity":
+    if anatomy.per_example_loss is None:
+      raise errors.TfvaeError(
+          f"meta graph {meta.path} has an unsquashed (Gaussian) decoder "
+          f"output {anatomy.output.name} but no per-example loss to read "
+          "its scale from; only the decoder can be migrated: "
+          "tfvae-build-generator")
+    scale, offset = fit_gaussian(model, images, noise, expected[3])
+    config = config.replace(gaussian_scale=scale)
+    model = kinds.build_model(config)
+    used = load_weights(model, anatomy, values)
+    expected[3] = expected[3] + offset
+    lines.append(f"Gaussian likelihood: the graph's loss is -log N(x | "
+                 f"mean, {scale:.6g}^2) less {offset:.6g} nats")
   got = native_values(model, images, noise, with_loss)
   quantities = [("posterior mean", anatomy.loc.name),
                 ("posterior scale", anatomy.scale.name),

@@ -255,7 +255,8 @@ def read_keras(path, config_path=None, posterior_scale=None):
   top = layers.outputs(decoder_model)[0]
   decoder = _chain(layers, top, inputs)
   last = decoder[-1]
-  likelihood = "bernoulli" if last.activation == "sigmoid" else "gaussian"
+  likelihood = ("bernoulli" if last.activation == "sigmoid"
+                else "gaussian_identity")
   decoder[-1] = anatomy_lib.Dense(last.weight, last.bias, "linear",
                                   last.units)
   if not encoder:
