@@ -4,8 +4,8 @@ The classic Keras example VAE (`examples/variational_autoencoder.py`): an
 encoder `Model(inputs, [z_mean, z_log_var, z])` whose z comes from a `Lambda`
 sampling layer, a decoder `Model(latent_inputs, outputs)`, and the VAE
 `Model(inputs, decoder(encoder(inputs)[2]))` with the ELBO as `add_loss`.
-Written with `model.save("vae.h5")` (config and weights) or
-`model.save_weights("weights.h5")` (weights only), after a few training steps
+Written with `model.save("vae.h5")` (config and weights),
+`model.save_weights("weights.h5")` (weights only) or as a Keras SavedModel, after a few training steps
 on random data so that no weight keeps its initial value.
 
   python -m tests.keras_fixtures --out=/tmp/keras_vae
@@ -69,7 +69,8 @@ def write_fixture(directory, how="model", hidden=(256,), activations=None,
 
   Args:
     directory: Created if missing.
-    how: "model" (`model.save`, vae.h5) or "weights" (`save_weights`,
+    how: "model" (`model.save`, vae.h5), "savedmodel" (`model.save(DIR,
+      save_format="tf")`, vae_savedmodel/) or "weights" (`save_weights`,
       weights.h5).
     hidden: Hidden widths.
     activations: Per hidden layer activations.
@@ -89,6 +90,9 @@ def write_fixture(directory, how="model", hidden=(256,), activations=None,
   if how == "model":
     path = os.path.join(directory, "vae.h5")
     vae.save(path)
+  elif how == "savedmodel":
+    path = os.path.join(directory, "vae_savedmodel")
+    vae.save(path, save_format="tf")
   else:
     path = os.path.join(directory, "weights.h5")
     vae.save_weights(path)
@@ -101,8 +105,8 @@ def _define_flags():
   """The program's flags, defined only when it runs as a program (tests
   import this module beside programs with flags of the same names)."""
   flags.DEFINE_string("out", None, "Directory to write into.")
-  flags.DEFINE_enum("how", "model", ["model", "weights"],
-                    "model.save or save_weights.")
+  flags.DEFINE_enum("how", "model", ["model", "weights", "savedmodel"],
+                    "model.save to HDF5, save_weights, or a SavedModel.")
 
 
 def main(argv):

@@ -29,7 +29,7 @@ _ACTIVATIONS = {"tanh": tf.nn.tanh, "relu": tf.nn.relu,
                 "sigmoid": tf.nn.sigmoid, "elu": tf.nn.elu,
                 "softplus": tf.nn.softplus, "leaky_relu": tf.nn.leaky_relu}
 # How the posterior's scale is computed from the encoder's raw output r.
-POSTERIORS = ("log_variance", "sqrt_exp", "softplus_std", "normal")
+POSTERIORS = ("log_variance", "sqrt_exp", "softplus_std", "normal", "abs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +60,8 @@ class FixtureOptions:
     posterior: One of `POSTERIORS`: z = mean + exp(r / 2) * eps
       (log_variance), mean + sqrt(exp(r)) * eps (sqrt_exp), mean +
       (softplus(r) + 1e-6) * eps (softplus_std), or
-      tf.distributions.Normal(mean, exp(r)).sample() (normal).
+      tf.distributions.Normal(mean, exp(r)).sample() (normal), or
+      mean + |r| * eps (abs, a scale tfvae has no counterpart of).
     split_head: One encoder output layer [h, 2 * latent] split into mean and
       r, instead of two.
     more_activations: Activations of further hidden layers (width
@@ -253,6 +254,9 @@ def write_fixture(directory, **options):
         scale = tf.exp(z_log_var / 2)
       elif opts.posterior == "sqrt_exp":
         scale = tf.sqrt(tf.exp(z_log_var))
+      elif opts.posterior == "abs":
+        scale = tf.abs(z_log_var)
+        z_log_var = 2.0 * tf.math.log(scale)
       else:
         scale = tf.nn.softplus(z_log_var) + 1e-6
         z_log_var = 2.0 * tf.math.log(scale)

@@ -115,7 +115,8 @@ class FieldsTest(absltest.TestCase):
     self.assertEqual(
         [f.name for f in config_lib.fields() if not f.on_command_line],
         ["image_shape", "decoder_hidden_sizes", "encoder_activations",
-         "decoder_activations", "posterior_scale", "posterior_scale_floor"])
+         "decoder_activations", "decoder_conv_channels", "posterior_scale",
+         "posterior_scale_floor"])
 
   def test_differences_ignore_resumable_fields(self):
     a = config_lib.Config()

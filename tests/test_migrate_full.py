@@ -41,6 +41,8 @@ _FIXTURES = {
         "log_scale", 0.0),
     "gaussian_squared_error": (dict(likelihood="gaussian"), "log_variance",
                                0.0),
+    "conv_decoder": (dict(decoder="conv", likelihood="gaussian", steps=1),
+                     "log_variance", 0.0),
 }
 _NUM_TEST = 10000
 
@@ -124,7 +126,7 @@ class MigrateFullTest(tf.test.TestCase, parameterized.TestCase):
                         rtol=0)
     z = objectives.reparameterize(posterior, tf.constant(noise))
     mean = model.decoder.outputs(z)["mean"].numpy().reshape(16, -1)
-    self.assertAllClose(mean, output, atol=1e-5, rtol=0)
+    self.assertAllClose(mean, output.reshape(16, -1), atol=1e-5, rtol=0)
     native_loss = -objectives.elbo(model, tf.constant(images),
                                    noise=noise).elbo
     if options.get("likelihood") == "gaussian":
@@ -244,13 +246,20 @@ class MigrateFullTest(tf.test.TestCase, parameterized.TestCase):
     self.assertFalse(os.path.exists(os.path.join(directory,
                                                  "decode_log.txt")))
 
-  def test_conv_decoder_names_the_op_and_the_generator_route(self):
-    directory = os.path.join(self.get_temp_dir(), "conv")
-    migrate_fixtures.write_fixture(directory, image_size=8, hidden_size=16,
-                                   decoder="conv", steps=0)
+  def test_conv_decoder_is_read(self):
+    result = full_model.migrate_model(self.fixtures["conv_decoder"],
+                                      self._run_dir("conv"))
+    self.assertEqual(result.config.decoder_conv_channels, (4, 4))
+    self.assertEqual(result.config.network, "mlp")
+
+  def test_unknown_scale_names_the_op_and_the_generator_route(self):
+    directory = os.path.join(self.get_temp_dir(), "abs")
+    migrate_fixtures.write_fixture(directory, image_size=28, hidden_size=16,
+                                   posterior="abs", steps=0)
     with self.assertRaisesRegex(anatomy.UnsupportedGraphError,
-                                r"\(Conv2D\).*tfvae-build-generator"):
-      full_model.migrate_model(directory, self._run_dir("conv_run"))
+                                r"^Abs:0 \(Abs\) computes the posterior "
+                                r"scale.*tfvae-build-generator"):
+      full_model.migrate_model(directory, self._run_dir("abs_run"))
 
   def test_cli_refuses_a_non_empty_run_dir_in_one_line(self):
     run_dir = self._run_dir("taken")

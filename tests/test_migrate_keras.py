@@ -1,7 +1,8 @@
 """tfvae-migrate on Keras 2 VAEs: HDF5 read with h5py, Lambda never loaded.
 
 The Keras example's MLP VAE is written by tf_keras here (`keras_fixtures`),
-saved with `model.save` and with `save_weights` (+ `to_json`), migrated, and
+saved with `model.save` and with `save_weights` (+ `to_json`) in HDF5 and as
+a Keras SavedModel directory, migrated, and
 the restored run compared with the Keras model itself on real test images.
 """
 import json
@@ -32,7 +33,8 @@ class MigrateKerasTest(tf.test.TestCase, parameterized.TestCase):
     cls.files = {}
     cls.models = {}
     for how, hidden, activations in (("model", (256,), None),
-                                     ("weights", (32, 16), ["tanh", "elu"])):
+                                     ("weights", (32, 16), ["tanh", "elu"]),
+                                     ("savedmodel", (24,), ["softplus"])):
       path, vae = keras_fixtures.write_fixture(
           os.path.join(cls.root, how), how, hidden=hidden,
           activations=activations)
@@ -51,7 +53,8 @@ class MigrateKerasTest(tf.test.TestCase, parameterized.TestCase):
             else None)
 
   @parameterized.named_parameters(("model_save", "model"),
-                                  ("save_weights", "weights"))
+                                  ("save_weights", "weights"),
+                                  ("keras_savedmodel", "savedmodel"))
   def test_migrated_run_agrees_with_the_keras_model(self, how):
     run_dir = os.path.join(self.get_temp_dir(), how)
     result = full_model.migrate_model(self.files[how], run_dir,

@@ -136,6 +136,8 @@ def _parse_layer_activations(config):
   decoder_sizes = config.decoder_hidden_sizes
   if decoder_sizes is None:
     decoder_sizes = config.hidden_sizes
+  if config.decoder_conv_channels is not None:
+    decoder_sizes = (None,)
   for name, sizes in (("encoder_activations", config.hidden_sizes),
                       ("decoder_activations", decoder_sizes)):
     text = getattr(config, name)
@@ -338,8 +340,14 @@ class Config:
       parse=_parse_layer_activations)
   decoder_activations: str | None = _field(
       None, "Comma-separated activation of each MLP decoder hidden layer "
-      "from z upwards; default: --activation for every layer.",
-      on_command_line=False)
+      "from z upwards (one for a conv decoder); default: --activation for "
+      "every layer.", on_command_line=False)
+  decoder_conv_channels: tuple | None = _field(
+      None, "Channels after the dense layer and after the stride-2 "
+      "transposed convolution of a conv decoder under an mlp encoder; "
+      "default: the decoder follows --network.", on_command_line=False,
+      length=2, check=Check(lambda c: c is None or all(w > 0 for w in c),
+                            "channels must be positive"))
   posterior_scale: str = _field(
       "softplus", "How the encoder's second half of outputs r becomes the "
       "posterior scale: softplus (softplus(r)), log_variance (exp(r / 2)) "
@@ -411,8 +419,9 @@ class Config:
     """{field: value} of plain JSON types (tuples become lists)."""
     d = dataclasses.asdict(self)
     d["hidden_sizes"] = list(self.hidden_sizes)
-    if self.decoder_hidden_sizes is not None:
-      d["decoder_hidden_sizes"] = list(self.decoder_hidden_sizes)
+    for name in ("decoder_hidden_sizes", "decoder_conv_channels"):
+      if getattr(self, name) is not None:
+        d[name] = list(getattr(self, name))
     if self.image_shape is not None:
       d["image_shape"] = list(self.image_shape)
     return d

@@ -153,7 +153,8 @@ def _vae(config):
                     decoder_activations=_layer_activations(
                         config.decoder_activations),
                     posterior_scale=config.posterior_scale,
-                    posterior_scale_floor=config.posterior_scale_floor)
+                    posterior_scale_floor=config.posterior_scale_floor,
+                    decoder_conv_channels=config.decoder_conv_channels)
 
 
 def _cvae(config):

@@ -150,6 +150,9 @@ class VAE(tf.Module):
     decoder_activations: The same for the decoder, from z upwards.
     posterior_scale: See `GaussianEncoder`.
     posterior_scale_floor: See `GaussianEncoder`'s `scale_floor`.
+    decoder_conv_channels: (channels after the dense layer, after the
+      transposed convolution) of a `nets.ConvDecoderNet` decoder under an
+      mlp encoder; None: the decoder follows `network`.
   """
 
   def __init__(self, image_shape, latent_size=2, network="mlp",
@@ -157,7 +160,8 @@ class VAE(tf.Module):
                gaussian_scale=0.1, name=None, decoder_hidden_sizes=None,
                encoder_activations=None, decoder_activations=None,
                posterior_scale="softplus",
-               posterior_scale_floor=_MIN_POSTERIOR_SCALE):
+               posterior_scale_floor=_MIN_POSTERIOR_SCALE,
+               decoder_conv_channels=None):
     super().__init__(name=name)
     self.image_shape = tuple(int(d) for d in image_shape)
     self.latent_size = int(latent_size)
@@ -172,10 +176,19 @@ class VAE(tf.Module):
                                      name="encoder",
                                      posterior_scale=posterior_scale,
                                      scale_floor=posterior_scale_floor)
+      net = None
+      if decoder_conv_channels is not None:
+        channels = self.image_shape[-1]
+        with tf.name_scope("decoder"):
+          net = nets.ConvDecoderNet(
+              self.latent_size, self.image_shape,
+              channels * likelihood.num_params,
+              (decoder_activations or [activation])[0],
+              *decoder_conv_channels, name="conv")
       self.decoder = Decoder(self.latent_size, self.image_shape, likelihood,
                              network, tuple(decoder_hidden_sizes),
                              decoder_activations or activation,
-                             name="decoder")
+                             name="decoder", net=net)
 
   def prior(self):
     """Returns p(z) = N(0, I) with event shape [latent_size]."""

@@ -82,6 +82,10 @@ class Anatomy:
     loss: The graph's training loss (a scalar) or None.
     per_example_loss: The [B] tensor the loss averages, or None.
     feeds: {placeholder: value} for inference (dropout off, switches False).
+    decoder_conv: For a conv decoder (dense, reshape, stride-2 transposed
+      convolution, convolution; `decoder` then holds these three layers,
+      their `units` the channels), (channels after the dense layer, after
+      the transposed convolution, image (H, W, C)); None for an MLP.
   """
   input: tf.Tensor
   image_shape: tuple
@@ -100,6 +104,7 @@ class Anatomy:
   loss: tf.Tensor = None
   per_example_loss: tf.Tensor = None
   feeds: dict = dataclasses.field(default_factory=dict)
+  decoder_conv: tuple = None
 
   @property
   def latent_size(self):
@@ -111,6 +116,13 @@ class Anatomy:
     if self.scale_head:
       layers.append(self.scale_head)
     return sorted({n for d in layers for n in (d.weight, d.bias) if n})
+
+  def _conv_text(self):
+    hidden, up, image = self.decoder_conv
+    height, width = -(-image[0] // 2), -(-image[1] // 2)
+    return (f"conv: dense to {height}x{width}x{hidden} "
+            f"{self.decoder[0].activation}, transposed conv {up} stride 2 "
+            f"{self.decoder[1].activation}, conv {self.decoder[2].units}")
 
   def fetches(self):
     """Tensors verification reads from the TF1 session."""
@@ -135,8 +147,9 @@ class Anatomy:
         f"Encoder hidden layers: {layers(self.encoder)}; heads {heads}",
         f"Posterior scale: {self.posterior_scale} + {self.scale_floor:g} "
         f"({self.scale.name}); noise {self.noise.name}; z {self.latent.name}",
-        f"Decoder layers: {layers(self.decoder)} -> {self.likelihood} "
-        f"({self.output.name})",
+        ("Decoder layers: " + (layers(self.decoder) if not self.decoder_conv
+                               else self._conv_text())
+         + f" -> {self.likelihood} ({self.output.name})"),
         "Loss: " + (f"{self.per_example_loss.name} per example"
                     if self.per_example_loss is not None else
                     (self.loss.name if self.loss is not None else "none")),
@@ -376,11 +389,74 @@ def _likelihood(output):
                      "none for a Gaussian mean)")
 
 
+def _conv_layer(tensor, op_type, strides):
+  """Reads act(conv(x, W) + b): (Dense of the filter, conv op, x)."""
+  tensor = _strip(tensor)
+  activation = "linear"
+  if tensor.op.type in ACTIVATION_OPS and tensor.op.type != "LeakyRelu":
+    activation = ACTIVATION_OPS[tensor.op.type]
+    tensor = _strip(tensor.op.inputs[0])
+  bias = None
+  if tensor.op.type in _ADD_OPS:
+    left, right = tensor.op.inputs
+    bias = variable_name(right) or variable_name(left)
+    tensor = _strip(left if variable_name(right) else right)
+  conv = tensor.op
+  if conv.type != op_type:
+    raise _unsupported(tensor, f"is not the {op_type} a native conv decoder "
+                       "has here")
+  weight_index = 1
+  data_index = 0 if op_type == "Conv2D" else 2
+  weight = variable_name(conv.inputs[weight_index])
+  shape = conv.inputs[weight_index].shape.as_list()
+  if (weight is None or list(conv.get_attr("strides")) != list(strides)
+      or conv.get_attr("padding") != b"SAME" or shape[:2] != [3, 3]
+      or conv.get_attr("data_format") != b"NHWC"):
+    raise _unsupported(tensor, f"is not a 3x3 SAME NHWC convolution with "
+                       f"strides {strides[1]} of a variable filter, as native "
+                       "conv decoders have")
+  units = shape[3] if op_type == "Conv2D" else shape[2]
+  return Dense(weight, bias, activation, int(units)), conv.inputs[data_index]
+
+
+def _conv_decoder(logits, latent):
+  """The layers of a conv decoder: ([dense, upsample, out], conv tuple)."""
+  out, up = _conv_layer(logits, "Conv2D", [1, 1, 1, 1])
+  upsample, grid = _conv_layer(up, "Conv2DBackpropInput", [1, 2, 2, 1])
+  grid = _strip(grid)
+  if grid.op.type != "Reshape" or grid.shape.rank != 4:
+    raise _unsupported(grid, "does not reshape the dense layer into the "
+                       "transposed convolution's input")
+  dense, source = dense_back(grid.op.inputs[0])
+  if _strip(source) is not _strip(latent):
+    raise _unsupported(source, f"feeds the conv decoder instead of z "
+                       f"{latent.name}")
+  if out.activation != "linear" or dense.activation != upsample.activation:
+    raise _unsupported(logits, "activates a conv decoder's layers unlike "
+                       "native conv decoders (one activation after the "
+                       "dense layer and the transposed convolution)")
+  shape = logits.shape.as_list()
+  if len(shape) != 4 or None in shape[1:]:
+    raise _unsupported(logits, "has no static image shape")
+  image = tuple(shape[1:])
+  hidden = grid.shape.as_list()[-1]
+  if grid.shape.as_list()[1:3] != [-(-image[0] // 2), -(-image[1] // 2)]:
+    raise _unsupported(grid, "is not half the image's size, as native conv "
+                       "decoders' first map is")
+  return [dense, upsample, out], (hidden, upsample.units, image)
+
+
 def _decoder(output, latent):
-  """Dense layers from `latent` up to `output` ([Dense], likelihood)."""
+  """Dense layers from `latent` up to `output`: ([Dense], likelihood,
+  conv tuple or None; see `Anatomy.decoder_conv`)."""
   likelihood, tensor = _likelihood(output)
   if likelihood == "bernoulli":
     tensor = _strip(tensor.op.inputs[0])
+  stripped = _strip(tensor)
+  if stripped.op.type in _ADD_OPS and any(
+      _strip(t).op.type == "Conv2D" for t in stripped.op.inputs):
+    layers, conv = _conv_decoder(tensor, latent)
+    return layers, likelihood, conv
   layers = []
   target = _strip(latent)
   while True:
@@ -400,7 +476,7 @@ def _decoder(output, latent):
   if any(d.activation == "linear" for d in layers[:-1]):
     raise _unsupported(output, "has a decoder hidden layer without an "
                        "activation")
-  return layers, likelihood
+  return layers, likelihood, None
 
 
 def _loss(meta):
@@ -455,10 +531,16 @@ def read_anatomy(meta):
   if scale_head is not None and loc_head.units != scale_head.units:
     raise _unsupported(raw, "has another width than the posterior mean")
   latent, output = candidates.find_ends(meta)
-  decoder, likelihood = _decoder(output, latent)
+  decoder, likelihood, conv = _decoder(output, latent)
   pixels = decoder[-1].units
   shape = placeholder.shape
-  if shape.rank == 4 and None not in shape.as_list()[1:]:
+  if conv is not None:
+    image_shape = conv[2]
+    pixels = int(np.prod(image_shape))
+    if shape.rank == 2 and shape[-1] != pixels:
+      raise _unsupported(output, f"has images {list(image_shape)} but the "
+                         f"input {placeholder.name} takes {shape[-1]} values")
+  elif shape.rank == 4 and None not in shape.as_list()[1:]:
     image_shape = tuple(shape.as_list()[1:])
   else:
     side = int(round(pixels ** 0.5))
@@ -475,4 +557,4 @@ def read_anatomy(meta):
       posterior_scale=posterior_scale, scale_floor=floor, noise=eps,
       loc=loc, scale=scale, latent=latent, decoder=decoder, output=output,
       likelihood=likelihood, loss=loss, per_example_loss=per_example,
-      feeds=dict(meta.inference_feeds()))
+      feeds=dict(meta.inference_feeds()), decoder_conv=conv)

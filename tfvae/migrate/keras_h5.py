@@ -1,9 +1,11 @@
-"""Keras 2 (tf_keras) VAEs from HDF5 files, read without running them.
+"""Keras 2 (tf_keras) VAEs from HDF5 files or SavedModels, never run.
 
 `model.save("vae.h5")` stores the model's configuration as JSON (the
 `model_config` attribute) beside its weights; `model.save_weights` stores the
 weights alone, and the configuration then comes from `model.to_json()` in a
-file of its own. Both are read with h5py and `json`: no layer is ever
+file of its own; `model.save(DIR, save_format="tf")` stores it in
+`keras_metadata.pb` beside a TF2 checkpoint. All are read as data (h5py,
+`json`, protocol buffers, the checkpoint reader): no layer is ever
 deserialised, and a `Lambda` layer's function (marshalled Python bytecode,
 which would run on loading) is never looked at. The sampling `Lambda` is
 known by its place instead: it takes the posterior mean and the raw scale
@@ -20,6 +22,9 @@ import os
 
 import h5py
 import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
+from tf_keras.protobuf import saved_metadata_pb2
 
 from tfvae import errors
 from tfvae.migrate import anatomy as anatomy_lib
@@ -27,6 +32,8 @@ from tfvae.migrate import anatomy as anatomy_lib
 # Keras activation names native models have (the rest is refused).
 _ACTIVATIONS = ("tanh", "relu", "elu", "softplus", "sigmoid", "linear")
 _GENERATOR_ROUTE = "; it has no native tfvae counterpart"
+_KERAS_METADATA = "keras_metadata.pb"
+_OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 # Layers a VAE's encoder and decoder path may hold besides Dense ones.
 _PASSIVE = ("InputLayer", "Flatten")
 
@@ -172,21 +179,68 @@ def _sampler(layers):
   return lambdas[0], loc, raw
 
 
-def read_keras(path, config_path=None, posterior_scale=None):
-  """Reads a Keras 2 VAE saved in HDF5.
+def is_keras_savedmodel(path):
+  """Whether `path` is a Keras 2 SavedModel directory."""
+  return os.path.isfile(os.path.join(path, _KERAS_METADATA))
 
-  Args:
-    path: The `.h5` of `model.save` or `model.save_weights`.
-    config_path: `model.to_json()` output, needed for a weights-only file.
-    posterior_scale: "log_variance", "log_scale" or "softplus" for the
-      sampling Lambda; None: from the raw scale layer's name.
 
-  Returns:
-    (anatomy.Anatomy, {weight name: array}, step or None).
+def _read_savedmodel(path):
+  """(config, {layer/kernel: array}, step) of a Keras SavedModel directory.
 
-  Raises:
-    KerasModelError: Naming the file and the layer at fault.
+  The configuration is the root's JSON in `keras_metadata.pb` (a protocol
+  buffer, data); each Dense layer's arrays are found through the
+  checkpoint's object graph, from the layer's path in the metadata.
   """
+  metadata = saved_metadata_pb2.SavedMetadata()
+  with open(os.path.join(path, _KERAS_METADATA), "rb") as f:
+    metadata.ParseFromString(f.read())
+  nodes = {n.node_path: json.loads(n.metadata) for n in metadata.nodes}
+  root = nodes.get("root")
+  if not root or "config" not in root:
+    raise KerasModelError(f"{path}/{_KERAS_METADATA} has no model "
+                          "configuration")
+  config = {"class_name": root["class_name"], "config": root["config"]}
+  prefix = os.path.join(path, "variables", "variables")
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+  except (tf.errors.OpError, ValueError) as e:
+    raise KerasModelError(f"{prefix} cannot be read ({e})") from e
+
+  def node_of(node_path):
+    node = 0
+    for part in node_path.split(".")[1:]:
+      children = {c.local_name: c.node_id
+                  for c in graph.nodes[node].children}
+      if part not in children:
+        return None
+      node = children[part]
+    return node
+
+  arrays = {}
+  for node_path, meta in nodes.items():
+    if meta.get("class_name") != "Dense":
+      continue
+    node = node_of(node_path)
+    if node is None:
+      continue
+    for child in graph.nodes[node].children:
+      if child.local_name in ("kernel", "bias"):
+        attributes = graph.nodes[child.node_id].attributes
+        if attributes:
+          arrays[f"{meta['name']}/{child.local_name}"] = reader.get_tensor(
+              attributes[0].checkpoint_key)
+  step = None
+  for key in ("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE",
+              "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE"):
+    if reader.has_tensor(key):
+      step = int(reader.get_tensor(key))
+  return config, arrays, step
+
+
+def _read_h5(path, config_path):
+  """(config, {layer/kernel: array}, step) of an HDF5 file."""
   try:
     handle = h5py.File(path, "r")
   except OSError as e:
@@ -217,6 +271,29 @@ def read_keras(path, config_path=None, posterior_scale=None):
       for name in ("iteration:0", "iter:0"):
         if name in handle["optimizer_weights"]:
           step = int(np.asarray(handle["optimizer_weights"][name]))
+  return config, arrays, step
+
+
+def read_keras(path, config_path=None, posterior_scale=None):
+  """Reads a Keras 2 VAE saved in HDF5 or as a Keras SavedModel.
+
+  Args:
+    path: The `.h5` of `model.save` or `model.save_weights`, or the
+      directory of `model.save(path, save_format="tf")`.
+    config_path: `model.to_json()` output, needed for a weights-only file.
+    posterior_scale: "log_variance", "log_scale" or "softplus" for the
+      sampling Lambda; None: from the raw scale layer's name.
+
+  Returns:
+    (anatomy.Anatomy, {weight name: array}, step or None).
+
+  Raises:
+    KerasModelError: Naming the file and the layer at fault.
+  """
+  if is_keras_savedmodel(path):
+    config, arrays, step = _read_savedmodel(path)
+  else:
+    config, arrays, step = _read_h5(path, config_path)
   layers = _Layers(config, path)
   lam, loc_name, raw_name = _sampler(layers)
   scale = posterior_scale or _scale_from_name(raw_name)
@@ -264,6 +341,8 @@ def read_keras(path, config_path=None, posterior_scale=None):
   if any(d.activation == "linear" for d in encoder + decoder[:-1]):
     raise KerasModelError(f"{path}: a hidden Dense layer has no activation; "
                           "native MLPs activate every hidden layer")
+  if isinstance(batch_shape, dict):  # A SavedModel's tuple: {"items": ...}.
+    batch_shape = batch_shape.get("items", [])
   pixels = int(np.prod([d for d in batch_shape[1:]]))
   side = int(round(pixels ** 0.5))
   if len(batch_shape) == 4:
