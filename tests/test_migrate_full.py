@@ -18,13 +18,17 @@ import tensorflow as tf
 
 from tests import migrate_fixtures
 from tests import util
+from tests import wild_fixtures
 from tfvae import errors
 from tfvae import input_pipeline
+from tfvae import kinds
 from tfvae import launch
 from tfvae import objectives
 from tfvae import runs
 from tfvae.migrate import anatomy
 from tfvae.migrate import full_model
+from tfvae.migrate import graph
+from tfvae.migrate import reader
 from tfvae.migrate import run_dir as run_dir_lib
 
 v1 = tf.compat.v1
@@ -260,6 +264,42 @@ class MigrateFullTest(tf.test.TestCase, parameterized.TestCase):
                                 r"^Abs:0 \(Abs\) computes the posterior "
                                 r"scale.*tfvae-build-generator"):
       full_model.migrate_model(directory, self._run_dir("abs_run"))
+
+  def test_wild_styles_agree_with_their_tf1_sessions(self):
+    # The tutorials' and books' 8x8 graphs (tests/wild_fixtures.py), checked
+    # on real test images shrunk to 8x8 (Fashion-MNIST is 28x28, so they are
+    # verified here, not written as runs).
+    styles = ("metzen_adam_static", "scoped_momentum",
+              "layers_dropout_two_paths", "distributions_gd_resource",
+              "switch_conv_rmsprop_static")
+    dirs = wild_fixtures.write_all(os.path.join(self.get_temp_dir(), "wild"),
+                                   styles + ("keras_bn_momentum",))
+    small = tf.image.resize(self.test_images[:100], [8, 8],
+                            method="area").numpy()
+    for style in styles:
+      meta = graph.MetaGraph(os.path.join(dirs[style], "model.meta"))
+      found = anatomy.read_anatomy(meta)
+      batch = found.noise.shape.as_list()[-2] or 16
+      config = full_model.config_for(found, "fashion_mnist", None, None,
+                                     None, None)
+      model = kinds.build_model(config)
+      prefix = os.path.join(dirs[style], "model")
+      full_model.load_weights(model, found,
+                              reader.read_all(prefix, found.variables()))
+      noise = np.random.RandomState(1).normal(
+          size=(batch, config.latent_dim)).astype(np.float32)
+      images = small[:batch]
+      expected = full_model.tf1_reference(meta, prefix, found, images, noise)
+      got = full_model.native_values(model, images, noise, True)
+      quantities = [("posterior mean", ""), ("posterior scale", ""),
+                    ("decoded output", ""), ("per-example loss", "")]
+      with self.subTest(style=style):
+        agreement = full_model.compare(quantities, expected, got, batch)
+        self.assertLen(agreement, 4)
+    with self.assertRaisesRegex(anatomy.UnsupportedGraphError,
+                                "batch normalization"):
+      anatomy.read_anatomy(graph.MetaGraph(
+          os.path.join(dirs["keras_bn_momentum"], "model.meta")))
 
   def test_cli_refuses_a_non_empty_run_dir_in_one_line(self):
     run_dir = self._run_dir("taken")

@@ -157,9 +157,40 @@ class Anatomy:
 
 
 def _strip(tensor):
-  while tensor.op.type in _PASS_THROUGH:
-    tensor = tensor.op.inputs[0]
-  return tensor
+  """`tensor` before identities and dropout (inert at inference, where
+  `MetaGraph.inference_feeds` keep every unit)."""
+  while True:
+    if tensor.op.type in _PASS_THROUGH:
+      tensor = tensor.op.inputs[0]
+    elif ops.is_dropout(tensor.op):
+      tensor = _dropout_input(tensor)
+    else:
+      return tensor
+
+
+def _dropout_input(tensor):
+  """The tensor a dropout block (`dropout/...` ops) takes its values from."""
+  parts = tensor.op.name.split("/")
+  depth = max(i for i, p in enumerate(parts[:-1]) if p.startswith("dropout"))
+  scope = "/".join(parts[:depth + 1]) + "/"
+  seen, todo, found = set(), [tensor.op], []
+  while todo:
+    op = todo.pop()
+    if op in seen:
+      continue
+    seen.add(op)
+    for t in op.inputs:
+      if t.op.name.startswith(scope):
+        todo.append(t.op)
+      elif (t.dtype.is_floating and t.shape.rank is not None
+            and t.shape.rank >= 2
+            and t.op.type not in ("Const", "Placeholder",
+                                  "PlaceholderWithDefault")
+            and all(t is not f for f in found)):
+        found.append(t)
+  if len(found) != 1:
+    raise _unsupported(tensor, "is a dropout whose input cannot be told")
+  return found[0]
 
 
 def variable_name(tensor):
@@ -208,6 +239,9 @@ def dense_back(tensor):
         raise _unsupported(tensor, f"has slope {alpha:g}; native leaky_relu "
                            f"has {_LEAKY_SLOPE}")
     tensor = _strip(tensor.op.inputs[0])
+  if "batch_norm" in tensor.op.name or "batchnorm" in tensor.op.name:
+    raise _unsupported(tensor, "is batch normalization, which native tfvae "
+                       "models do not have")
   bias = None
   if tensor.op.type in _ADD_OPS:
     left, right = tensor.op.inputs[0], tensor.op.inputs[1]
@@ -389,6 +423,13 @@ def _likelihood(output):
                      "none for a Gaussian mean)")
 
 
+def _before_reshapes(tensor):
+  tensor = _strip(tensor)
+  while tensor.op.type == "Reshape":
+    tensor = _strip(tensor.op.inputs[0])
+  return tensor
+
+
 def _conv_layer(tensor, op_type, strides):
   """Reads act(conv(x, W) + b): (Dense of the filter, conv op, x)."""
   tensor = _strip(tensor)
@@ -428,7 +469,7 @@ def _conv_decoder(logits, latent):
     raise _unsupported(grid, "does not reshape the dense layer into the "
                        "transposed convolution's input")
   dense, source = dense_back(grid.op.inputs[0])
-  if _strip(source) is not _strip(latent):
+  if _before_reshapes(source) is not _before_reshapes(latent):
     raise _unsupported(source, f"feeds the conv decoder instead of z "
                        f"{latent.name}")
   if out.activation != "linear" or dense.activation != upsample.activation:
@@ -458,13 +499,11 @@ def _decoder(output, latent):
     layers, conv = _conv_decoder(tensor, latent)
     return layers, likelihood, conv
   layers = []
-  target = _strip(latent)
+  target = _before_reshapes(latent)
   while True:
     dense, tensor = dense_back(tensor)
     layers.append(dense)
-    stripped = _strip(tensor)
-    while stripped is not target and stripped.op.type == "Reshape":
-      stripped = _strip(stripped.op.inputs[0])
+    stripped = _before_reshapes(tensor)
     if stripped is target:
       break
     if _is_input(stripped) or stripped.op.type in ops.RANDOM_OP_TYPES:
@@ -524,13 +563,15 @@ def read_anatomy(meta):
       counterpart, and why.
     errors.TfvaeError: If the decoder's ends cannot be found.
   """
-  eps, loc, scale, _ = _sampler(meta)
+  eps, loc, scale, sampled = _sampler(meta)
   posterior_scale, floor, raw = _scale_parametrisation(scale)
   loc_head, scale_head, h = _heads(loc, raw)
   placeholder, encoder = _trunk(h)
   if scale_head is not None and loc_head.units != scale_head.units:
     raise _unsupported(raw, "has another width than the posterior mean")
-  latent, output = candidates.find_ends(meta)
+  # The decoder the sampler feeds (a generation path built again on a
+  # latent placeholder shares its weights but is not what the loss sees).
+  latent, output = candidates.find_ends(meta, latent_tensor=sampled.name)
   decoder, likelihood, conv = _decoder(output, latent)
   pixels = decoder[-1].units
   shape = placeholder.shape
