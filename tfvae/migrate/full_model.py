@@ -66,17 +66,22 @@ class Migration:
 
 
 def _tf1_optimizer(meta):
-  """(tfvae optimizer name or None, its learning rate or None, TF1 type)."""
+  """(tfvae optimizer name or None, its learning rate or None, TF1 type,
+  Adam's beta1 or None)."""
   for op in meta.graph.get_operations():
     name = _OPTIMIZERS.get(op.type)
     if name is None:
       continue
     lr_index = 2 if "RMSProp" in op.type else 5
     rate = anatomy_lib._constant(op.inputs[lr_index])  # pylint: disable=protected-access
-    return name, None if rate is None else float(rate), op.type
+    beta1 = None
+    if name == "adam":
+      beta1 = anatomy_lib._constant(op.inputs[6])  # pylint: disable=protected-access
+    return (name, None if rate is None else float(rate), op.type,
+            None if beta1 is None else float(beta1))
   kinds_seen = sorted({op.type for op in meta.graph.get_operations()
                        if op.type.startswith(("Apply", "ResourceApply"))})
-  return None, None, kinds_seen[0] if kinds_seen else None
+  return None, None, kinds_seen[0] if kinds_seen else None, None
 
 
 def _uniform(names):
@@ -352,6 +357,10 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
   """
   run_dir_lib.check_target(run_dir)
   if keras_h5.is_hdf5(checkpoint) or keras_h5.is_keras_savedmodel(checkpoint):
+    if with_optimizer_state:
+      raise errors.TfvaeError(
+          "--with_optimizer_state carries TF1 optimizer slots; for the Keras "
+          f"model {checkpoint} the optimizer starts fresh (drop the flag)")
     return _migrate_keras(checkpoint, run_dir, dataset, data_dir,
                           verify_images, keras_config, posterior_scale)
   if keras_config or posterior_scale:
@@ -383,7 +392,7 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
           f"model or its loss: {listed}; refusing to run any of it (pass "
           "--allow_unsafe_ops if you trust this graph)")
     logging.warning("Running ops outside the allow list: %s", listed)
-  optimizer, learning_rate, tf1_type = _tf1_optimizer(meta)
+  optimizer, learning_rate, tf1_type, beta1 = _tf1_optimizer(meta)
   if optimizer is None and tf1_type:
     lines.append(f"Optimizer: {tf1_type} has no tfvae counterpart; the run "
                  "trains with adam")
@@ -435,7 +444,8 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
   step = report.step or 0
   slots = {}
   if with_optimizer_state:
-    slots = run_dir_lib.tf1_slots(report, source, anatomy, optimizer, used)
+    slots = run_dir_lib.tf1_slots(report, source, optimizer, used,
+                                  beta1 or 0.9)
   provenance = {
       "source": "TF1 checkpoint and graph", "checkpoint":
       os.path.abspath(source.prefix), "meta_graph": os.path.abspath(meta_path),

@@ -39,15 +39,16 @@ _SLOT_SUFFIXES = {
 }
 
 
-def tf1_slots(report, source, anatomy, optimizer, used):
+def tf1_slots(report, source, optimizer, used, beta1=0.9):
   """The TF1 optimizer's state in native terms.
 
   Args:
     report: The checkpoint's `reader.CheckpointReport`.
     source: Its `reader.Source`.
-    anatomy: The graph's `anatomy.Anatomy` (unused but for its names).
     optimizer: "rmsprop" or "adam" (the run's), or None.
     used: {native variable name: [checkpoint names]} (`load_weights`).
+    beta1: Adam's beta1 (from the graph), to read its step off
+      `beta1_power`.
 
   Returns:
     {"slots": {(list attribute, native variable name): array},
@@ -57,7 +58,6 @@ def tf1_slots(report, source, anatomy, optimizer, used):
     errors.TfvaeError: If the optimizer has no tfvae counterpart or a slot
       is missing.
   """
-  del anatomy  # The weights' names come with `used`.
   if optimizer not in _SLOT_SUFFIXES:
     raise errors.TfvaeError(
         f"--with_optimizer_state: checkpoint {source.prefix} was trained "
@@ -90,7 +90,7 @@ def tf1_slots(report, source, anatomy, optimizer, used):
               if v.name.split("/")[-1] == "beta1_power"]
     if powers:
       power = float(reader.read_all(source, powers[:1])[powers[0]])
-      iterations = max(int(round(math.log(power) / math.log(0.9))) - 1, 0)
+      iterations = max(int(round(math.log(power) / math.log(beta1))) - 1, 0)
   return {"slots": slots, "iterations": iterations}
 
 
