@@ -63,8 +63,50 @@ def mlp_vae(pixels=784, hidden=(256,), latent=2, activations=None):
   return vae, encoder, decoder
 
 
+def conv_vae(latent=2):
+  """The classic Keras conv VAE (Chollet's book): (vae, encoder, decoder).
+
+  conv 32, conv 64 stride 2, conv 64, conv 64, flatten, dense 32, z_mean,
+  z_log_var, a sampling Lambda; dense to 14x14x64, reshape, transposed conv
+  32 stride 2, conv 1 sigmoid. The encoder is a Model of (z_mean,
+  z_log_var, z) for `encoder(x)`.
+  """
+  inputs = keras.Input(shape=(28, 28, 1), name="input_img")
+  x = inputs
+  for i, (filters, stride) in enumerate(((32, 1), (64, 2), (64, 1),
+                                         (64, 1))):
+    x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
+                            strides=stride, name=f"conv_{i}")(x)
+  x = keras.layers.Flatten()(x)
+  x = keras.layers.Dense(32, activation="relu", name="dense")(x)
+  z_mean = keras.layers.Dense(latent, name="z_mean")(x)
+  z_log_var = keras.layers.Dense(latent, name="z_log_var")(x)
+  z = keras.layers.Lambda(_sampling, name="z")([z_mean, z_log_var])
+  encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
+  decoder_input = keras.Input(shape=(latent,), name="decoder_input")
+  x = keras.layers.Dense(14 * 14 * 64, activation="relu",
+                         name="dec_dense")(decoder_input)
+  x = keras.layers.Reshape((14, 14, 64))(x)
+  x = keras.layers.Conv2DTranspose(32, 3, padding="same", activation="relu",
+                                   strides=2, name="dec_up")(x)
+  x = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid",
+                          name="dec_out")(x)
+  decoder = keras.Model(decoder_input, x, name="decoder")
+  outputs = decoder(encoder(inputs)[2])
+  vae = keras.Model(inputs, outputs, name="vae_conv")
+  flat_in = keras.layers.Flatten()(inputs)
+  flat_out = keras.layers.Flatten()(outputs)
+  reconstruction = keras.losses.binary_crossentropy(flat_in, flat_out) * 784
+  kl = -0.5 * keras.backend.sum(
+      1 + z_log_var - keras.backend.square(z_mean)
+      - keras.backend.exp(z_log_var), axis=-1)
+  vae.add_loss(keras.backend.mean(reconstruction + kl))
+  vae.compile(optimizer="adam")
+  return vae, encoder, decoder
+
+
 def write_fixture(directory, how="model", hidden=(256,), activations=None,
-                  steps=3, seed=3):
+                  steps=3, seed=3, network="mlp"):
   """Trains the MLP VAE a few steps and saves it; returns the file.
 
   Args:
@@ -76,6 +118,8 @@ def write_fixture(directory, how="model", hidden=(256,), activations=None,
     activations: Per hidden layer activations.
     steps: Training steps on random data.
     seed: Seed of the weights and data.
+    network: "mlp" (`mlp_vae`) or "conv" (`conv_vae`, hidden and
+      activations unused).
 
   Returns:
     (the file, the trained Keras VAE). A weights-only save also writes
@@ -83,9 +127,13 @@ def write_fixture(directory, how="model", hidden=(256,), activations=None,
   """
   os.makedirs(directory, exist_ok=True)
   keras.utils.set_random_seed(seed)
-  vae, _, _ = mlp_vae(hidden=hidden, activations=activations)
-  data = np.random.RandomState(seed).uniform(size=(64, 784)).astype(
-      np.float32)
+  if network == "conv":
+    vae, _, _ = conv_vae()
+    shape = (64, 28, 28, 1)
+  else:
+    vae, _, _ = mlp_vae(hidden=hidden, activations=activations)
+    shape = (64, 784)
+  data = np.random.RandomState(seed).uniform(size=shape).astype(np.float32)
   vae.fit(data, epochs=steps, batch_size=64, verbose=0)
   if how == "model":
     path = os.path.join(directory, "vae.h5")

@@ -32,14 +32,17 @@ class MigrateKerasTest(tf.test.TestCase, parameterized.TestCase):
     cls.root = tempfile.mkdtemp(prefix="tfvae_migrate_keras_")
     cls.files = {}
     cls.models = {}
-    for how, hidden, activations in (("model", (256,), None),
-                                     ("weights", (32, 16), ["tanh", "elu"]),
-                                     ("savedmodel", (24,), ["softplus"])):
+    for name, how, hidden, activations, network in (
+        ("model", "model", (256,), None, "mlp"),
+        ("weights", "weights", (32, 16), ["tanh", "elu"], "mlp"),
+        ("savedmodel", "savedmodel", (24,), ["softplus"], "mlp"),
+        ("conv", "model", None, None, "conv")):
       path, vae = keras_fixtures.write_fixture(
-          os.path.join(cls.root, how), how, hidden=hidden,
-          activations=activations)
-      cls.files[how] = path
-      cls.models[how] = vae
+          os.path.join(cls.root, name), how, hidden=hidden,
+          activations=activations, network=network,
+          steps=1 if network == "conv" else 3)
+      cls.files[name] = path
+      cls.models[name] = vae
     cls.images = input_pipeline.scale(
         util.fashion_mnist().test.images[200:216]).numpy()
 
@@ -54,7 +57,8 @@ class MigrateKerasTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.named_parameters(("model_save", "model"),
                                   ("save_weights", "weights"),
-                                  ("keras_savedmodel", "savedmodel"))
+                                  ("keras_savedmodel", "savedmodel"),
+                                  ("classic_conv_vae", "conv"))
   def test_migrated_run_agrees_with_the_keras_model(self, how):
     run_dir = os.path.join(self.get_temp_dir(), how)
     result = full_model.migrate_model(self.files[how], run_dir,
@@ -64,7 +68,7 @@ class MigrateKerasTest(tf.test.TestCase, parameterized.TestCase):
     vae = self.models[how]
     encoder = vae.get_layer("encoder")
     decoder = vae.get_layer("decoder")
-    flat = self.images.reshape(16, -1)
+    flat = (self.images if how == "conv" else self.images.reshape(16, -1))
     z_mean, z_log_var, _ = encoder(flat)
     posterior = model.approx_posterior(tf.constant(self.images))
     self.assertAllClose(posterior.loc, z_mean, atol=1e-5, rtol=0)
@@ -74,8 +78,11 @@ class MigrateKerasTest(tf.test.TestCase, parameterized.TestCase):
     z = objectives.reparameterize(posterior, tf.constant(noise))
     self.assertAllClose(
         model.decoder.outputs(z)["mean"].numpy().reshape(16, -1),
-        decoder(z_mean + tf.exp(0.5 * z_log_var) * noise), atol=1e-5,
-        rtol=0)
+        tf.reshape(decoder(z_mean + tf.exp(0.5 * z_log_var) * noise),
+                   [16, -1]), atol=1e-5, rtol=0)
+    if how == "conv":
+      self.assertEqual(result.config.network, "conv")
+      self.assertEqual(result.config.decoder_conv_channels, (64, 32))
 
   def test_weights_only_file_asks_for_the_configuration(self):
     with self.assertRaisesRegex(keras_h5.KerasModelError,

@@ -50,12 +50,16 @@ class Dense:
     weight: Checkpoint name of W [in, out].
     bias: Checkpoint name of b [out], or None (no bias: zeros).
     activation: A `nets.ACTIVATIONS` name, or "linear".
-    units: out.
+    units: out (channels, for a convolution).
+    kind: "dense", "conv" or "conv_transpose" (3x3, SAME; Keras models).
+    stride: A convolution's stride.
   """
   weight: str
   bias: str
   activation: str
   units: int
+  kind: str = "dense"
+  stride: int = 1
 
 
 @dataclasses.dataclass
@@ -105,6 +109,7 @@ class Anatomy:
   per_example_loss: tf.Tensor = None
   feeds: dict = dataclasses.field(default_factory=dict)
   decoder_conv: tuple = None
+  encoder_conv: bool = False
 
   @property
   def latent_size(self):

@@ -98,7 +98,8 @@ def config_for(anatomy, dataset, data_dir, optimizer, learning_rate,
   activation = _uniform(encoder + decoder) or (encoder or decoder or
                                                ["tanh"])[0]
   fields = dict(
-      dataset=dataset, data_dir=data_dir, model="vae", network="mlp",
+      dataset=dataset, data_dir=data_dir, model="vae",
+      network="conv" if anatomy.encoder_conv else "mlp",
       latent_dim=anatomy.latent_size, hidden_sizes=hidden,
       likelihood=anatomy.likelihood, activation=activation,
       optimizer=optimizer or "adam", image_shape=tuple(anatomy.image_shape),
@@ -119,6 +120,9 @@ def config_for(anatomy, dataset, data_dir, optimizer, learning_rate,
     fields["encoder_activations"] = ",".join(encoder)
   if _uniform(decoder) != activation:
     fields["decoder_activations"] = ",".join(decoder)
+  if anatomy.encoder_conv:
+    fields["hidden_sizes"] = config_lib.Config().hidden_sizes
+    fields.pop("encoder_activations", None)
   if not hidden:
     raise anatomy_lib.UnsupportedGraphError(
         "the encoder has no hidden layer; native MLPs have at least one")
@@ -142,7 +146,9 @@ def load_weights(model, anatomy, values):
     return np.asarray(values[name], np.float32)
 
   used = {}
-  enc_layers = model.encoder.net.layers
+  net = model.encoder.net
+  enc_layers = ([*net.convs, net.dense, net.out] if anatomy.encoder_conv
+                else net.layers)
   heads = [anatomy.loc_head] + ([anatomy.scale_head] if anatomy.scale_head
                                 else [])
   for layer, dense in zip(enc_layers[:-1], anatomy.encoder):

@@ -35,7 +35,11 @@ _GENERATOR_ROUTE = "; it has no native tfvae counterpart"
 _KERAS_METADATA = "keras_metadata.pb"
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 # Layers a VAE's encoder and decoder path may hold besides Dense ones.
-_PASSIVE = ("InputLayer", "Flatten")
+_PASSIVE = ("InputLayer", "Flatten", "Reshape")
+# The classic Keras conv VAE's encoder, which `nets.ConvEncoderNet` is:
+# (filters, stride) of its convolutions, then the dense layer's width.
+_CONV_ENCODER = ((32, 1), (64, 2), (64, 1), (64, 1))
+_CONV_ENCODER_DENSE = 32
 
 
 class KerasModelError(errors.TfvaeError):
@@ -103,8 +107,35 @@ def _flat(items):
       yield item
 
 
+def _conv(layers, name):
+  """A Conv2D / Conv2DTranspose layer as an `anatomy.Dense` of its kind."""
+  layer = layers.layers[name]
+  config = layer["config"]
+  kernel = list(config.get("kernel_size", []))
+  strides = list(config.get("strides", []))
+  activation = config.get("activation", "linear")
+  if (kernel != [3, 3] or config.get("padding") != "same"
+      or len(set(strides)) != 1 or config.get("dilation_rate", [1, 1])
+      not in ([1, 1], (1, 1))
+      or config.get("data_format", "channels_last") != "channels_last"
+      or activation not in _ACTIVATIONS):
+    raise KerasModelError(
+        f"{layers.path}: layer {name} ({layer['class_name']}) is not a 3x3 "
+        "'same' channels-last convolution with a native activation, as "
+        f"native conv nets have{_GENERATOR_ROUTE}")
+  kind = "conv" if layer["class_name"] == "Conv2D" else "conv_transpose"
+  return anatomy_lib.Dense(
+      weight=f"{name}/kernel", bias=(f"{name}/bias"
+                                     if config.get("use_bias", True)
+                                     else None),
+      activation=activation, units=int(config["filters"]), kind=kind,
+      stride=int(strides[0]))
+
+
 def _dense(layers, name):
   layer = layers.layers[name]
+  if layer["class_name"] in ("Conv2D", "Conv2DTranspose"):
+    return _conv(layers, name)
   if layer["class_name"] != "Dense":
     raise KerasModelError(
         f"{layers.path}: layer {name} ({layer['class_name']}) is not a Dense "
@@ -318,7 +349,8 @@ def read_keras(path, config_path=None, posterior_scale=None):
   batch_shape = layers.layers[start]["config"].get("batch_input_shape") or (
       layers.layers[start]["config"].get("batch_shape"))
   decoder_models = [m for m in layers.models
-                    if any(layers.layers[o]["class_name"] == "Dense"
+                    if any(layers.layers[o]["class_name"] in ("Dense",
+                                                              "Conv2D")
                            and layers.layers[o]["config"].get("activation")
                            in ("sigmoid", "linear")
                            for o in layers.outputs(m))
@@ -335,9 +367,11 @@ def read_keras(path, config_path=None, posterior_scale=None):
   likelihood = ("bernoulli" if last.activation == "sigmoid"
                 else "gaussian_identity")
   decoder[-1] = anatomy_lib.Dense(last.weight, last.bias, "linear",
-                                  last.units)
+                                  last.units, last.kind, last.stride)
   if not encoder:
     raise KerasModelError(f"{path}: the encoder has no hidden Dense layer")
+  encoder_conv = _check_conv_encoder(path, encoder)
+  decoder_conv = _check_conv_decoder(path, layers, decoder)
   if any(d.activation == "linear" for d in encoder + decoder[:-1]):
     raise KerasModelError(f"{path}: a hidden Dense layer has no activation; "
                           "native MLPs activate every hidden layer")
@@ -360,8 +394,50 @@ def read_keras(path, config_path=None, posterior_scale=None):
       input=None, image_shape=image_shape, encoder=encoder,
       loc_head=loc_head, scale_head=scale_head, posterior_scale=scale,
       scale_floor=0.0, noise=None, loc=None, scale=None, latent=None,
-      decoder=decoder, output=None, likelihood=likelihood)
+      decoder=decoder, output=None, likelihood=likelihood,
+      encoder_conv=encoder_conv)
+  if decoder_conv is not None:
+    anatomy.decoder_conv = (*decoder_conv, image_shape)
   return anatomy, arrays, step
+
+
+def _check_conv_encoder(path, encoder):
+  """Whether `encoder` is the classic conv encoder; raises if it is
+  another conv net."""
+  kinds = [d.kind for d in encoder]
+  if "conv" not in kinds and "conv_transpose" not in kinds:
+    return False
+  shape = tuple((d.units, d.stride) for d in encoder[:-1])
+  if (shape != _CONV_ENCODER or encoder[-1].kind != "dense"
+      or encoder[-1].units != _CONV_ENCODER_DENSE
+      or len({d.activation for d in encoder}) != 1):
+    raise KerasModelError(
+        f"{path}: the conv encoder is {[d.kind for d in encoder]} with "
+        f"(filters, stride) {list(shape)}; the native conv encoder is the "
+        f"classic one, {list(_CONV_ENCODER)} then dense "
+        f"{_CONV_ENCODER_DENSE}, one activation{_GENERATOR_ROUTE}")
+  return True
+
+
+def _check_conv_decoder(path, layers, decoder):
+  """(channels after the dense layer, after the transposed convolution) of
+  a conv decoder, None for an MLP; raises for another conv net."""
+  kinds = [d.kind for d in decoder]
+  if kinds == ["dense"] * len(kinds):
+    return None
+  if (kinds != ["dense", "conv_transpose", "conv"]
+      or decoder[1].stride != 2 or decoder[2].stride != 1
+      or decoder[0].activation != decoder[1].activation):
+    raise KerasModelError(
+        f"{path}: the conv decoder is {kinds}; the native one is dense, "
+        "reshape, stride-2 transposed conv, conv (one activation)"
+        f"{_GENERATOR_ROUTE}")
+  reshapes = [l for l in layers.layers.values()
+              if l["class_name"] == "Reshape"]
+  channels = reshapes[0]["config"]["target_shape"][-1] if reshapes else None
+  if channels is None or decoder[0].units % channels:
+    raise KerasModelError(f"{path}: the conv decoder's reshape is not read")
+  return (int(channels), decoder[1].units)
 
 
 def _containing(layers, name):
@@ -374,7 +450,10 @@ def _containing(layers, name):
 def describe(anatomy, path):
   """Report lines for a Keras anatomy."""
   def names(dense):
-    return ", ".join(f"{d.units} {d.activation}" for d in dense)
+    kinds = {"dense": "", "conv": "conv ", "conv_transpose": "conv^T "}
+    return ", ".join(
+        f"{kinds[d.kind]}{d.units}{'/%d' % d.stride if d.stride > 1 else ''}"
+        f" {d.activation}" for d in dense)
   return [
       f"Keras model: {path} as images {list(anatomy.image_shape)}",
       f"Encoder hidden layers: {names(anatomy.encoder)}; heads "
@@ -404,21 +483,70 @@ def reference_values(anatomy, arrays, images, noise):
   Shares no code with TensorFlow or `nets`: a native model that agrees
   with it loaded the right arrays into the right weights.
   """
-  def dense(x, d):
-    out = x @ np.asarray(arrays[d.weight], np.float64)
+  def layer(x, d, out_hw=None):
+    w = np.asarray(arrays[d.weight], np.float64)
+    if d.kind == "conv":
+      out = _conv_same(x, w, d.stride)
+    elif d.kind == "conv_transpose":
+      out = _conv_transpose_same(x, w, out_hw, d.stride)
+    else:
+      out = x.reshape(len(x), -1) @ w
     if d.bias:
       out = out + np.asarray(arrays[d.bias], np.float64)
     return _NUMPY[d.activation](out)
 
-  h = np.asarray(images, np.float64).reshape(len(images), -1)
+  h = np.asarray(images, np.float64)
+  if not anatomy.encoder_conv:
+    h = h.reshape(len(images), -1)
   for d in anatomy.encoder:
-    h = dense(h, d)
-  loc = dense(h, anatomy.loc_head)
+    h = layer(h, d)
+  loc = layer(h, anatomy.loc_head)
   scale = _NUMPY_SCALES[anatomy.posterior_scale](
-      dense(h, anatomy.scale_head)) + anatomy.scale_floor
+      layer(h, anatomy.scale_head)) + anatomy.scale_floor
   x = loc + scale * noise
-  for d in anatomy.decoder:
-    x = dense(x, d)
+  if anatomy.decoder_conv is None:
+    for d in anatomy.decoder:
+      x = layer(x, d)
+  else:
+    hidden, _, (height, width, _) = anatomy.decoder_conv
+    dense, upsample, out = anatomy.decoder
+    x = layer(x, dense).reshape(len(x), -(-height // 2), -(-width // 2),
+                                hidden)
+    x = layer(layer(x, upsample, (height, width)), out)
   if anatomy.likelihood == "bernoulli":
     x = _NUMPY["sigmoid"](x)
-  return [loc, scale, x]
+  return [loc, scale, x.reshape(len(x), -1)]
+
+
+def _conv_same(x, w, stride):
+  """SAME convolution with `stride`: x [B, H, W, I], w [k, k, I, O]."""
+  k = w.shape[0]
+  height, width = x.shape[1:3]
+  out_h, out_w = -(-height // stride), -(-width // stride)
+  pad_h = max((out_h - 1) * stride + k - height, 0)
+  pad_w = max((out_w - 1) * stride + k - width, 0)
+  padded = np.pad(x, [(0, 0), (pad_h // 2, pad_h - pad_h // 2),
+                      (pad_w // 2, pad_w - pad_w // 2), (0, 0)])
+  out = np.zeros((len(x), out_h, out_w, w.shape[-1]))
+  for a in range(k):
+    for b in range(k):
+      out += padded[:, a:a + stride * out_h:stride,
+                    b:b + stride * out_w:stride, :] @ w[a, b]
+  return out
+
+
+def _conv_transpose_same(x, w, out_hw, stride):
+  """SAME transposed convolution: x [B, h, w, I], w [k, k, O, I], the
+  adjoint of `_conv_same` from `out_hw` with `stride`."""
+  k = w.shape[0]
+  height, width = out_hw
+  pad_h = max((x.shape[1] - 1) * stride + k - height, 0)
+  pad_w = max((x.shape[2] - 1) * stride + k - width, 0)
+  top, left = pad_h // 2, pad_w // 2
+  out = np.zeros((len(x), height + k + stride * x.shape[1],
+                  width + k + stride * x.shape[2], w.shape[2]))
+  for a in range(k):
+    for b in range(k):
+      out[:, a:a + stride * x.shape[1]:stride,
+          b:b + stride * x.shape[2]:stride, :] += x @ w[a, b].T
+  return out[:, top:top + height, left:left + width, :]
