@@ -5,8 +5,9 @@ encoder `Model(inputs, [z_mean, z_log_var, z])` whose z comes from a `Lambda`
 sampling layer, a decoder `Model(latent_inputs, outputs)`, and the VAE
 `Model(inputs, decoder(encoder(inputs)[2]))` with the ELBO as `add_loss`.
 Written with `model.save("vae.h5")` (config and weights),
-`model.save_weights("weights.h5")` (weights only) or as a Keras SavedModel, after a few training steps
-on random data so that no weight keeps its initial value.
+`model.save_weights("weights.h5")` (weights only) or as a Keras SavedModel,
+after a few training steps on random data so that no weight keeps its
+initial value.
 
   python -m tests.keras_fixtures --out=/tmp/keras_vae
 """

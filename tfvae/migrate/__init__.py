@@ -5,8 +5,9 @@ the op vocabulary in `ops`), cutting its decode path out into TF2
 (`surgery`), mapping a graph-less TF1 checkpoint into a native decoder
 (`mapping`, checked against the numpy `reference`), and publishing checked
 generators (`publish`), all behind `build_generator` (`build`). Whole
-models: a TF1 graph read into a native VAE (`anatomy`, `full_model`) and
-written as a run directory (`run_dir`), behind `migrate_model`.
+models: a TF1 graph (`anatomy`) or a Keras 2 file (`keras_h5`) read into a
+native VAE (`full_model`) and written as a run directory (`run_dir`),
+behind `migrate_model`.
 
 This package imports tfvae's core (export, runs, models, nets, likelihoods,
 rng, errors); the core never imports it.
@@ -16,6 +17,7 @@ from tfvae.migrate import build
 from tfvae.migrate import candidates
 from tfvae.migrate import full_model
 from tfvae.migrate import graph
+from tfvae.migrate import keras_h5
 from tfvae.migrate import mapping
 from tfvae.migrate import ops
 from tfvae.migrate import publish
@@ -63,6 +65,7 @@ __all__ = [
     "full_model",
     "graph",
     "inspect",
+    "keras_h5",
     "mapping",
     "match_by_shape",
     "migrate_model",

@@ -178,7 +178,8 @@ def _chain(layers, top, stop):
 
 
 def _input_layers(layers):
-  return {n for n, l in layers.layers.items() if l["class_name"] == "InputLayer"}
+  return {n for n, l in layers.layers.items()
+          if l["class_name"] == "InputLayer"}
 
 
 def _scale_from_name(name):
