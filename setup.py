@@ -12,6 +12,7 @@ CONSOLE_SCRIPTS = [
     "tfvae-denoise=tools.denoise:run_main",
     "tfvae-export=tools.export:run_main",
     "tfvae-generate=tools.generate:run_main",
+    "tfvae-migrate=tools.migrate:run_main",
     "tfvae-explore=tools.explore:run_main",
     "tfvae-make-tfrecords=tools.make_tfrecords:run_main",
 ]

@@ -26,7 +26,10 @@ import tensorflow as tf
 v1 = tf.compat.v1
 
 _ACTIVATIONS = {"tanh": tf.nn.tanh, "relu": tf.nn.relu,
-                "sigmoid": tf.nn.sigmoid}
+                "sigmoid": tf.nn.sigmoid, "elu": tf.nn.elu,
+                "softplus": tf.nn.softplus, "leaky_relu": tf.nn.leaky_relu}
+# How the posterior's scale is computed from the encoder's raw output r.
+POSTERIORS = ("log_variance", "sqrt_exp", "softplus_std", "normal", "abs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,17 @@ class FixtureOptions:
     untrained_twin: Also create, last, a variable of the decoder output
       matrix's shape that no op reads: it keeps its initial values and gets no
       optimizer slots (the twin a plausible wrong mapping picks).
+    posterior: One of `POSTERIORS`: z = mean + exp(r / 2) * eps
+      (log_variance), mean + sqrt(exp(r)) * eps (sqrt_exp), mean +
+      (softplus(r) + 1e-6) * eps (softplus_std), or
+      tf.distributions.Normal(mean, exp(r)).sample() (normal), or
+      mean + |r| * eps (abs, a scale tfvae has no counterpart of).
+    split_head: One encoder output layer [h, 2 * latent] split into mean and
+      r, instead of two.
+    more_activations: Activations of further hidden layers (width
+      `hidden_size`) after the first, in the encoder and, mirrored, the
+      decoder (mlp only).
+    global_step: Create a global step the optimizer counts.
   """
   image_size: int = 8
   hidden_size: int = 16
@@ -73,6 +87,10 @@ class FixtureOptions:
   steps: int = 3
   seed: int = 7
   untrained_twin: bool = False
+  posterior: str = "log_variance"
+  split_head: bool = False
+  more_activations: tuple = ()
+  global_step: bool = False
 
 
 def _parameter_shapes(opts):
@@ -80,9 +98,12 @@ def _parameter_shapes(opts):
   pixels = opts.image_size ** 2
   h, k = opts.hidden_size, opts.latent_size
   d = opts.decoder_hidden_size or h
-  shapes = [("encoder/hidden", "weights", [pixels, h]),
-            ("encoder/mean", "weights", [h, k]),
-            ("encoder/log_var", "weights", [h, k])]
+  shapes = [("encoder/hidden", "weights", [pixels, h])]
+  if opts.split_head:
+    shapes += [("encoder/mean", "weights", [h, 2 * k])]
+  else:
+    shapes += [("encoder/mean", "weights", [h, k]),
+               ("encoder/log_var", "weights", [h, k])]
   if opts.decoder == "mlp":
     shapes += [("decoder/hidden", "weights", [k, d]),
                ("decoder/out", "weights", [d, pixels])]
@@ -91,9 +112,12 @@ def _parameter_shapes(opts):
     shapes += [("decoder/hidden", "weights", [k, side * side * 4]),
                ("decoder/deconv", "filters", [3, 3, 4, 4]),
                ("decoder/out", "filters", [3, 3, 4, 1])]
-  shapes += [("encoder/hidden", "biases", [h]),
-             ("encoder/mean", "biases", [k]),
-             ("encoder/log_var", "biases", [k])]
+  shapes += [("encoder/hidden", "biases", [h])]
+  if opts.split_head:
+    shapes += [("encoder/mean", "biases", [2 * k])]
+  else:
+    shapes += [("encoder/mean", "biases", [k]),
+               ("encoder/log_var", "biases", [k])]
   if opts.decoder == "mlp":
     shapes += [("decoder/hidden", "biases", [d]),
                ("decoder/out", "biases", [pixels])]
@@ -102,6 +126,11 @@ def _parameter_shapes(opts):
     shapes += [("decoder/hidden", "biases", [side * side * 4]),
                ("decoder/deconv", "biases", [4]),
                ("decoder/out", "biases", [1])]
+  for i, _ in enumerate(opts.more_activations):
+    shapes += [(f"encoder/hidden_{i + 2}", "weights", [h, h]),
+               (f"encoder/hidden_{i + 2}", "biases", [h]),
+               (f"decoder/hidden_{i + 2}", "weights", [d, d]),
+               (f"decoder/hidden_{i + 2}", "biases", [d])]
   return shapes
 
 
@@ -135,6 +164,10 @@ def _decoder(z, p, opts, act, directory):
   """Returns the decoder output [B, pixels] (mlp) or [B, H, W, 1] (conv)."""
   h = act(tf.matmul(z, p[("decoder/hidden", "weights")])
           + p[("decoder/hidden", "biases")])
+  for i, name in reversed(list(enumerate(opts.more_activations))):
+    scope = f"decoder/hidden_{i + 2}"
+    h = _ACTIVATIONS[name](tf.matmul(h, p[(scope, "weights")])
+                           + p[(scope, "biases")])
   if opts.decoder == "mlp":
     logits = (tf.matmul(h, p[("decoder/out", "weights")])
               + p[("decoder/out", "biases")])
@@ -197,13 +230,41 @@ def write_fixture(directory, **options):
     p = _make_parameters(opts)
     hidden = act(tf.matmul(x, p[("encoder/hidden", "weights")])
                  + p[("encoder/hidden", "biases")])
-    z_mean = (tf.matmul(hidden, p[("encoder/mean", "weights")])
-              + p[("encoder/mean", "biases")])
-    z_log_var = (tf.matmul(hidden, p[("encoder/log_var", "weights")])
-                 + p[("encoder/log_var", "biases")])
-    eps = v1.random_normal(tf.shape(z_log_var), dtype=tf.float32, mean=0.,
-                           stddev=1.0, name="epsilon")
-    z = z_mean + tf.exp(z_log_var / 2) * eps
+    for i, name in enumerate(opts.more_activations):
+      scope = f"encoder/hidden_{i + 2}"
+      hidden = _ACTIVATIONS[name](tf.matmul(hidden, p[(scope, "weights")])
+                                  + p[(scope, "biases")])
+    if opts.split_head:
+      z_mean, z_log_var = tf.split(
+          tf.matmul(hidden, p[("encoder/mean", "weights")])
+          + p[("encoder/mean", "biases")], 2, axis=1)
+    else:
+      z_mean = (tf.matmul(hidden, p[("encoder/mean", "weights")])
+                + p[("encoder/mean", "biases")])
+      z_log_var = (tf.matmul(hidden, p[("encoder/log_var", "weights")])
+                   + p[("encoder/log_var", "biases")])
+    if opts.posterior == "normal":
+      scale = tf.exp(z_log_var)
+      posterior = v1.distributions.Normal(loc=z_mean, scale=scale)
+      z = posterior.sample()
+      eps = [op for op in graph.get_operations()
+             if op.type == "RandomStandardNormal"][-1].outputs[0]
+      # log sigma^2 of this posterior, for the loss below.
+      z_log_var = 2.0 * z_log_var
+    else:
+      eps = v1.random_normal(tf.shape(z_log_var), dtype=tf.float32, mean=0.,
+                             stddev=1.0, name="epsilon")
+      if opts.posterior == "log_variance":
+        scale = tf.exp(z_log_var / 2)
+      elif opts.posterior == "sqrt_exp":
+        scale = tf.sqrt(tf.exp(z_log_var))
+      elif opts.posterior == "abs":
+        scale = tf.abs(z_log_var)
+        z_log_var = 2.0 * tf.math.log(scale)
+      else:
+        scale = tf.nn.softplus(z_log_var) + 1e-6
+        z_log_var = 2.0 * tf.math.log(scale)
+      z = z_mean + scale * eps
     out = _decoder(z, p, opts, act, directory)
     if opts.untrained_twin:
       twin_shape = p[("decoder/out", "weights" if opts.decoder == "mlp"
@@ -220,12 +281,14 @@ def write_fixture(directory, **options):
       distortion = tf.reduce_sum(tf.square(x - flat_out), 1)
     rate = -0.5 * tf.reduce_sum(
         1 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var), 1)
-    loss = tf.reduce_mean(distortion + rate)
+    per_example_loss = distortion + rate
+    loss = tf.reduce_mean(per_example_loss)
     if opts.optimizer == "rmsprop":
       optimizer = v1.train.RMSPropOptimizer(learning_rate=1e-3)
     else:
       optimizer = v1.train.AdamOptimizer(learning_rate=1e-3)
-    train_op = optimizer.minimize(loss)
+    step = v1.train.get_or_create_global_step() if opts.global_step else None
+    train_op = optimizer.minimize(loss, global_step=step)
     saver = v1.train.Saver()
     data = np.random.RandomState(opts.seed).uniform(
         size=(8, pixels)).astype(np.float32)
@@ -239,7 +302,9 @@ def write_fixture(directory, **options):
     weights = [v.op.name for v in v1.trainable_variables()]
   np.savez(os.path.join(directory, "expected.npz"), z=points,
            output=expected, latent_tensor=z.name, output_tensor=out.name,
-           weights=np.array(weights))
+           weights=np.array(weights), input_tensor=x.name,
+           noise_tensor=eps.name, loc_tensor=z_mean.name,
+           scale_tensor=scale.name, loss_tensor=per_example_loss.name)
   with open(os.path.join(directory, "options.json"), "w") as f:
     json.dump(dataclasses.asdict(opts), f, indent=1)
   return prefix
@@ -268,6 +333,9 @@ def _define_flags():
                     "Put an unsafe op on the decode path.")
   flags.DEFINE_integer("steps", 3, "Training steps on random data.")
   flags.DEFINE_integer("seed", 7, "Random seed.")
+  flags.DEFINE_enum("posterior", "log_variance", list(POSTERIORS),
+                    "How the posterior's scale is computed.")
+  flags.DEFINE_bool("global_step", False, "Count steps in a global step.")
 
 def main(argv):
   if len(argv) > 1:
@@ -281,7 +349,7 @@ def main(argv):
       latent_size=f.latent_size, activation=f.activation, shuffled=f.shuffled,
       scoped=f.scoped, decoder=f.decoder, likelihood=f.likelihood,
       optimizer=f.optimizer, unsafe_op=f.unsafe_op, steps=f.steps,
-      seed=f.seed)
+      seed=f.seed, posterior=f.posterior, global_step=f.global_step)
   print(prefix)
 
 

@@ -30,6 +30,8 @@ def _mean_and_log_prob(likelihood, params, x):
   else:
     if likelihood == "gaussian":
       loc, scale = sigmoid(params), np.full_like(params, 0.1)
+    elif likelihood == "gaussian_identity":
+      loc, scale = params, np.full_like(params, 0.1)
     else:
       raw_loc, raw_scale = np.split(params, 2, axis=-1)
       loc, scale = sigmoid(raw_loc), np.logaddexp(0, raw_scale) + 0.01

@@ -29,6 +29,7 @@ BINARIZATIONS = ("none", "static", "dynamic")
 OPTIMIZERS = ("adam", "rmsprop")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 SPARSITY_PENALTIES = ("kl", "l1")
+POSTERIOR_SCALES = ("softplus", "log_variance", "log_scale")
 
 # The key of a field's `_Spec` in its `dataclasses.Field.metadata`.
 _SPEC = "tfvae"
@@ -128,6 +129,30 @@ def _parse_activation(config):
     nets.get_activation(config.hidden_activation)
   except ValueError as e:
     raise errors.TfvaeError(f"--activation: {e}") from None
+
+
+def _parse_layer_activations(config):
+  from tfvae import nets  # pylint: disable=g-import-not-at-top
+  decoder_sizes = config.decoder_hidden_sizes
+  if decoder_sizes is None:
+    decoder_sizes = config.hidden_sizes
+  if config.decoder_conv_channels is not None:
+    decoder_sizes = (None,)
+  for name, sizes in (("encoder_activations", config.hidden_sizes),
+                      ("decoder_activations", decoder_sizes)):
+    text = getattr(config, name)
+    if text is None:
+      continue
+    names = text.split(",")
+    if len(names) != len(sizes):
+      raise errors.TfvaeError(
+          f"--{name}={text}: {len(names)} activations for {len(sizes)} "
+          "hidden layers")
+    for activation in names:
+      try:
+        nets.get_activation(activation)
+      except ValueError as e:
+        raise errors.TfvaeError(f"--{name}: {e}") from None
 
 
 def _parse_kl_schedule(config):
@@ -342,6 +367,36 @@ class Config:
   image_shape: tuple | None = _field(
       None, "(H, W, C) of the data, filled in from the data set.",
       on_command_line=False, length=3)
+  # The architecture of a model migrated from TF1 or Keras (tfvae-migrate,
+  # issue 14), read from its graph; tfvae's own runs keep the defaults.
+  decoder_hidden_sizes: tuple | None = _field(
+      None, "MLP decoder hidden widths from z upwards; default: the "
+      "encoder's, reversed.", on_command_line=False,
+      check=Check(lambda widths: widths is None or all(w > 0 for w in widths),
+                  "widths must be positive"))
+  encoder_activations: str | None = _field(
+      None, "Comma-separated activation of each MLP encoder hidden layer; "
+      "default: --activation for every layer.", on_command_line=False,
+      parse=_parse_layer_activations)
+  decoder_activations: str | None = _field(
+      None, "Comma-separated activation of each MLP decoder hidden layer "
+      "from z upwards (one for a conv decoder); default: --activation for "
+      "every layer.", on_command_line=False)
+  decoder_conv_channels: tuple | None = _field(
+      None, "Channels after the dense layer and after the stride-2 "
+      "transposed convolution of a conv decoder under an mlp encoder; "
+      "default: the decoder follows --network.", on_command_line=False,
+      length=2, check=Check(lambda c: c is None or all(w > 0 for w in c),
+                            "channels must be positive"))
+  posterior_scale: str = _field(
+      "softplus", "How the encoder's second half of outputs r becomes the "
+      "posterior scale: softplus (softplus(r)), log_variance (exp(r / 2)) "
+      "or log_scale (exp(r)), plus --posterior_scale_floor.",
+      choices=POSTERIOR_SCALES, check=_one_of(POSTERIOR_SCALES),
+      on_command_line=False)
+  posterior_scale_floor: float = _field(
+      1e-5, "Added to the posterior scale.", check=_NOT_NEGATIVE,
+      on_command_line=False)
 
   def __post_init__(self):
     """Checks every field's type; converts lists to tuples, ints to floats.
@@ -404,6 +459,9 @@ class Config:
     """{field: value} of plain JSON types (tuples become lists)."""
     d = dataclasses.asdict(self)
     d["hidden_sizes"] = list(self.hidden_sizes)
+    for name in ("decoder_hidden_sizes", "decoder_conv_channels"):
+      if getattr(self, name) is not None:
+        d[name] = list(getattr(self, name))
     if self.image_shape is not None:
       d["image_shape"] = list(self.image_shape)
     return d

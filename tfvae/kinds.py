@@ -31,6 +31,8 @@ _LIKELIHOODS = {
     "continuous_bernoulli": "continuous Bernoulli, for grey levels",
     "gaussian": "Gaussian with a fixed scale (see --gaussian_scale)",
     "gaussian_learned": "Gaussian with a per-pixel scale the decoder predicts",
+    "gaussian_identity": "Gaussian with a fixed scale whose mean is the "
+                         "decoder's output unsquashed (migrated models)",
 }
 
 
@@ -135,12 +137,24 @@ def build_objective(config):
 # pylint: disable=g-import-not-at-top
 
 
+def _layer_activations(text):
+  return None if text is None else tuple(text.split(","))
+
+
 def _vae(config):
   from tfvae import models
   return models.VAE(config.image_shape, config.latent_dim, config.network,
                     config.hidden_sizes, config.hidden_activation,
                     config.likelihood, config.gaussian_scale,
-                    name=config.model, conv_channels=config.conv_channels)
+                    name=config.model, conv_channels=config.conv_channels,
+                    decoder_hidden_sizes=config.decoder_hidden_sizes,
+                    encoder_activations=_layer_activations(
+                        config.encoder_activations),
+                    decoder_activations=_layer_activations(
+                        config.decoder_activations),
+                    posterior_scale=config.posterior_scale,
+                    posterior_scale_floor=config.posterior_scale_floor,
+                    decoder_conv_channels=config.decoder_conv_channels)
 
 
 def _cvae(config):

@@ -192,6 +192,20 @@ class GaussianLearned(Likelihood):
     return {"mean": loc, "loc": loc, "scale": scale}
 
 
+@register
+class GaussianIdentity(Gaussian):
+  """A fixed-scale Gaussian whose mean is the decoder's output itself.
+
+  What a TF1 or Keras decoder with no squashing output and a squared-error
+  loss computed (tfvae-migrate); the mean is not kept in [0, 1].
+  """
+  name = "gaussian_identity"
+
+  @classmethod
+  def create(cls, gaussian_scale=0.1):
+    return cls(scale=gaussian_scale, mean_activation="identity")
+
+
 def _mean_activation(name):
   if name == "sigmoid":
     return tf.sigmoid

@@ -18,6 +18,16 @@ tfd = tfp.distributions
 # up; softplus alone can underflow to exactly 0 for very negative inputs.
 _MIN_POSTERIOR_SCALE = 1e-5
 
+# How the encoder's second half of outputs r becomes the posterior scale
+# (before the floor is added): softplus(r) is tfvae's own; log_variance
+# (exp(r / 2), TF1 tutorials' `z_log_var`) and log_scale (exp(r)) are the
+# parametrisations migrated TF1 and Keras VAEs were trained with.
+POSTERIOR_SCALES = {
+    "softplus": tf.nn.softplus,
+    "log_variance": lambda raw: tf.exp(0.5 * raw),
+    "log_scale": tf.exp,
+}
+
 
 def flatten(images):
   """Reshapes images [B, H, W, C] to [B, H * W * C]."""
@@ -39,15 +49,21 @@ class GaussianEncoder(tf.Module):
       `nets.encoder_net`); empty: the classic conv net.
     net: A network to use instead of building one (see `nets.encoder_net`
       for what it maps); its variables keep the names it was built with.
+    posterior_scale: How the net's second half r of outputs becomes the
+      scale: a name of `POSTERIOR_SCALES`.
+    scale_floor: Added to the scale (keeps it away from 0).
   """
 
   def __init__(self, image_shape, latent_size, network="mlp",
                hidden_sizes=(512,), activation="tanh", name=None, net=None,
-               conv_channels=()):
+               conv_channels=(), posterior_scale="softplus",
+               scale_floor=_MIN_POSTERIOR_SCALE):
     super().__init__(name=name)
     self.image_shape = tuple(image_shape)
     self.latent_size = latent_size
     self._network = network
+    self._scale_of = POSTERIOR_SCALES[posterior_scale]
+    self._scale_floor = scale_floor
     with self.name_scope:
       if net is None:
         net = nets.encoder_net(network, image_shape, 2 * latent_size,
@@ -65,7 +81,7 @@ class GaussianEncoder(tf.Module):
     inputs = flatten(images) if self._network == "mlp" else images
     loc, raw_scale = tf.split(self.net(inputs), 2, axis=-1)
     return tfd.MultivariateNormalDiag(
-        loc=loc, scale_diag=tf.nn.softplus(raw_scale) + _MIN_POSTERIOR_SCALE)
+        loc=loc, scale_diag=self._scale_of(raw_scale) + self._scale_floor)
 
 
 class Decoder(tf.Module):
@@ -137,24 +153,53 @@ class VAE(tf.Module):
     name: Module name.
     conv_channels: Channels of the stride-2 convolutions (conv only, see
       `nets.encoder_net`); empty: the classic conv net.
+    decoder_hidden_sizes: MLP hidden widths of the decoder from z upwards;
+      None: `hidden_sizes` reversed.
+    encoder_activations: One activation name per encoder hidden layer (mlp);
+      None: `activation` for all.
+    decoder_activations: The same for the decoder, from z upwards.
+    posterior_scale: See `GaussianEncoder`.
+    posterior_scale_floor: See `GaussianEncoder`'s `scale_floor`.
+    decoder_conv_channels: (channels after the dense layer, after the
+      transposed convolution) of a `nets.ConvDecoderNet` decoder under an
+      mlp encoder; None: the decoder follows `network`.
   """
 
   def __init__(self, image_shape, latent_size=2, network="mlp",
                hidden_sizes=(512,), activation="tanh", likelihood="bernoulli",
-               gaussian_scale=0.1, name=None, conv_channels=()):
+               gaussian_scale=0.1, name=None, conv_channels=(),
+               decoder_hidden_sizes=None, encoder_activations=None,
+               decoder_activations=None, posterior_scale="softplus",
+               posterior_scale_floor=_MIN_POSTERIOR_SCALE,
+               decoder_conv_channels=None):
     super().__init__(name=name)
     self.image_shape = tuple(int(d) for d in image_shape)
     self.latent_size = int(latent_size)
     if isinstance(likelihood, str):
       likelihood = likelihoods_lib.get(likelihood, gaussian_scale)
+    if decoder_hidden_sizes is None:
+      decoder_hidden_sizes = tuple(reversed(hidden_sizes))
     with self.name_scope:
       self.encoder = GaussianEncoder(self.image_shape, self.latent_size,
-                                     network, hidden_sizes, activation,
+                                     network, hidden_sizes,
+                                     encoder_activations or activation,
                                      name="encoder",
-                                     conv_channels=conv_channels)
+                                     conv_channels=conv_channels,
+                                     posterior_scale=posterior_scale,
+                                     scale_floor=posterior_scale_floor)
+      net = None
+      if decoder_conv_channels is not None:
+        channels = self.image_shape[-1]
+        with tf.name_scope("decoder"):
+          net = nets.ConvDecoderNet(
+              self.latent_size, self.image_shape,
+              channels * likelihood.num_params,
+              (decoder_activations or [activation])[0],
+              *decoder_conv_channels, name="conv")
       self.decoder = Decoder(self.latent_size, self.image_shape, likelihood,
-                             network, tuple(reversed(hidden_sizes)),
-                             activation, name="decoder",
+                             network, tuple(decoder_hidden_sizes),
+                             decoder_activations or activation,
+                             name="decoder", net=net,
                              conv_channels=conv_channels)
 
   def prior(self):

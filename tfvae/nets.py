@@ -87,7 +87,9 @@ class MLP(tf.Module):
   Args:
     input_size: Width of the input.
     output_sizes: Widths of the layers, the last being the output width.
-    activation: Name of the activation (see `ACTIVATIONS`) between layers.
+    activation: Name of the activation (see `ACTIVATIONS`) between layers,
+      or a sequence of names, one after each hidden layer (a migrated TF1
+      or Keras network whose layers differ).
     activate_final: Whether to apply the activation after the last layer too.
     name: Module name.
   """
@@ -95,7 +97,15 @@ class MLP(tf.Module):
   def __init__(self, input_size, output_sizes, activation="tanh",
                activate_final=False, name=None):
     super().__init__(name=name)
-    self._activation = get_activation(activation)
+    if isinstance(activation, str):
+      self._activations = [get_activation(activation)] * len(output_sizes)
+    else:
+      if len(activation) != len(output_sizes) - 1:
+        raise ValueError(f"{len(activation)} activations for "
+                         f"{len(output_sizes) - 1} hidden layers")
+      self._activations = [get_activation(a) for a in activation]
+      self._activations.append(self._activations[-1] if activation else None)
+    self._activation = self._activations[0] if self._activations else None
     self._activate_final = activate_final
     with self.name_scope:
       sizes = [input_size, *output_sizes]
@@ -108,7 +118,7 @@ class MLP(tf.Module):
     for i, layer in enumerate(self.layers):
       x = layer(x)
       if i < len(self.layers) - 1 or self._activate_final:
-        x = self._activation(x)
+        x = self._activations[i](x)
     return x
 
 

@@ -1,0 +1,169 @@
+"""Keras 2 (tf_keras) VAEs saved the ways Keras users saved them.
+
+The classic Keras example VAE (`examples/variational_autoencoder.py`): an
+encoder `Model(inputs, [z_mean, z_log_var, z])` whose z comes from a `Lambda`
+sampling layer, a decoder `Model(latent_inputs, outputs)`, and the VAE
+`Model(inputs, decoder(encoder(inputs)[2]))` with the ELBO as `add_loss`.
+Written with `model.save("vae.h5")` (config and weights),
+`model.save_weights("weights.h5")` (weights only) or as a Keras SavedModel,
+after a few training steps on random data so that no weight keeps its
+initial value.
+
+  python -m tests.keras_fixtures --out=/tmp/keras_vae
+"""
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+
+def _sampling(args):
+  z_mean, z_log_var = args
+  eps = keras.backend.random_normal(shape=tf.shape(z_mean))
+  return z_mean + keras.backend.exp(0.5 * z_log_var) * eps
+
+
+def mlp_vae(pixels=784, hidden=(256,), latent=2, activations=None):
+  """The example's MLP VAE: (vae, encoder, decoder) Keras models.
+
+  Args:
+    pixels: Input width.
+    hidden: Hidden widths of the encoder (the decoder mirrors them).
+    latent: Width of z.
+    activations: Per hidden layer activation names; default all relu.
+  """
+  activations = activations or ["relu"] * len(hidden)
+  inputs = keras.Input(shape=(pixels,), name="encoder_input")
+  x = inputs
+  for i, (units, act) in enumerate(zip(hidden, activations)):
+    x = keras.layers.Dense(units, activation=act, name=f"enc_{i}")(x)
+  z_mean = keras.layers.Dense(latent, name="z_mean")(x)
+  z_log_var = keras.layers.Dense(latent, name="z_log_var")(x)
+  z = keras.layers.Lambda(_sampling, output_shape=(latent,), name="z")(
+      [z_mean, z_log_var])
+  encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
+  latent_inputs = keras.Input(shape=(latent,), name="z_sampling")
+  x = latent_inputs
+  for i, (units, act) in enumerate(zip(reversed(hidden),
+                                       reversed(activations))):
+    x = keras.layers.Dense(units, activation=act, name=f"dec_{i}")(x)
+  outputs = keras.layers.Dense(pixels, activation="sigmoid",
+                               name="decoder_output")(x)
+  decoder = keras.Model(latent_inputs, outputs, name="decoder")
+  outputs = decoder(encoder(inputs)[2])
+  vae = keras.Model(inputs, outputs, name="vae_mlp")
+  reconstruction = keras.losses.binary_crossentropy(inputs, outputs) * pixels
+  kl = -0.5 * keras.backend.sum(
+      1 + z_log_var - keras.backend.square(z_mean)
+      - keras.backend.exp(z_log_var), axis=-1)
+  vae.add_loss(keras.backend.mean(reconstruction + kl))
+  vae.compile(optimizer="adam")
+  return vae, encoder, decoder
+
+
+def conv_vae(latent=2):
+  """The classic Keras conv VAE (Chollet's book): (vae, encoder, decoder).
+
+  conv 32, conv 64 stride 2, conv 64, conv 64, flatten, dense 32, z_mean,
+  z_log_var, a sampling Lambda; dense to 14x14x64, reshape, transposed conv
+  32 stride 2, conv 1 sigmoid. The encoder is a Model of (z_mean,
+  z_log_var, z) for `encoder(x)`.
+  """
+  inputs = keras.Input(shape=(28, 28, 1), name="input_img")
+  x = inputs
+  for i, (filters, stride) in enumerate(((32, 1), (64, 2), (64, 1),
+                                         (64, 1))):
+    x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
+                            strides=stride, name=f"conv_{i}")(x)
+  x = keras.layers.Flatten()(x)
+  x = keras.layers.Dense(32, activation="relu", name="dense")(x)
+  z_mean = keras.layers.Dense(latent, name="z_mean")(x)
+  z_log_var = keras.layers.Dense(latent, name="z_log_var")(x)
+  z = keras.layers.Lambda(_sampling, name="z")([z_mean, z_log_var])
+  encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
+  decoder_input = keras.Input(shape=(latent,), name="decoder_input")
+  x = keras.layers.Dense(14 * 14 * 64, activation="relu",
+                         name="dec_dense")(decoder_input)
+  x = keras.layers.Reshape((14, 14, 64))(x)
+  x = keras.layers.Conv2DTranspose(32, 3, padding="same", activation="relu",
+                                   strides=2, name="dec_up")(x)
+  x = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid",
+                          name="dec_out")(x)
+  decoder = keras.Model(decoder_input, x, name="decoder")
+  outputs = decoder(encoder(inputs)[2])
+  vae = keras.Model(inputs, outputs, name="vae_conv")
+  flat_in = keras.layers.Flatten()(inputs)
+  flat_out = keras.layers.Flatten()(outputs)
+  reconstruction = keras.losses.binary_crossentropy(flat_in, flat_out) * 784
+  kl = -0.5 * keras.backend.sum(
+      1 + z_log_var - keras.backend.square(z_mean)
+      - keras.backend.exp(z_log_var), axis=-1)
+  vae.add_loss(keras.backend.mean(reconstruction + kl))
+  vae.compile(optimizer="adam")
+  return vae, encoder, decoder
+
+
+def write_fixture(directory, how="model", hidden=(256,), activations=None,
+                  steps=3, seed=3, network="mlp"):
+  """Trains the MLP VAE a few steps and saves it; returns the file.
+
+  Args:
+    directory: Created if missing.
+    how: "model" (`model.save`, vae.h5), "savedmodel" (`model.save(DIR,
+      save_format="tf")`, vae_savedmodel/) or "weights" (`save_weights`,
+      weights.h5).
+    hidden: Hidden widths.
+    activations: Per hidden layer activations.
+    steps: Training steps on random data.
+    seed: Seed of the weights and data.
+    network: "mlp" (`mlp_vae`) or "conv" (`conv_vae`, hidden and
+      activations unused).
+
+  Returns:
+    (the file, the trained Keras VAE). A weights-only save also writes
+    `vae.json`, the model's `to_json()`.
+  """
+  os.makedirs(directory, exist_ok=True)
+  keras.utils.set_random_seed(seed)
+  if network == "conv":
+    vae, _, _ = conv_vae()
+    shape = (64, 28, 28, 1)
+  else:
+    vae, _, _ = mlp_vae(hidden=hidden, activations=activations)
+    shape = (64, 784)
+  data = np.random.RandomState(seed).uniform(size=shape).astype(np.float32)
+  vae.fit(data, epochs=steps, batch_size=64, verbose=0)
+  if how == "model":
+    path = os.path.join(directory, "vae.h5")
+    vae.save(path)
+  elif how == "savedmodel":
+    path = os.path.join(directory, "vae_savedmodel")
+    vae.save(path, save_format="tf")
+  else:
+    path = os.path.join(directory, "weights.h5")
+    vae.save_weights(path)
+    with open(os.path.join(directory, "vae.json"), "w") as f:
+      f.write(vae.to_json())
+  return path, vae
+
+
+def _define_flags():
+  """The program's flags, defined only when it runs as a program (tests
+  import this module beside programs with flags of the same names)."""
+  flags.DEFINE_string("out", None, "Directory to write into.")
+  flags.DEFINE_enum("how", "model", ["model", "weights", "savedmodel"],
+                    "model.save to HDF5, save_weights, or a SavedModel.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  print(write_fixture(flags.FLAGS.out, flags.FLAGS.how)[0])
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

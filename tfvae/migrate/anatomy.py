@@ -1,0 +1,606 @@
+"""A whole TF1 VAE read from its graph: encoder, sampler, decoder, loss.
+
+`candidates.find_ends` finds the decoder (z to output). A full migration also
+needs the encoder, from the input placeholder through the hidden layers to
+the posterior's parameters, and how the sampler turns them into z:
+
+  z = loc + scale * eps,  scale = exp(r / 2)         (log-variance)
+                                = sqrt(exp(r))       (log sigma^2)
+                                = exp(r)             (log sigma)
+                                = softplus(r) + c    (a softplus std)
+
+written by hand or by `tf.distributions.Normal(loc, scale).sample()`, with loc
+and r from two dense layers or one split in two. `read_anatomy` walks the
+graph back from the sampler's random op and from the decoder output, layer by
+layer (MatMul, bias add, activation), and returns the checkpoint variables
+and activations of every layer; what it cannot map onto a native tfvae VAE it
+names in one line (the op and why) and points to `tfvae-build-generator`.
+"""
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from tfvae import errors
+from tfvae.migrate import candidates
+from tfvae.migrate import ops
+
+# TF op type -> the `nets.ACTIVATIONS` name that computes the same.
+ACTIVATION_OPS = {
+    "Tanh": "tanh", "Relu": "relu", "Elu": "elu", "Softplus": "softplus",
+    "Sigmoid": "sigmoid", "LeakyRelu": "leaky_relu",
+}
+# tf.nn.leaky_relu's slope, the one native "leaky_relu" uses.
+_LEAKY_SLOPE = 0.2
+_PASS_THROUGH = ("Identity", "Snapshot", "StopGradient")
+_ADD_OPS = ("Add", "AddV2", "BiasAdd")
+_GENERATOR_ROUTE = ("; only the decoder can be migrated, as a generator: "
+                    "tfvae-build-generator --checkpoint=... --export_dir=...")
+
+
+class UnsupportedGraphError(errors.TfvaeError):
+  """A part of the TF1 graph has no native tfvae counterpart."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense:
+  """One dense layer of the graph: y = act(x W + b).
+
+  Attributes:
+    weight: Checkpoint name of W [in, out].
+    bias: Checkpoint name of b [out], or None (no bias: zeros).
+    activation: A `nets.ACTIVATIONS` name, or "linear".
+    units: out (channels, for a convolution).
+    kind: "dense", "conv" or "conv_transpose" (3x3, SAME; Keras models).
+    stride: A convolution's stride.
+  """
+  weight: str
+  bias: str
+  activation: str
+  units: int
+  kind: str = "dense"
+  stride: int = 1
+
+
+@dataclasses.dataclass
+class Anatomy:
+  """What a TF1 VAE graph computes, in native terms.
+
+  Attributes:
+    input: The image placeholder, [B, pixels] or [B, H, W, C].
+    image_shape: (H, W, C).
+    encoder: Hidden `Dense` layers from the input up.
+    loc_head: The `Dense` giving the posterior mean, or (with `split`) the
+      one giving mean and raw scale side by side.
+    scale_head: The `Dense` giving the raw scale r, or None when split.
+    posterior_scale: A `models.POSTERIOR_SCALES` name.
+    scale_floor: The constant added to the scale.
+    noise: eps, the sampler's random draw (fed in verification).
+    loc: The posterior mean tensor.
+    scale: The posterior scale tensor.
+    latent: z, the decoder's input.
+    decoder: `Dense` layers from z up, the last one the output layer.
+    output: The decoder output tensor (pixel means).
+    likelihood: "bernoulli" (sigmoid output) or "gaussian_identity" (no
+      squashing: a Gaussian mean; its scale is read from the loss).
+    loss: The graph's training loss (a scalar) or None.
+    per_example_loss: The [B] tensor the loss averages, or None.
+    feeds: {placeholder: value} for inference (dropout off, switches False).
+    decoder_conv: For a conv decoder (dense, reshape, stride-2 transposed
+      convolution, convolution; `decoder` then holds these three layers,
+      their `units` the channels), (channels after the dense layer, after
+      the transposed convolution, image (H, W, C)); None for an MLP.
+  """
+  input: tf.Tensor
+  image_shape: tuple
+  encoder: list
+  loc_head: Dense
+  scale_head: Dense
+  posterior_scale: str
+  scale_floor: float
+  noise: tf.Tensor
+  loc: tf.Tensor
+  scale: tf.Tensor
+  latent: tf.Tensor
+  decoder: list
+  output: tf.Tensor
+  likelihood: str
+  loss: tf.Tensor = None
+  per_example_loss: tf.Tensor = None
+  feeds: dict = dataclasses.field(default_factory=dict)
+  decoder_conv: tuple = None
+  encoder_conv: bool = False
+
+  @property
+  def latent_size(self):
+    return self.loc_head.units // (1 if self.scale_head else 2)
+
+  def variables(self):
+    """Checkpoint names of every weight the native model takes."""
+    layers = [*self.encoder, self.loc_head, *self.decoder]
+    if self.scale_head:
+      layers.append(self.scale_head)
+    return sorted({n for d in layers for n in (d.weight, d.bias) if n})
+
+  def _conv_text(self):
+    hidden, up, image = self.decoder_conv
+    height, width = -(-image[0] // 2), -(-image[1] // 2)
+    return (f"conv: dense to {height}x{width}x{hidden} "
+            f"{self.decoder[0].activation}, transposed conv {up} stride 2 "
+            f"{self.decoder[1].activation}, conv {self.decoder[2].units}")
+
+  def fetches(self):
+    """Tensors verification reads from the TF1 session."""
+    found = [self.loc, self.scale, self.output]
+    if self.per_example_loss is not None:
+      found.append(self.per_example_loss)
+    elif self.loss is not None:
+      found.append(self.loss)
+    return found
+
+  def describe(self):
+    """One line per part, for the log."""
+    def layers(dense):
+      return ", ".join(f"{d.units} {d.activation}" for d in dense) or "none"
+    heads = (f"{self.loc_head.weight} split in mean and scale"
+             if self.scale_head is None else
+             f"{self.loc_head.weight} (mean), {self.scale_head.weight} "
+             "(scale)")
+    return [
+        f"Input: {self.input.name} {candidates.shape_text(self.input.shape)} "
+        f"as images {list(self.image_shape)}",
+        f"Encoder hidden layers: {layers(self.encoder)}; heads {heads}",
+        f"Posterior scale: {self.posterior_scale} + {self.scale_floor:g} "
+        f"({self.scale.name}); noise {self.noise.name}; z {self.latent.name}",
+        ("Decoder layers: " + (layers(self.decoder) if not self.decoder_conv
+                               else self._conv_text())
+         + f" -> {self.likelihood} ({self.output.name})"),
+        "Loss: " + (f"{self.per_example_loss.name} per example"
+                    if self.per_example_loss is not None else
+                    (self.loss.name if self.loss is not None else "none")),
+    ]
+
+
+def _strip(tensor):
+  """`tensor` before identities and dropout (inert at inference, where
+  `MetaGraph.inference_feeds` keep every unit)."""
+  while True:
+    if tensor.op.type in _PASS_THROUGH:
+      tensor = tensor.op.inputs[0]
+    elif ops.is_dropout(tensor.op):
+      tensor = _dropout_input(tensor)
+    else:
+      return tensor
+
+
+def _dropout_input(tensor):
+  """The tensor a dropout block (`dropout/...` ops) takes its values from."""
+  parts = tensor.op.name.split("/")
+  depth = max(i for i, p in enumerate(parts[:-1]) if p.startswith("dropout"))
+  scope = "/".join(parts[:depth + 1]) + "/"
+  seen, todo, found = set(), [tensor.op], []
+  while todo:
+    op = todo.pop()
+    if op in seen:
+      continue
+    seen.add(op)
+    for t in op.inputs:
+      if t.op.name.startswith(scope):
+        todo.append(t.op)
+      elif (t.dtype.is_floating and t.shape.rank is not None
+            and t.shape.rank >= 2
+            and t.op.type not in ("Const", "Placeholder",
+                                  "PlaceholderWithDefault")
+            and all(t is not f for f in found)):
+        found.append(t)
+  if len(found) != 1:
+    raise _unsupported(tensor, "is a dropout whose input cannot be told")
+  return found[0]
+
+
+def variable_name(tensor):
+  """The variable `tensor` reads (through identities), or None."""
+  op = _strip(tensor).op
+  if op.type == "ReadVariableOp":
+    op = _strip(op.inputs[0]).op
+  if op.type in ops.VARIABLE_OP_TYPES:
+    return op.name
+  return None
+
+
+def _constant(tensor):
+  """The value of a constant tensor (through identities), or None."""
+  op = _strip(tensor).op
+  if op.type != "Const":
+    return None
+  return tf.make_ndarray(op.get_attr("value"))
+
+
+def _unsupported(tensor, why):
+  return UnsupportedGraphError(
+      f"{tensor.name} ({tensor.op.type}) {why}{_GENERATOR_ROUTE}")
+
+
+def dense_back(tensor):
+  """Reads the dense layer that computes `tensor`.
+
+  Args:
+    tensor: The layer's output, after its activation (if any).
+
+  Returns:
+    (`Dense`, the layer's input tensor).
+
+  Raises:
+    UnsupportedGraphError: Naming the op, if `tensor` is not
+      act(x W + b) with a variable W (and b).
+  """
+  tensor = _strip(tensor)
+  activation = "linear"
+  if tensor.op.type in ACTIVATION_OPS:
+    activation = ACTIVATION_OPS[tensor.op.type]
+    if tensor.op.type == "LeakyRelu":
+      alpha = tensor.op.get_attr("alpha")
+      if abs(alpha - _LEAKY_SLOPE) > 1e-7:
+        raise _unsupported(tensor, f"has slope {alpha:g}; native leaky_relu "
+                           f"has {_LEAKY_SLOPE}")
+    tensor = _strip(tensor.op.inputs[0])
+  if "batch_norm" in tensor.op.name or "batchnorm" in tensor.op.name:
+    raise _unsupported(tensor, "is batch normalization, which native tfvae "
+                       "models do not have")
+  bias = None
+  if tensor.op.type in _ADD_OPS:
+    left, right = tensor.op.inputs[0], tensor.op.inputs[1]
+    if variable_name(right) is not None:
+      bias, tensor = variable_name(right), _strip(left)
+    elif variable_name(left) is not None:
+      bias, tensor = variable_name(left), _strip(right)
+    else:
+      raise _unsupported(tensor, "adds no bias variable to a weight op, "
+                         "where a dense layer was expected")
+  if tensor.op.type != "MatMul":
+    raise _unsupported(tensor, "is not a dense layer (MatMul, bias add, "
+                       "activation), which native tfvae models are built of")
+  matmul = tensor.op
+  if matmul.get_attr("transpose_a") or matmul.get_attr("transpose_b"):
+    raise _unsupported(tensor, "multiplies by a transposed matrix")
+  weight = variable_name(matmul.inputs[1])
+  if weight is None:
+    raise _unsupported(tensor, "multiplies by a tensor that is not a "
+                       "variable")
+  units = matmul.inputs[1].shape[-1]
+  return Dense(weight, bias, activation, int(units)), matmul.inputs[0]
+
+
+def _is_input(tensor):
+  return tensor.op.type == "Placeholder"
+
+
+def _to_input(tensor):
+  """Follows reshapes back to a placeholder; returns it or None."""
+  tensor = _strip(tensor)
+  while tensor.op.type in ("Reshape", "Cast"):
+    tensor = _strip(tensor.op.inputs[0])
+  return tensor if _is_input(tensor) else None
+
+
+def _trunk(tensor):
+  """Hidden layers from the input up to `tensor`: (input, [Dense])."""
+  layers = []
+  while _to_input(tensor) is None:
+    dense, tensor = dense_back(tensor)
+    if dense.activation == "linear":
+      raise _unsupported(tensor, "feeds a hidden layer without an "
+                         "activation; native MLPs activate every hidden "
+                         "layer")
+    layers.append(dense)
+  return _to_input(tensor), layers[::-1]
+
+
+def _heads(loc, raw):
+  """The dense head(s) computing loc and raw: (loc_head, scale_head, h)."""
+  loc, raw = _strip(loc), _strip(raw)
+  if (loc.op is raw.op and loc.op.type in ("Split", "SplitV")
+      and len(loc.op.outputs) == 2):
+    split = loc.op
+    axis_input = split.inputs[0] if split.type == "Split" else split.inputs[2]
+    value = split.inputs[1] if split.type == "Split" else split.inputs[0]
+    axis = int(_constant(axis_input))
+    if axis not in (1, -1) or loc is not split.outputs[0]:
+      raise _unsupported(loc, "splits the posterior's parameters in an "
+                         "order or along an axis native models do not")
+    head, h = dense_back(value)
+    if head.activation != "linear":
+      raise _unsupported(value, "activates the posterior's parameters")
+    return head, None, h
+  loc_head, h = dense_back(loc)
+  scale_head, h2 = dense_back(raw)
+  if h is not h2:
+    raise _unsupported(raw, "does not come from the same hidden layer as "
+                       f"the posterior mean {loc.name}")
+  for head, tensor in ((loc_head, loc), (scale_head, raw)):
+    if head.activation != "linear":
+      raise _unsupported(tensor, "activates a posterior parameter")
+  return loc_head, scale_head, h
+
+
+def _scale_parametrisation(scale):
+  """(name, floor, raw tensor) of a posterior scale expression."""
+  scale = _strip(scale)
+  floor = 0.0
+  if scale.op.type in _ADD_OPS:
+    for i in (0, 1):
+      value = _constant(scale.op.inputs[i])
+      if value is not None and np.size(value) == 1:
+        floor = float(value)
+        scale = _strip(scale.op.inputs[1 - i])
+        break
+  op = scale.op
+  if op.type == "Softplus":
+    return "softplus", floor, op.inputs[0]
+  if op.type == "Sqrt" and _strip(op.inputs[0]).op.type == "Exp":
+    return "log_variance", floor, _strip(op.inputs[0]).op.inputs[0]
+  if op.type == "Exp":
+    arg = _strip(op.inputs[0])
+    if arg.op.type in ("Mul", "RealDiv", "Div"):
+      for i in (0, 1):
+        if arg.op.type != "Mul" and i == 0:
+          continue
+        value = _constant(arg.op.inputs[i])
+        if value is None or np.size(value) != 1:
+          continue
+        factor = float(value) if arg.op.type == "Mul" else 1 / float(value)
+        other = arg.op.inputs[1 - i]
+        if abs(factor - 0.5) < 1e-7:
+          return "log_variance", floor, other
+        if abs(factor - 1.0) < 1e-7:
+          return "log_scale", floor, other
+        raise _unsupported(arg, f"scales the log of the posterior scale by "
+                           f"{factor:g}; native models take exp(r) or "
+                           "exp(r / 2)")
+    return "log_scale", floor, arg
+  raise _unsupported(scale, "computes the posterior scale in a way native "
+                     "models do not (they take exp(r / 2), sqrt(exp(r)), "
+                     "exp(r) or softplus(r) + c)")
+
+
+def _sampler(meta):
+  """(eps, loc, scale, z_add) of the graph's one reparameterised sampler."""
+  samplers = candidates.Candidates(meta).sampler_ops()
+  if not samplers:
+    raise UnsupportedGraphError(
+        f"meta graph {meta.path} has no sampler (a random op whose draw "
+        f"reaches the decoder){_GENERATOR_ROUTE}")
+  if len(samplers) > 1:
+    names = ", ".join(f"{op.name} ({op.type})" for op in samplers)
+    raise UnsupportedGraphError(
+        f"meta graph {meta.path} draws several random tensors into the "
+        f"decoder ({names}): a mixture, flow or several stochastic layers, "
+        f"which native models do not have{_GENERATOR_ROUTE}")
+  random_op = samplers[0]
+  eps = random_op.outputs[0]
+  if random_op.type not in ("RandomStandardNormal",):
+    raise _unsupported(eps, "is not a standard Normal draw; native "
+                       "posteriors are Normal")
+  tensor = eps
+  # random_normal(mean=0, stddev=1) multiplies by 1 and adds 0 first.
+  while True:
+    following = [c for c in tensor.consumers()
+                 if not ops.is_training_machinery(c)]
+    if len(following) != 1:
+      raise _unsupported(tensor, "does not reach one product "
+                         "loc + scale * eps")
+    step = following[0]
+    others = [t for t in step.inputs if t is not tensor]
+    constant = _constant(others[0]) if len(others) == 1 else None
+    if step.type in ("Identity", "Reshape"):
+      tensor = step.outputs[0]
+    elif (step.type == "Mul" and constant is not None
+          and np.all(constant == 1.0)):
+      tensor = step.outputs[0]
+    elif (step.type in ("Add", "AddV2") and constant is not None
+          and np.all(constant == 0.0)):
+      tensor = step.outputs[0]
+    elif step.type == "Mul":
+      muls = [step]
+      break
+    else:
+      raise _unsupported(step.outputs[0], "follows the noise where "
+                         "loc + scale * eps was expected")
+  mul = muls[0]
+  scale = mul.inputs[1] if mul.inputs[0] is tensor else mul.inputs[0]
+  adds = [c for c in mul.outputs[0].consumers() if c.type in ("Add", "AddV2")]
+  if len(adds) != 1:
+    raise _unsupported(mul.outputs[0], "is not added to a posterior mean")
+  add = adds[0]
+  loc = add.inputs[1] if add.inputs[0] is mul.outputs[0] else add.inputs[0]
+  return eps, loc, scale, add.outputs[0]
+
+
+def _likelihood(output):
+  """("bernoulli" | "gaussian_identity", the output layer's tensor)."""
+  tensor = _strip(output)
+  if tensor.op.type == "Sigmoid":
+    return "bernoulli", tensor
+  if tensor.op.type in _ADD_OPS or tensor.op.type == "MatMul":
+    return "gaussian_identity", tensor
+  raise _unsupported(tensor, "ends the decoder with an output native "
+                     "likelihoods do not take (sigmoid for a Bernoulli, "
+                     "none for a Gaussian mean)")
+
+
+def _before_reshapes(tensor):
+  tensor = _strip(tensor)
+  while tensor.op.type == "Reshape":
+    tensor = _strip(tensor.op.inputs[0])
+  return tensor
+
+
+def _conv_layer(tensor, op_type, strides):
+  """Reads act(conv(x, W) + b): (Dense of the filter, conv op, x)."""
+  tensor = _strip(tensor)
+  activation = "linear"
+  if tensor.op.type in ACTIVATION_OPS and tensor.op.type != "LeakyRelu":
+    activation = ACTIVATION_OPS[tensor.op.type]
+    tensor = _strip(tensor.op.inputs[0])
+  bias = None
+  if tensor.op.type in _ADD_OPS:
+    left, right = tensor.op.inputs
+    bias = variable_name(right) or variable_name(left)
+    tensor = _strip(left if variable_name(right) else right)
+  conv = tensor.op
+  if conv.type != op_type:
+    raise _unsupported(tensor, f"is not the {op_type} a native conv decoder "
+                       "has here")
+  weight_index = 1
+  data_index = 0 if op_type == "Conv2D" else 2
+  weight = variable_name(conv.inputs[weight_index])
+  shape = conv.inputs[weight_index].shape.as_list()
+  if (weight is None or list(conv.get_attr("strides")) != list(strides)
+      or conv.get_attr("padding") != b"SAME" or shape[:2] != [3, 3]
+      or conv.get_attr("data_format") != b"NHWC"):
+    raise _unsupported(tensor, f"is not a 3x3 SAME NHWC convolution with "
+                       f"strides {strides[1]} of a variable filter, as native "
+                       "conv decoders have")
+  units = shape[3] if op_type == "Conv2D" else shape[2]
+  return Dense(weight, bias, activation, int(units)), conv.inputs[data_index]
+
+
+def _conv_decoder(logits, latent):
+  """The layers of a conv decoder: ([dense, upsample, out], conv tuple)."""
+  out, up = _conv_layer(logits, "Conv2D", [1, 1, 1, 1])
+  upsample, grid = _conv_layer(up, "Conv2DBackpropInput", [1, 2, 2, 1])
+  grid = _strip(grid)
+  if grid.op.type != "Reshape" or grid.shape.rank != 4:
+    raise _unsupported(grid, "does not reshape the dense layer into the "
+                       "transposed convolution's input")
+  dense, source = dense_back(grid.op.inputs[0])
+  if _before_reshapes(source) is not _before_reshapes(latent):
+    raise _unsupported(source, f"feeds the conv decoder instead of z "
+                       f"{latent.name}")
+  if out.activation != "linear" or dense.activation != upsample.activation:
+    raise _unsupported(logits, "activates a conv decoder's layers unlike "
+                       "native conv decoders (one activation after the "
+                       "dense layer and the transposed convolution)")
+  shape = logits.shape.as_list()
+  if len(shape) != 4 or None in shape[1:]:
+    raise _unsupported(logits, "has no static image shape")
+  image = tuple(shape[1:])
+  hidden = grid.shape.as_list()[-1]
+  if grid.shape.as_list()[1:3] != [-(-image[0] // 2), -(-image[1] // 2)]:
+    raise _unsupported(grid, "is not half the image's size, as native conv "
+                       "decoders' first map is")
+  return [dense, upsample, out], (hidden, upsample.units, image)
+
+
+def _decoder(output, latent):
+  """Dense layers from `latent` up to `output`: ([Dense], likelihood,
+  conv tuple or None; see `Anatomy.decoder_conv`)."""
+  likelihood, tensor = _likelihood(output)
+  if likelihood == "bernoulli":
+    tensor = _strip(tensor.op.inputs[0])
+  stripped = _strip(tensor)
+  if stripped.op.type in _ADD_OPS and any(
+      _strip(t).op.type == "Conv2D" for t in stripped.op.inputs):
+    layers, conv = _conv_decoder(tensor, latent)
+    return layers, likelihood, conv
+  layers = []
+  target = _before_reshapes(latent)
+  while True:
+    dense, tensor = dense_back(tensor)
+    layers.append(dense)
+    stripped = _before_reshapes(tensor)
+    if stripped is target:
+      break
+    if _is_input(stripped) or stripped.op.type in ops.RANDOM_OP_TYPES:
+      raise _unsupported(stripped, f"reaches the decoder, not z "
+                         f"{latent.name}")
+  layers = layers[::-1]
+  if layers[-1].activation != "linear":
+    raise _unsupported(output, "activates the decoder's output layer twice")
+  if any(d.activation == "linear" for d in layers[:-1]):
+    raise _unsupported(output, "has a decoder hidden layer without an "
+                       "activation")
+  return layers, likelihood, None
+
+
+def _loss(meta):
+  """(loss, per-example loss or None): what the optimizer minimises.
+
+  TF1's gradients start from `gradients/grad_ys_0` (ones shaped like the
+  loss), consumed in the name scope `gradients/<loss op>_grad/`.
+  """
+  found = []
+  for op in meta.graph.get_operations():
+    if op.type != "Fill" or op.name.split("/")[-1] != "grad_ys_0":
+      continue
+    for consumer in op.outputs[0].consumers():
+      parts = consumer.name.split("/")[1:]
+      grads = [i for i, p in enumerate(parts) if p.endswith("_grad")]
+      if not grads:
+        continue
+      name = "/".join(parts[:grads[0]] + [parts[grads[0]][:-len("_grad")]])
+      try:
+        loss_op = meta.graph.get_operation_by_name(name)
+      except KeyError:
+        continue
+      if loss_op not in found:
+        found.append(loss_op)
+  if len(found) != 1 or found[0].outputs[0].shape.rank != 0:
+    return None, None
+  loss = found[0].outputs[0]
+  stripped = _strip(loss)
+  if stripped.op.type == "Mean" and stripped.op.inputs[0].shape.rank == 1:
+    return loss, stripped.op.inputs[0]
+  return loss, None
+
+
+def read_anatomy(meta):
+  """Reads the whole VAE out of a TF1 meta graph.
+
+  Args:
+    meta: A `graph.MetaGraph`.
+
+  Returns:
+    An `Anatomy`.
+
+  Raises:
+    UnsupportedGraphError: Naming the first op that has no native
+      counterpart, and why.
+    errors.TfvaeError: If the decoder's ends cannot be found.
+  """
+  eps, loc, scale, sampled = _sampler(meta)
+  posterior_scale, floor, raw = _scale_parametrisation(scale)
+  loc_head, scale_head, h = _heads(loc, raw)
+  placeholder, encoder = _trunk(h)
+  if scale_head is not None and loc_head.units != scale_head.units:
+    raise _unsupported(raw, "has another width than the posterior mean")
+  # The decoder the sampler feeds (a generation path built again on a
+  # latent placeholder shares its weights but is not what the loss sees).
+  latent, output = candidates.find_ends(meta, latent_tensor=sampled.name)
+  decoder, likelihood, conv = _decoder(output, latent)
+  pixels = decoder[-1].units
+  shape = placeholder.shape
+  if conv is not None:
+    image_shape = conv[2]
+    pixels = int(np.prod(image_shape))
+    if shape.rank == 2 and shape[-1] != pixels:
+      raise _unsupported(output, f"has images {list(image_shape)} but the "
+                         f"input {placeholder.name} takes {shape[-1]} values")
+  elif shape.rank == 4 and None not in shape.as_list()[1:]:
+    image_shape = tuple(shape.as_list()[1:])
+  else:
+    side = int(round(pixels ** 0.5))
+    if side * side != pixels:
+      raise _unsupported(output, f"has {pixels} pixels, not a square image")
+    image_shape = (side, side, 1)
+  if np.prod(image_shape) != pixels:
+    raise _unsupported(output, f"has {pixels} pixels but the input "
+                       f"{placeholder.name} takes images {list(image_shape)}")
+  loss, per_example = _loss(meta)
+  return Anatomy(
+      input=placeholder, image_shape=image_shape, encoder=encoder,
+      loc_head=loc_head, scale_head=scale_head,
+      posterior_scale=posterior_scale, scale_floor=floor, noise=eps,
+      loc=loc, scale=scale, latent=latent, decoder=decoder, output=output,
+      likelihood=likelihood, loss=loss, per_example_loss=per_example,
+      feeds=dict(meta.inference_feeds()), decoder_conv=conv)
