@@ -45,7 +45,8 @@ DEFAULT_SIGNATURE = "serving_default"
 # holds the decoder's activations (some thousand floats for an MLP, some
 # 25,000 for the conv net), so a call stays within a few GB. Enforced inside
 # the exported graph, so it holds wherever the SavedModel is served;
-# evaluation's chunks (chunk_size * batch_size, 10^4 by default) stay below.
+# evaluation's chunks (chunk_size * batch_size, 5 * 10^4 by default) stay
+# below.
 MAX_SAMPLES_PER_CALL = 2**16
 
 Capabilities = collections.namedtuple("Capabilities",
