@@ -15,6 +15,7 @@ import tensorflow as tf
 from bench import contenders as contenders_lib
 from bench import flops as flops_lib
 from bench import keras_reference
+from bench import mixed
 from bench import tf1_reference
 from bench import timing
 from tfvae import export
@@ -47,6 +48,12 @@ class Settings:
     pipeline_batches: Batches the input-pipeline row draws per repetition.
     matmul_size: Side of the square matmul that measures the peak.
     conv: Whether to run the conv rows.
+    eval_samples: k of the evaluation rows.
+    eval_examples: Test images of the evaluation row timed against the
+      10-minute target (10,000: the whole split).
+    eval_compare_examples: Test images of the float32 / bfloat16 / former
+      path evaluation rows.
+    eval_train_steps: Training steps of the model the evaluation rows score.
   """
   repetitions: int = 5
   mlp_batches: tuple = (64, 256)
@@ -63,12 +70,17 @@ class Settings:
   pipeline_batches: int = 900
   matmul_size: int = 2048
   conv: bool = True
+  eval_samples: int = 5000
+  eval_examples: int = 10000
+  eval_compare_examples: int = 200
+  eval_train_steps: int = 937
 
 
 FULL = Settings()
 QUICK = Settings(mlp_examples=3200, conv_examples=256, latency_calls=200,
                  predict_calls=10, throughput_calls=2, pipeline_batches=200,
-                 mechanism_steps_per_call=50)
+                 mechanism_steps_per_call=50, eval_examples=300,
+                 eval_compare_examples=100, eval_train_steps=300)
 
 
 # ---------------------------------------------------------------------------
@@ -419,10 +431,13 @@ def run(dataset, settings):
   yield from process_rows(dataset, settings)
   yield from generation_rows(dataset, settings)
   yield from pipeline_rows(dataset, settings, tfvae_rates)
+  yield from mixed.run(dataset, settings)
 
 
 TINY = Settings(repetitions=1, mlp_batches=(16,), conv_batches=(8,),
                 mlp_examples=64, conv_examples=16, warmup_steps=1,
                 hidden_size=16, mechanism_steps_per_call=2, latency_calls=3,
                 predict_calls=2, throughput_batch=8, throughput_calls=1,
-                pipeline_batches=2, matmul_size=64)
+                pipeline_batches=2, matmul_size=64, eval_samples=10,
+                eval_examples=20, eval_compare_examples=10,
+                eval_train_steps=2)
