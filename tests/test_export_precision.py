@@ -1,6 +1,8 @@
 """Exports and generators computing in bfloat16 or float16 (--dtype)."""
 import json
 import os
+import shutil
+import tempfile
 
 from absl.testing import parameterized
 import numpy as np
@@ -32,7 +34,7 @@ class ExportDtypeTest(tf.test.TestCase, parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.root = tf.compat.v1.test.get_temp_dir()
+    cls.root = tempfile.mkdtemp(prefix="tfvae-test-")
     cls.run_dir = os.path.join(cls.root, "run")
     config = tfvae.Config(epochs=1, batch_size=32, hidden_sizes=(32,),
                           latent_dim=2, save_every_steps=10**6,
@@ -44,6 +46,11 @@ class ExportDtypeTest(tf.test.TestCase, parameterized.TestCase):
         np.float32)
     cls.want = {k: v.numpy() for k, v in cls.model.decoder.outputs(
         tf.constant(cls.z)).items()}
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.root, ignore_errors=True)
+    super().tearDownClass()
 
   def _check_close(self, got, dtype):
     tolerance = precision.EXPORT_TOLERANCES[dtype]
