@@ -106,9 +106,10 @@ def loss_scale_optimizer(optimizer, initial_scale=2**15):
   gradients divided by it (`train_step`), so that small float16 gradients do
   not flush to zero. When any gradient is not finite the step is skipped
   (the weights and slots stay as they were) and S is halved; after 2000
-  finite steps in a row S doubles. S starts at `initial_scale`. Its state (the scale
-  and the count of good steps) is part of the optimizer's checkpoint, so a
-  resumed run continues with the scale the uninterrupted one would have.
+  finite steps in a row S doubles. S starts at `initial_scale`. Its state
+  (the scale and the count of good steps) is part of the optimizer's
+  checkpoint, so a resumed run continues with the scale the uninterrupted
+  one would have.
 
   Args:
     optimizer: A tf_keras optimizer (e.g. `optimizers.Adam`), created under
