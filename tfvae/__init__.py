@@ -35,6 +35,7 @@ _SUBMODULES = (
     "objectives",
     "optimizers",
     "plots",
+    "precision",
     "presets",
     "rng",
     "run_outputs",
