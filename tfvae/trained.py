@@ -526,7 +526,7 @@ def open_for_scoring(path, jit=False, dtype="float32"):
     jit: Compile a run's importance-sampling chunks with XLA (exports run
       as exported).
     dtype: The compute dtype of a run's networks (`precision.DTYPES`):
-      "bfloat16" about halves the decoder's time; the likelihood, the
+      "bfloat16" speeds up the decoder's matmuls; the likelihood, the
       weights and their log-sum-exp stay float32 or wider.
 
   Returns:

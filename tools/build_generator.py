@@ -92,9 +92,10 @@ flags.DEFINE_float("gaussian_scale", 0.1,
                    "`scale` output reports.")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],
                   "Compute dtype of a native decoder inside the signatures "
-                  "(z in and images out stay float32): bfloat16 about "
-                  "halves decode time on CPUs with AVX512_BF16, float16 is "
-                  "for GPUs; checked against the float32 decoder within a "
+                  "(z in and images out stay float32): bfloat16 for CPUs "
+                  "with AVX512_BF16 and large decoders (an MLP-sized one "
+                  "measured slower, BENCHMARKS.md), float16 for GPUs; "
+                  "checked against the float32 decoder within a "
                   "tolerance per dtype (tfvae/precision.py). TF1 graphs cut "
                   "by surgery stay float32.")
 FLAGS = flags.FLAGS

@@ -50,8 +50,9 @@ flags.DEFINE_enum("part", "full", ["full", "generator"],
                   "which cannot generate).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],
                   "Compute dtype of the networks inside the signatures "
-                  "(inputs and outputs stay float32): bfloat16 about halves "
-                  "decode time on CPUs with AVX512_BF16; float16 is for "
+                  "(inputs and outputs stay float32): bfloat16 for CPUs "
+                  "with AVX512_BF16 and large decoders (an MLP-sized "
+                  "generator measured slower, BENCHMARKS.md), float16 for "
                   "GPUs. Verified against the float32 model within a "
                   "tolerance per dtype (tfvae/precision.py).")
 flags.mark_flags_as_required(["run_dir", "export_dir"])
