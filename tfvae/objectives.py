@@ -153,14 +153,19 @@ def chunked_log_px(model, images, num_samples, chunk_size, noise_fn,
     noise_fn: fn(start, count) -> standard-Normal noise [count, B, D] of
       samples start..start+count-1 (so the estimate does not depend on the
       chunk size).
-    log_likelihood: Optional fn(z [N, D], images [N, H, W, C]) -> log p(x |
-      z) [N]; default `model.likelihood(z).log_prob(images)`.
+    log_likelihood: Optional fn(z [c, B, D], images [B, H, W, C]) -> log
+      p(x | z) [c, B]; default `model.likelihood` of the c * B points, scored
+      against the images tiled c times.
 
   Returns:
     float64 [B], the importance-weighted estimate of log p(x).
   """
   if log_likelihood is None:
-    log_likelihood = lambda z, x: model.likelihood(z).log_prob(x)
+    def log_likelihood(z, x):
+      count = tf.shape(z)[0]
+      flat_z = tf.reshape(z, [-1, model.latent_size])
+      return tf.reshape(model.likelihood(flat_z).log_prob(
+          tf.tile(x, [count, 1, 1, 1])), [count, -1])
   approx_posterior = model.approx_posterior(images)
   prior = model.prior()
   batch = tf.shape(images)[0]
@@ -172,10 +177,8 @@ def chunked_log_px(model, images, num_samples, chunk_size, noise_fn,
     start = i * chunk_size
     count = tf.minimum(chunk_size, num_samples - start)
     z = reparameterize(approx_posterior, noise_fn(start, count))
-    flat_z = tf.reshape(z, [-1, model.latent_size])
-    tiled = tf.tile(images, [count, 1, 1, 1])
-    log_w = (tf.reshape(log_likelihood(flat_z, tiled), [count, batch])
-             + prior.log_prob(z) - approx_posterior.log_prob(z))
+    log_w = (log_likelihood(z, images) + prior.log_prob(z)
+             - approx_posterior.log_prob(z))
     chunk_max = tf.reduce_max(log_w, axis=0)
     chunk_sum = tf.reduce_sum(tf.exp(log_w - chunk_max), axis=0)
     chunk_max = tf.cast(chunk_max, tf.float64)

@@ -146,11 +146,12 @@ class NativeModel:
 
 
 def _fused_log_likelihood(model):
-  """fn(z [N, D], x [N, H, W, C]) -> log p(x | z) [N] with the likelihood's
-  element-wise passes (a softplus, products and a sum over the pixels of
-  every decoded image) fused into one by XLA; the decoder itself runs
-  through TensorFlow's kernels (oneDNN matmuls, bfloat16 where asked).
-  None for a model whose decoder does not expose `params` and `likelihood`.
+  """fn(z [c, B, D], x [B, H, W, C]) -> log p(x | z) [c, B] with the
+  likelihood's element-wise passes (a softplus, products and a sum over the
+  pixels of every decoded image, x broadcast over the c samples rather than
+  copied) fused into one by XLA; the decoder itself runs through
+  TensorFlow's kernels (oneDNN matmuls, bfloat16 where asked). None for a
+  model whose decoder does not expose `params` and `likelihood`.
   """
   decoder = getattr(model, "decoder", None)
   likelihood = getattr(decoder, "likelihood", None)
@@ -162,7 +163,14 @@ def _fused_log_likelihood(model):
   def log_prob(params, images):
     return likelihood.distribution(params).log_prob(images)
 
-  return lambda z, images: log_prob(decoder.params(z), images)
+  def log_likelihood(z, images):
+    count, batch = tf.shape(z)[0], tf.shape(z)[1]
+    params = decoder.params(tf.reshape(z, [count * batch, -1]))
+    params = tf.reshape(params, tf.concat([[count, batch],
+                                           tf.shape(params)[1:]], 0))
+    return log_prob(params, images)
+
+  return log_likelihood
 
 
 class ExportedModel:
