@@ -57,7 +57,7 @@ flags.DEFINE_bool("jit", False,
                   "faster on CPU for run directories; ignored for exports).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],
                   "Compute dtype of a run's networks (not of exports): "
-                  "bfloat16 was 1.3x faster on a CPU with AVX512_BF16 "
+                  "bfloat16 was 1.06x faster on a CPU with AVX512_BF16 "
                   "and moved the NLL by a few hundredths of a nat "
                   "(BENCHMARKS.md); log-probabilities and sums stay float32 "
                   "or wider.")
