@@ -174,6 +174,9 @@ class _BatchClock(tf_keras.callbacks.Callback):
 class KerasTraining:
   """The tf_keras version, trained with `fit` on NumPy arrays.
 
+  `policy` is the Keras dtype policy its layers are built under
+  ("mixed_bfloat16" for Keras' own mixed precision).
+
   `fit` runs its warm-up batches and the timed ones in one call, on whole
   batches of a slice of the images; when the images hold fewer batches than
   asked, it runs fewer, and only the batches the clock saw after the
@@ -181,7 +184,7 @@ class KerasTraining:
   """
 
   def __init__(self, images, network, batch_size, hidden_size, model,
-               warmup_steps):
+               warmup_steps, policy="float32"):
     if warmup_steps < 1:
       raise ValueError("the clock starts at the end of a warm-up batch: "
                        f"warmup_steps must be >= 1, got {warmup_steps}")
@@ -189,7 +192,8 @@ class KerasTraining:
     self.batch_size = batch_size
     self.warmup_steps = warmup_steps
     self.vae, self.generator = keras_reference.build(
-        network, images.shape[1:], LATENT_SIZE, hidden_size, LEARNING_RATE)
+        network, images.shape[1:], LATENT_SIZE, hidden_size, LEARNING_RATE,
+        policy=policy)
     keras_reference.copy_weights_from_tfvae(self.vae, model)
 
   def examples_per_sec(self, num_steps):

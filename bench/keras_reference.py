@@ -84,10 +84,11 @@ class KerasVae(tf_keras.Model):
 
   def negative_elbo(self, images, epsilon):
     """Mean -ELBO over images [B, H, W, C] with noise epsilon [B, latent]."""
-    loc, raw_scale = tf.split(self.encoder(images), 2, axis=-1)
+    loc, raw_scale = tf.split(tf.cast(self.encoder(images), tf.float32), 2,
+                              axis=-1)
     scale = tf.nn.softplus(raw_scale) + _MIN_POSTERIOR_SCALE
     z = loc + scale * epsilon
-    logits = self.decoder(z)
+    logits = tf.cast(self.decoder(z), tf.float32)
     distortion = tf.reduce_sum(
         tf.nn.sigmoid_cross_entropy_with_logits(labels=images, logits=logits),
         axis=[1, 2, 3])
@@ -112,17 +113,27 @@ class KerasVae(tf_keras.Model):
 
 
 def build(network, image_shape=(28, 28, 1), latent_size=2, hidden_size=512,
-          learning_rate=1e-3, optimizer="rmsprop"):
+          learning_rate=1e-3, optimizer="rmsprop", policy="float32"):
   """A compiled `KerasVae` ("mlp" or "conv") and its decoder's predictor.
+
+  Args:
+    policy: The Keras dtype policy its layers are built under
+      ("mixed_bfloat16": Keras' own mixed precision; the loss is computed in
+      float32 from the networks' outputs either way).
 
   Returns:
     (vae, generator): the trainable model and a `Model` z -> pixel means
     [N, H, W, C] for `predict`.
   """
-  if network == "mlp":
-    encoder, decoder = mlp_networks(image_shape, hidden_size, latent_size)
-  else:
-    encoder, decoder = conv_networks(image_shape, latent_size)
+  previous = tf_keras.mixed_precision.global_policy()
+  tf_keras.mixed_precision.set_global_policy(policy)
+  try:
+    if network == "mlp":
+      encoder, decoder = mlp_networks(image_shape, hidden_size, latent_size)
+    else:
+      encoder, decoder = conv_networks(image_shape, latent_size)
+  finally:
+    tf_keras.mixed_precision.set_global_policy(previous)
   vae = KerasVae(encoder, decoder, latent_size)
   opt = (tf_keras.optimizers.RMSprop(learning_rate) if optimizer == "rmsprop"
          else tf_keras.optimizers.Adam(learning_rate))

@@ -17,6 +17,7 @@ import tensorflow as tf
 from bench import contenders as contenders_lib
 from bench import flops as flops_lib
 from bench import keras_reference
+from bench import mixed
 from bench import tf1_reference
 from bench import timing
 from tfvae import config as config_lib
@@ -57,6 +58,12 @@ class Settings:
     image_examples: JPEGs (64x64x3) those rows write and read.
     stream_budget_mb: --cache_mb of the streamed-memory row, whose set is 4
       times larger.
+    eval_samples: k of the evaluation rows.
+    eval_examples: Test images of the evaluation row timed against the
+      10-minute target (10,000: the whole split).
+    eval_compare_examples: Test images of the float32 / bfloat16 / former
+      path evaluation rows.
+    eval_train_steps: Training steps of the model the evaluation rows score.
   """
   repetitions: int = 5
   mlp_batches: tuple = (64, 256)
@@ -76,13 +83,18 @@ class Settings:
   images: bool = True
   image_examples: int = 512
   stream_budget_mb: int = 16
+  eval_samples: int = 5000
+  eval_examples: int = 10000
+  eval_compare_examples: int = 200
+  eval_train_steps: int = 937
 
 
 FULL = Settings()
 QUICK = Settings(mlp_examples=3200, conv_examples=256, latency_calls=200,
                  predict_calls=10, throughput_calls=2, pipeline_batches=200,
                  mechanism_steps_per_call=50, image_examples=256,
-                 stream_budget_mb=8)
+                 stream_budget_mb=8, eval_examples=300,
+                 eval_compare_examples=100, eval_train_steps=300)
 
 
 # ---------------------------------------------------------------------------
@@ -534,6 +546,7 @@ def run(dataset, settings):
   yield from process_rows(dataset, settings)
   yield from generation_rows(dataset, settings)
   yield from pipeline_rows(dataset, settings, tfvae_rates)
+  yield from mixed.run(dataset, settings)
   if settings.images:
     yield from image_rows(dataset, settings)
 
@@ -543,4 +556,6 @@ TINY = Settings(repetitions=1, mlp_batches=(16,), conv_batches=(8,),
                 hidden_size=16, mechanism_steps_per_call=2, latency_calls=3,
                 predict_calls=2, throughput_batch=8, throughput_calls=1,
                 pipeline_batches=2, matmul_size=64, images=False,
-                image_examples=24, stream_budget_mb=1)
+                image_examples=24, stream_budget_mb=1, eval_samples=10,
+                eval_examples=20, eval_compare_examples=10,
+                eval_train_steps=2)

@@ -323,7 +323,17 @@ class BenchCliTest(tf.test.TestCase):
                      "decode b1 median vs keras model",
                      "decode b8 vs keras model",
                      "decode b8 vs tf1 session",
-                     "input pipeline b16 vs training step"):
+                     "input pipeline b16 vs training step",
+                     "train mlp b16 mixed_bfloat16 vs tfvae float32",
+                     "train conv b8 mixed_bfloat16 vs keras fit float32",
+                     "train conv b8 mixed_bfloat16 vs keras fit "
+                     "mixed_bfloat16",
+                     "generator serving_default float32 b1 median vs tf1 "
+                     "session",
+                     "generator serving_default bfloat16 b8 vs tf1 session",
+                     "evaluate k=10 test split bfloat16 vs 10 min target",
+                     "evaluate k=10 bfloat16 vs float32",
+                     "evaluate k=10 float32 vs former chunked path"):
       self.assertIn(expected, names)
     self.assertTrue(any(n.startswith("flops mlp b16 (") for n in names))
     self.assertTrue(any(n.startswith("mechanism ") for n in names))

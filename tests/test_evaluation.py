@@ -15,10 +15,13 @@ import tensorflow_probability as tfp
 from tfvae import config as config_lib
 from tfvae import errors
 from tfvae import evaluation
+from tfvae import kinds
 from tfvae import objectives
+from tfvae import precision
 from tfvae import presets
 from tfvae import rng
 from tfvae import trained
+from tests import util
 
 tfd = tfp.distributions
 
@@ -161,6 +164,58 @@ class ImportanceWeightedEstimateTest(tf.test.TestCase):
   def test_seed_changes_the_noise(self):
     self.assertNotAllClose(self._estimate(5, 5, seed=0),
                            self._estimate(5, 5, seed=1))
+
+
+class OneCallEstimateTest(tf.test.TestCase, parameterized.TestCase):
+  """`NativeModel.log_px`: the encoder once, every chunk in one call."""
+
+  def test_equals_the_chunked_log_weights_and_converges(self):
+    model = _linear_gaussian()
+    x = _images(model, 40).astype(np.float32) / 255.0
+    native = trained.NativeModel(model)
+    for k, chunk in ((20, 7), (20, 20), (1, 5)):
+      chunked = evaluation.iwae_in_chunks(
+          lambda start, c: native.log_weights(x, 3, 2, start, c), k, chunk,
+          len(x))
+      self.assertAllClose(native.log_px(x, 3, 2, k, chunk), chunked,
+                          atol=1e-5)
+    gap = model.true_log_px(x) - native.log_px(x, 0, 0, 1000, 300)
+    self.assertLess(abs(float(np.mean(gap))), 0.02)
+
+  def _vae(self, network):
+    config = config_lib.Config(network=network, latent_dim=3,
+                               hidden_sizes=(16,), image_shape=(28, 28, 1))
+    tf.random.set_seed(1)
+    model = kinds.build_model(config)
+    # Larger weights than at initialisation: the posteriors spread, and
+    # the samples' weights differ by many nats.
+    for v in model.trainable_variables:
+      v.assign(v * 3.0 + 0.01)
+    images = util.small_fashion_mnist(64, 8).test.images
+    return model, images.astype(np.float32) / 255.0
+
+  @parameterized.named_parameters(("mlp", "mlp"), ("conv", "conv"))
+  def test_bernoulli_vae_estimate_matches_numpy(self, network):
+    model, x = self._vae(network)
+    k, seed, batch_index = 9, 5, 1
+    got = trained.NativeModel(model).log_px(x, seed, batch_index, k, 4)
+    q = model.approx_posterior(x)
+    loc, scale = q.mean().numpy(), q.stddev().numpy()
+    eps = rng.importance_noise(seed, batch_index, 0, k, len(x), 3).numpy()
+    z = loc + scale * eps
+    logits = model.decoder.params(z.reshape(-1, 3).astype(np.float32))
+    log_w = (-util.bce(logits, np.tile(x, [k, 1, 1, 1])).reshape(k, -1)
+             + util.log_normal(z, 0.0, 1.0) - util.log_normal(z, loc, scale))
+    want = np.logaddexp.reduce(log_w, axis=0) - math.log(k)
+    self.assertAllClose(got, want, rtol=1e-5, atol=1e-3)
+
+  def test_bfloat16_estimate_is_close_to_float32(self):
+    model, x = self._vae("mlp")
+    want = trained.NativeModel(model).log_px(x, 0, 0, 50, 25)
+    precision.set_compute_dtype(model, "bfloat16")
+    got = trained.NativeModel(model).log_px(x, 0, 0, 50, 25)
+    self.assertAllClose(got, want, rtol=2e-3)
+    self.assertNotAllClose(got, want, rtol=1e-6, atol=0)
 
 
 class EvaluateTest(tf.test.TestCase):

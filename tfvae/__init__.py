@@ -36,6 +36,7 @@ _SUBMODULES = (
     "objectives",
     "optimizers",
     "plots",
+    "precision",
     "presets",
     "rng",
     "run_outputs",

@@ -29,6 +29,7 @@ from tfvae import likelihoods as likelihoods_lib
 from tfvae import models
 from tfvae import nets
 from tfvae import objectives
+from tfvae import precision
 from tfvae import rng
 
 CODE_ACTIVATIONS = ("linear", "sigmoid")
@@ -190,7 +191,7 @@ class CodeEncoder(tf.Module):
   def __call__(self, images):
     """Returns the code [B, code_size] of images [B, H, W, C] in [0, 1]."""
     inputs = models.flatten(images) if self._network == "mlp" else images
-    code = self.net(inputs)
+    code = precision.run(self.net, inputs)
     if self.code_activation == "sigmoid":
       code = tf.sigmoid(code)
     return code

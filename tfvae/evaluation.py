@@ -13,9 +13,13 @@ The numbers people compare VAEs by (Burda et al., 2015):
 
 For k up to thousands the k samples of one batch do not fit in memory at
 once, so they are drawn in chunks of `chunk_size` and the log-mean-exp is
-accumulated chunk by chunk (`ChunkedLogMeanExp`). For models built in Python
-the noise of importance sample i of batch b is drawn from the stateless seed
-(seed, b) folded with i, so the estimate does not depend on the chunk size.
+accumulated chunk by chunk. A model in this process does it in one compiled
+call per batch (`NativeModel.log_px`, `objectives.chunked_log_px`): the
+encoder once, each chunk one decoder call on chunk_size * B latent points;
+an export is called chunk by chunk (`ChunkedLogMeanExp`). For models built
+in Python the noise of importance sample i of batch b is drawn from the
+stateless seed (seed, b) folded with i, so the estimate does not depend on
+the chunk size.
 
 A model is evaluated through the five methods (encode, decode, generate,
 elbo, log_weights) that `trained.open_model` offers for a run directory and
@@ -314,10 +318,15 @@ def evaluate(model, images, num_importance_samples=1000, chunk_size=100,
     mse, bce = reconstruction_errors(x, model.decode(loc))
     sums["mse"] += float(mse.sum())
     sums["bce"] += float(bce.sum())
-    log_px[done:done + b] = iwae_in_chunks(
-        lambda start, c, x=x, index=index: model.log_weights(
-            x, seed, index, start, c),
-        num_importance_samples, chunk_size, b)
+    estimate = (model.log_px(x, seed, index, num_importance_samples,
+                             chunk_size)
+                if hasattr(model, "log_px") else None)
+    if estimate is None:
+      estimate = iwae_in_chunks(
+          lambda start, c, x=x, index=index: model.log_weights(
+              x, seed, index, start, c),
+          num_importance_samples, chunk_size, b)
+    log_px[done:done + b] = estimate
     done += b
     now = time.time()
     if now - last_log >= log_every_seconds or done == count:

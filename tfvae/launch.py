@@ -20,6 +20,7 @@ from tfvae import files
 from tfvae import image_sources
 from tfvae import kinds
 from tfvae import optimizers
+from tfvae import precision
 from tfvae import runs
 from tfvae import training
 
@@ -66,22 +67,28 @@ def make_strategy(name):
 
 def make_optimizer(config):
   """Builds the optimizer the config names (tf_keras, for tf.distribute),
-  with fused per-variable updates (`optimizers`)."""
+  with fused per-variable updates (`optimizers`); for mixed_float16 wrapped
+  in dynamic loss scaling (`precision.loss_scale_optimizer`)."""
   clip = config.clip_norm if config.clip_norm > 0 else None
-  if config.optimizer == "adam":
-    return optimizers.Adam(config.learning_rate, global_clipnorm=clip)
-  if config.optimizer == "rmsprop":
-    return optimizers.RMSProp(config.learning_rate, global_clipnorm=clip)
+  if config.optimizer in ("adam", "rmsprop"):
+    optimizer = (optimizers.Adam if config.optimizer == "adam"
+                 else optimizers.RMSProp)(config.learning_rate,
+                                          global_clipnorm=clip)
+    if precision.needs_loss_scaling(config.precision):
+      optimizer = precision.loss_scale_optimizer(optimizer)
+    return optimizer
   raise errors.TfvaeError(f"--optimizer={config.optimizer}: choose one of "
                           f"{', '.join(OPTIMIZERS)}")
 
 
 def build_model(config, strategy):
   """The config's model, its variables under `strategy`, seeded by
-  `config.seed` (the same seed gives the same initial weights)."""
+  `config.seed` (the same seed gives the same initial weights), its networks
+  computing in the config's precision (`precision.set_compute_dtype`)."""
   tf.random.set_seed(config.seed)
   with strategy.scope():
-    return kinds.build_model(config)
+    model = kinds.build_model(config)
+  return precision.set_compute_dtype(model, config.precision)
 
 
 def build_trainer(config, run_dir, dataset, strategy, data_on_device=None,

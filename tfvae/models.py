@@ -10,6 +10,7 @@ import tensorflow_probability as tfp
 from tfvae import errors
 from tfvae import likelihoods as likelihoods_lib
 from tfvae import nets
+from tfvae import precision
 from tfvae import rng
 
 tfd = tfp.distributions
@@ -79,7 +80,8 @@ class GaussianEncoder(tf.Module):
       images: float32 [B, H, W, C] in [0, 1].
     """
     inputs = flatten(images) if self._network == "mlp" else images
-    loc, raw_scale = tf.split(self.net(inputs), 2, axis=-1)
+    loc, raw_scale = tf.split(precision.run(self.net, inputs), 2,
+                               axis=-1)
     return tfd.MultivariateNormalDiag(
         loc=loc, scale_diag=self._scale_of(raw_scale) + self._scale_floor)
 
@@ -123,7 +125,7 @@ class Decoder(tf.Module):
   @tf.Module.with_name_scope
   def params(self, z):
     """Returns the raw likelihood parameters [B, H, W, C * num_params]."""
-    return tf.reshape(self.net(z), [-1, *self._param_shape])
+    return tf.reshape(precision.run(self.net, z), [-1, *self._param_shape])
 
   def __call__(self, z):
     """Returns p(x | z): batch shape [B], event shape [H, W, C].
@@ -280,7 +282,8 @@ class ConditionalGaussianEncoder(tf.Module):
     else:
       planes = tf.ones_like(images[..., :1]) * one_hot[:, None, None, :]
       inputs = tf.concat([images, planes], axis=-1)
-    loc, raw_scale = tf.split(self.net(inputs), 2, axis=-1)
+    loc, raw_scale = tf.split(precision.run(self.net, inputs), 2,
+                               axis=-1)
     return tfd.MultivariateNormalDiag(
         loc=loc, scale_diag=tf.nn.softplus(raw_scale) + _MIN_POSTERIOR_SCALE)
 

@@ -77,8 +77,8 @@ class Linear(tf.Module):
 
   @tf.Module.with_name_scope
   def __call__(self, x):
-    """Maps x [B, input_size] to [B, output_size]."""
-    return tf.matmul(x, self.w) + self.b
+    """Maps x [B, input_size] to [B, output_size], in x's dtype."""
+    return tf.matmul(x, tf.cast(self.w, x.dtype)) + tf.cast(self.b, x.dtype)
 
 
 class MLP(tf.Module):
@@ -147,8 +147,10 @@ class Conv2D(tf.Module):
 
   @tf.Module.with_name_scope
   def __call__(self, x):
-    """Maps x [B, H, W, C_in] to [B, ceil(H/s), ceil(W/s), C_out]."""
-    return tf.nn.conv2d(x, self.w, self.stride, "SAME") + self.b
+    """Maps x [B, H, W, C_in] to [B, ceil(H/s), ceil(W/s), C_out], in x's
+    dtype."""
+    return (tf.nn.conv2d(x, tf.cast(self.w, x.dtype), self.stride, "SAME")
+            + tf.cast(self.b, x.dtype))
 
 
 class Conv2DTranspose(tf.Module):
@@ -177,12 +179,14 @@ class Conv2DTranspose(tf.Module):
 
   @tf.Module.with_name_scope
   def __call__(self, x, output_hw):
-    """Maps x [B, h, w, C_in] to [B, H, W, C_out] with (H, W) = `output_hw`."""
+    """Maps x [B, h, w, C_in] to [B, H, W, C_out] with (H, W) = `output_hw`,
+    in x's dtype."""
     batch = tf.shape(x)[0]
     output_shape = tf.stack(
         [batch, output_hw[0], output_hw[1], self.w.shape[2]])
-    return tf.nn.conv2d_transpose(x, self.w, output_shape, self.stride,
-                                  "SAME") + self.b
+    return tf.nn.conv2d_transpose(x, tf.cast(self.w, x.dtype), output_shape,
+                                  self.stride, "SAME") + tf.cast(self.b,
+                                                                 x.dtype)
 
 
 class ConvEncoderNet(tf.Module):

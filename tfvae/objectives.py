@@ -132,6 +132,71 @@ def log_importance_weights(model, images, num_samples, seed=None, noise=None):
           - approx_posterior.log_prob(z))
 
 
+def chunked_log_px(model, images, num_samples, chunk_size, noise_fn,
+                   log_likelihood=None):
+  """log (1/k) sum_i w_i per example, k = `num_samples`, in one compiled loop.
+
+  The encoder runs once for the batch; the k samples are decoded in chunks
+  of `chunk_size`, each one batched call of the decoder on [chunk * B]
+  latent points (large matmuls), so memory is bounded by chunk_size * B
+  decoded images whatever k is. Each chunk's log weights (float32) are
+  reduced to their max m_c and sum_i exp(a_i - m_c); the running
+  log-sum-exp over chunks is kept in float64, so nothing is exponentiated
+  unshifted and k = 5000 loses no precision.
+
+  Args:
+    model: A VAE (`prior()`, `approx_posterior(x)`, `likelihood(z)`,
+      `latent_size`).
+    images: float32 [B, H, W, C].
+    num_samples: int32 scalar, k >= 1.
+    chunk_size: int32 scalar, samples decoded at once, >= 1.
+    noise_fn: fn(start, count) -> standard-Normal noise [count, B, D] of
+      samples start..start+count-1 (so the estimate does not depend on the
+      chunk size).
+    log_likelihood: Optional fn(z [c, B, D], images [B, H, W, C]) -> log
+      p(x | z) [c, B]; default `model.likelihood` of the c * B points, scored
+      against the images tiled c times.
+
+  Returns:
+    float64 [B], the importance-weighted estimate of log p(x).
+  """
+  if log_likelihood is None:
+    def log_likelihood(z, x):
+      count = tf.shape(z)[0]
+      flat_z = tf.reshape(z, [-1, model.latent_size])
+      return tf.reshape(model.likelihood(flat_z).log_prob(
+          tf.tile(x, [count, 1, 1, 1])), [count, -1])
+  approx_posterior = model.approx_posterior(images)
+  prior = model.prior()
+  batch = tf.shape(images)[0]
+  num_samples = tf.cast(num_samples, tf.int32)
+  chunk_size = tf.cast(chunk_size, tf.int32)
+  num_chunks = (num_samples + chunk_size - 1) // chunk_size
+
+  def body(i, running_max, running_sum):
+    start = i * chunk_size
+    count = tf.minimum(chunk_size, num_samples - start)
+    z = reparameterize(approx_posterior, noise_fn(start, count))
+    log_w = (log_likelihood(z, images) + prior.log_prob(z)
+             - approx_posterior.log_prob(z))
+    chunk_max = tf.reduce_max(log_w, axis=0)
+    chunk_sum = tf.reduce_sum(tf.exp(log_w - chunk_max), axis=0)
+    chunk_max = tf.cast(chunk_max, tf.float64)
+    new_max = tf.maximum(running_max, chunk_max)
+    running_sum = (running_sum * tf.exp(running_max - new_max)
+                   + tf.cast(chunk_sum, tf.float64)
+                   * tf.exp(chunk_max - new_max))
+    return i + 1, new_max, running_sum
+
+  # A finite start (not -inf), so that no inf is ever subtracted from inf.
+  start_max = tf.fill([batch], tf.constant(-1e300, tf.float64))
+  _, running_max, running_sum = tf.while_loop(
+      lambda i, *_: i < num_chunks, body,
+      (tf.constant(0), start_max, tf.zeros([batch], tf.float64)))
+  return (running_max + tf.math.log(running_sum)
+          - tf.math.log(tf.cast(num_samples, tf.float64)))
+
+
 def iwae_bound(model, images, num_samples, seed=None, noise=None):
   """The importance-weighted bound with k = `num_samples`, per example [B].
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tfvae import errors
 from tfvae import input_pipeline
+from tfvae import precision
 from tfvae import rng
 
 # The error message `check_numerics` raises on a NaN or infinite loss; the run
@@ -30,7 +31,10 @@ class TrainStep:
       `strategy.scope()`.
     objective: An objective of `objectives` (`objective(model, x, noise,
       step, [labels=])` -> (per-example loss [B], {metric: [B]})).
-    optimizer: A tf_keras optimizer created under `strategy.scope()`.
+    optimizer: A tf_keras optimizer created under `strategy.scope()`; a
+      `tf_keras.mixed_precision.LossScaleOptimizer` (mixed_float16) has the
+      loss scaled before differentiation and the gradients unscaled after,
+      and skips the steps whose gradients overflow.
     strategy: A `tf.distribute.Strategy`.
     batch_size: The global batch B, a multiple of the replicas.
     image_shape: (H, W, C) of one image.
@@ -90,8 +94,8 @@ class TrainStep:
       self._loss_and_grads(images, recorder, tf.zeros([1], tf.int64))
       self._draws = recorder.draws
       self._compiled = tf.function(
-          lambda images, drawn, labels: self._loss_and_grads(
-              images, rng.ReplayedNoise(drawn), labels),
+          lambda images, drawn, labels, scale: self._loss_and_grads(
+              images, rng.ReplayedNoise(drawn), labels, scale),
           jit_compile=True)
     self.steps_from_iterator = tf.function(self._steps_from_iterator)
     self.steps_on_device = tf.function(self._steps_on_device)
@@ -108,8 +112,13 @@ class TrainStep:
     """The class labels, for objectives of conditional models only."""
     return {"labels": labels} if self.objective.uses_labels else {}
 
-  def _loss_and_grads(self, images, noise, labels=None):
-    """Loss, [loss, *metric means] and gradients on this replica's batch."""
+  def _loss_and_grads(self, images, noise, labels=None, loss_scale=None):
+    """Loss, [loss, *metric means] and gradients on this replica's batch.
+
+    With a `loss_scale` S the gradients are those of S * loss (the caller
+    divides them by S): small gradients of a float16 network then stay above
+    float16's smallest number; an overflow shows as an inf or NaN gradient.
+    """
     x = input_pipeline.scale(images)
     if self.binarize == "dynamic":
       x = input_pipeline.binarize(x, noise.uniform(self.image_shape))
@@ -120,7 +129,8 @@ class TrainStep:
       # Sum over this replica's examples / global batch: the all-reduce (a
       # sum) of the replicas' gradients is then the gradient of the mean.
       loss = tf.reduce_sum(per_example_loss) / self.batch_size
-    grads = tape.gradient(loss, variables)
+      scaled = loss if loss_scale is None else loss * loss_scale
+    grads = tape.gradient(scaled, variables)
     sums = tf.stack([loss] + [
         tf.reduce_sum(metrics[name]) / self.batch_size
         for name in self.objective.metric_names])
@@ -132,14 +142,22 @@ class TrainStep:
     local = tf.shape(images)[0]
     start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
     noise = rng.ExampleNoise(step_seed, self.batch_size, start, local)
+    scaled = precision.is_loss_scaled(self.optimizer)
+    # The scale S as a tensor, so that the XLA-compiled part takes it as an
+    # input; the gradients of S * loss are divided by S below.
+    loss_scale = (self.optimizer.get_scaled_loss(tf.constant(1.0)) if scaled
+                  else None)
     if self.jit:
       # XLA implements stateless random ops with other bits than TF's
       # kernels: the noise is drawn outside the compiled part so that --jit
       # trains on the same noise as a run without it.
       drawn = [getattr(noise, kind)(shape) for kind, shape in self._draws]
-      loss, sums, grads = self._compiled(images, drawn, labels)
+      loss, sums, grads = self._compiled(images, drawn, labels, loss_scale)
     else:
-      loss, sums, grads = self._loss_and_grads(images, noise, labels)
+      loss, sums, grads = self._loss_and_grads(images, noise, labels,
+                                               loss_scale)
+    if scaled:
+      grads = self.optimizer.get_unscaled_gradients(grads)
     checked = tf.debugging.check_numerics(loss, NON_FINITE_LOSS)
     with tf.control_dependencies([checked]):
       self.optimizer.apply_gradients(

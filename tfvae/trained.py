@@ -29,6 +29,7 @@ from tfvae import errors
 from tfvae import export
 from tfvae import kinds
 from tfvae import objectives
+from tfvae import precision
 from tfvae import rng
 from tfvae import runs
 
@@ -78,6 +79,23 @@ class NativeModel:
                                                noise=noise)
 
     self._chunk_log_weights = chunk_log_weights
+    log_likelihood = _fused_log_likelihood(model)
+
+    # The fast path of evaluation: a batch's whole estimate in one call.
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, *self.image_shape], tf.float32),
+        tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64),
+        tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)],
+                 jit_compile=jit)
+    def batch_log_px(images, seed, batch_index, num_samples, chunk_size):
+      batch = tf.shape(images)[0]
+      return objectives.chunked_log_px(
+          model, images, num_samples, chunk_size,
+          lambda start, count: rng.importance_noise(
+              seed, batch_index, start, count, batch, latent),
+          log_likelihood)
+
+    self._batch_log_px = batch_log_px
 
   def encode(self, images):
     """Posterior (loc, scale), each float32 numpy [B, D]."""
@@ -105,12 +123,54 @@ class NativeModel:
     bound = objectives.elbo(self.model, images, noise=noise)
     return bound.elbo.numpy(), bound.rate.numpy(), bound.distortion.numpy()
 
+  def log_px(self, images, seed, batch_index, num_samples, chunk_size):
+    """The importance-weighted estimate of log p(x), float64 numpy [B].
+
+    The encoder runs once, the k = `num_samples` samples are decoded
+    `chunk_size` at a time inside one compiled call
+    (`objectives.chunked_log_px`), with the noise of `log_weights`: the
+    result is the log-mean-exp of `log_weights` over samples 0..k-1.
+    """
+    return self._batch_log_px(
+        tf.convert_to_tensor(images, tf.float32), tf.constant(seed, tf.int64),
+        tf.constant(batch_index, tf.int64),
+        tf.constant(num_samples, tf.int32),
+        tf.constant(chunk_size, tf.int32)).numpy()
+
   def log_weights(self, images, seed, batch_index, start, count):
     """Log importance weights of samples start..start+count-1: [count, B]."""
     return self._chunk_log_weights(
         tf.convert_to_tensor(images, tf.float32), tf.constant(seed, tf.int64),
         tf.constant(batch_index, tf.int64), tf.constant(start, tf.int32),
         tf.constant(count, tf.int32)).numpy()
+
+
+def _fused_log_likelihood(model):
+  """fn(z [c, B, D], x [B, H, W, C]) -> log p(x | z) [c, B] with the
+  likelihood's element-wise passes (a softplus, products and a sum over the
+  pixels of every decoded image, x broadcast over the c samples rather than
+  copied) fused into one by XLA; the decoder itself runs through
+  TensorFlow's kernels (oneDNN matmuls, bfloat16 where asked). None for a
+  model whose decoder does not expose `params` and `likelihood`.
+  """
+  decoder = getattr(model, "decoder", None)
+  likelihood = getattr(decoder, "likelihood", None)
+  if not (hasattr(decoder, "params")
+          and hasattr(likelihood, "distribution")):
+    return None
+
+  @tf.function(jit_compile=True)
+  def log_prob(params, images):
+    return likelihood.distribution(params).log_prob(images)
+
+  def log_likelihood(z, images):
+    count, batch = tf.shape(z)[0], tf.shape(z)[1]
+    params = decoder.params(tf.reshape(z, [count * batch, -1]))
+    params = tf.reshape(params, tf.concat([[count, batch],
+                                           tf.shape(params)[1:]], 0))
+    return log_prob(params, images)
+
+  return log_likelihood
 
 
 class ExportedModel:
@@ -369,6 +429,14 @@ class TrainedModel:
     """Log importance weights of samples start..start+count-1: [count, B]."""
     return self.model.log_weights(images, seed, batch_index, start, count)
 
+  def log_px(self, images, seed, batch_index, num_samples, chunk_size):
+    """log p(x) estimated with k = `num_samples` in one call, float64 [B];
+    None when the model offers only `log_weights` (an export)."""
+    if not hasattr(self.model, "log_px"):
+      return None
+    return self.model.log_px(images, seed, batch_index, num_samples,
+                             chunk_size)
+
 
 class _Loaded:
   """Stands for a loaded SavedModel where only its signatures are kept."""
@@ -455,7 +523,7 @@ def _from_export(path, saved_model_dir, signatures):
       class_names=class_names)
 
 
-def open_for_scoring(path, jit=False):
+def open_for_scoring(path, jit=False, dtype="float32"):
   """Opens a model for evaluation and the scoring plots.
 
   An export made from a run records the run's config in its provenance
@@ -465,6 +533,9 @@ def open_for_scoring(path, jit=False):
     path: As for `open_model`.
     jit: Compile a run's importance-sampling chunks with XLA (exports run
       as exported).
+    dtype: The compute dtype of a run's networks (`precision.DTYPES`):
+      "bfloat16" speeds up the decoder's matmuls; the likelihood, the
+      weights and their log-sum-exp stay float32 or wider.
 
   Returns:
     A `TrainedModel` whose `model` (and scoring methods) are ready.
@@ -475,7 +546,17 @@ def open_for_scoring(path, jit=False):
       VAEs have no unconditional posterior and prior to score and plot
       with), or an export lacks a signature that scoring needs.
   """
+  if dtype not in precision.DTYPES:
+    raise errors.TfvaeError(f"--dtype={dtype}: choose one of "
+                            f"{', '.join(precision.DTYPES)}")
   trained = open_model(path)
+  if trained.module is not None:
+    precision.set_compute_dtype(trained.module, dtype)
+  elif dtype != "float32":
+    raise errors.TfvaeError(
+        f"--dtype={dtype}: applies to run directories; {path} is an export, "
+        "which computes in the dtype it was exported with (tfvae-export "
+        "--dtype)")
   trained.prepare_scoring(jit)
   # Only here: the generate tool's errors must stay its only output line.
   if trained.run_dir:

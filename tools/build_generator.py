@@ -2,8 +2,11 @@
 
   tfvae-build-generator --checkpoint=SOURCE --export_dir=DIR [--version=N]
 
-The result is DIR/<version>/ with `decode` and `generate` signatures, checked
-on the reloaded SavedModel before it is published. SOURCE is one of:
+The result is DIR/<version>/ with `decode`, `generate` and serving_default
+signatures, checked on the reloaded SavedModel before it is published.
+serving_default returns the image mean alone ({"mean": [B, H, W, C]}): TF
+Serving clients that want images call it; `decode` also returns the
+likelihood's parameters. SOURCE is one of:
 
   * a tfvae run directory (or a TF2 checkpoint in its ckpt/): the run's
     decoder, checked against the restored model;
@@ -94,6 +97,14 @@ flags.DEFINE_enum("likelihood", "bernoulli", list(mapping.LIKELIHOODS),
 flags.DEFINE_float("gaussian_scale", 0.1,
                    "Mapped gaussian decoder: the pixel standard deviation its "
                    "`scale` output reports.")
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],
+                  "Compute dtype of a native decoder inside the signatures "
+                  "(z in and images out stay float32): bfloat16 for CPUs "
+                  "with AVX512_BF16 and large decoders (an MLP-sized one "
+                  "measured slower, BENCHMARKS.md), float16 for GPUs; "
+                  "checked against the float32 decoder within a "
+                  "tolerance per dtype (tfvae/precision.py). TF1 graphs cut "
+                  "by surgery stay float32.")
 FLAGS = flags.FLAGS
 
 
@@ -134,7 +145,8 @@ def main(argv):
       output_collection=FLAGS.output_collection,
       image_shape=FLAGS.image_shape, device=FLAGS.device,
       allow_unsafe_ops=FLAGS.allow_unsafe_ops, no_meta=FLAGS.no_meta,
-      decoder_spec=_decoder_spec(), variable_map=_variable_map())
+      decoder_spec=_decoder_spec(), variable_map=_variable_map(),
+      dtype=FLAGS.dtype)
   for warning in publish.source_record(path).get("warnings", []):
     print(f"warning: {warning}", file=sys.stderr)
   logging.info("Published %s", path)

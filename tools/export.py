@@ -9,7 +9,9 @@ existing version is never overwritten. The export is written under a
 temporary name, loaded back, its warmup requests replayed and compared with
 the in-process model, and only then renamed into place.
 
-Signatures: decode (also serving_default), generate, and with --part=full
+Signatures: decode, generate, serving_default (with --part=generator the
+image mean alone, which TF Serving clients wanting images should call; with
+--part=full = decode), and with --part=full
 also encode, encode_sample, reconstruct, elbo and log_importance_weights;
 a cvae's all take a class `label` as well; a deterministic autoencoder (ae,
 denoising_ae, sparse_ae, contractive_ae) exports encode, decode and
@@ -46,6 +48,13 @@ flags.DEFINE_enum("part", "full", ["full", "generator"],
                   "signature) or generator (decode and generate only; the "
                   "file holds no encoder variables; not for autoencoders, "
                   "which cannot generate).")
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16", "float16"],
+                  "Compute dtype of the networks inside the signatures "
+                  "(inputs and outputs stay float32): bfloat16 for CPUs "
+                  "with AVX512_BF16 and large decoders (an MLP-sized "
+                  "generator measured slower, BENCHMARKS.md), float16 for "
+                  "GPUs. Verified against the float32 model within a "
+                  "tolerance per dtype (tfvae/precision.py).")
 flags.mark_flags_as_required(["run_dir", "export_dir"])
 
 FLAGS = flags.FLAGS
@@ -64,7 +73,8 @@ def main(argv):
   try:
     path = export.export_run(FLAGS.run_dir, FLAGS.export_dir,
                              checkpoint=FLAGS.checkpoint,
-                             version=FLAGS.version, part=FLAGS.part)
+                             version=FLAGS.version, part=FLAGS.part,
+                             dtype=FLAGS.dtype)
   except OSError as e:  # e.g. the disk filled up; publish removed its files
     raise errors.TfvaeError(
         f"--export_dir={FLAGS.export_dir}: could not write "

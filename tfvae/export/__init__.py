@@ -32,6 +32,7 @@ from tfvae.export.signature_functions import check_part
 from tfvae.export.signature_functions import export_module
 from tfvae.export.signature_functions import generator_functions
 from tfvae.export.signature_functions import refuse_generation
+from tfvae.export.signature_functions import serving_function
 from tfvae.export.signature_functions import signatures
 from tfvae.export.verify import device_pins
 from tfvae.export.verify import example_inputs
@@ -74,6 +75,7 @@ __all__ = [
     "refuse_generation",
     "replay_warmup",
     "run_class_names",
+    "serving_function",
     "signature_functions",
     "signatures",
     "verify",

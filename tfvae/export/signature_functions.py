@@ -13,7 +13,8 @@ are the exported signatures (see README "Exported signatures"):
   ae, denoising_ae,         full       encode (-> "code"), decode (code ->
   sparse_ae, contractive_ae            "mean", ...), reconstruct
 
-plus serving_default (= decode) in `signatures(module)`. A cvae's functions
+plus serving_default in `signatures(module)`: for part generator the image
+mean alone (`serving_function`), else = decode. A cvae's functions
 are the vae's, run on the model seen through the given labels: the same
 code path draws the same noise, so a label changes nothing but what the
 model is conditioned on.
@@ -45,7 +46,8 @@ DEFAULT_SIGNATURE = "serving_default"
 # holds the decoder's activations (some thousand floats for an MLP, some
 # 25,000 for the conv net), so a call stays within a few GB. Enforced inside
 # the exported graph, so it holds wherever the SavedModel is served;
-# evaluation's chunks (chunk_size * batch_size, 10^4 by default) stay below.
+# evaluation's chunks (chunk_size * batch_size, 5 * 10^4 by default) stay
+# below.
 MAX_SAMPLES_PER_CALL = 2**16
 
 Capabilities = collections.namedtuple("Capabilities",
@@ -117,6 +119,31 @@ def generator_functions(decode_fn, latent_size, label_spec=None):
     return {"images": _call(decode_fn, z, label)["mean"], "z": z}
 
   return decode, generate
+
+
+def serving_function(decode_fn, latent_size, label_spec=None):
+  """A generator's lean serving_default: z -> {"mean"} alone.
+
+  TF Serving clients that want images call it (it is the signature a
+  request without a name gets); `decode` keeps returning the likelihood's
+  parameters too. With the mean as the only output nothing else of the
+  decoder's last layer has to be materialised or sent.
+
+  Args:
+    decode_fn, latent_size, label_spec: As for `generator_functions`.
+
+  Returns:
+    A `tf.function` (z float32 [None, latent_size][, label]) -> {"mean":
+    float32 [None, H, W, C]}.
+  """
+  labels = [] if label_spec is None else [label_spec]
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, latent_size], tf.float32, name="z"), *labels])
+  def serve(z, label=None):
+    return {"mean": _call(decode_fn, z, label)["mean"]}
+
+  return serve
 
 
 def _within_cap(value, samples, what):
@@ -225,6 +252,9 @@ def export_module(model, part="full"):
   module = _holder(model, part)
   module.decode, module.generate = generator_functions(
       model.decoder.outputs, int(model.latent_size), label_spec)
+  if part == "generator":
+    module.serve = serving_function(model.decoder.outputs,
+                                    int(model.latent_size), label_spec)
   if part == "full":
     for name, function in _posterior_functions(model, label_spec).items():
       setattr(module, name, function)
@@ -373,9 +403,10 @@ def signatures(module):
 
   Returns:
     dict signature name -> `tf.function`, in the order of `PART_SIGNATURES`,
-    with serving_default = decode.
+    with serving_default = the generator part's lean `serving_function`
+    (the mean alone), else decode.
   """
   names = [name for name in PART_SIGNATURES["full"] if hasattr(module, name)]
-  found = {DEFAULT_SIGNATURE: module.decode}
+  found = {DEFAULT_SIGNATURE: getattr(module, "serve", module.decode)}
   found.update((name, getattr(module, name)) for name in names)
   return found

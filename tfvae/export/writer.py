@@ -13,6 +13,7 @@ import tensorflow as tf
 from tfvae import data
 from tfvae import errors
 from tfvae import image_sources
+from tfvae import precision
 from tfvae import runs
 from tfvae.export import signature_functions
 from tfvae.export import verify as verify_lib
@@ -21,7 +22,7 @@ from tfvae.export import warmup
 
 
 def export_model(model, export_dir, part="full", version=None,
-                 metadata=None, verify=None):
+                 metadata=None, verify=None, dtype="float32"):
   """Publishes `model` as `export_dir/<version>/`, verified, atomically.
 
   The SavedModel holds `export_module(model, part)` with the signatures of
@@ -40,6 +41,11 @@ def export_model(model, export_dir, part="full", version=None,
       CVAE, "class_names": the names of its labels, which
       `tfvae-generate --label=NAME` reads).
     verify: Optional extra `verify(loaded, path)` run last (see `publish`).
+    dtype: The compute dtype of the networks inside the signatures
+      (`precision.DTYPES`); inputs and outputs stay float32. Another than
+      float32 is verified against the float32 model: every warmup request's
+      outputs must be within `precision.EXPORT_TOLERANCES[dtype]` (|got -
+      want| / (1 + |want|)) of the float32 model's.
 
   Returns:
     The path of the published version directory.
@@ -47,6 +53,9 @@ def export_model(model, export_dir, part="full", version=None,
   Raises:
     errors.TfvaeError: On any failure; no version directory is left then.
   """
+  if dtype not in precision.DTYPES:
+    raise errors.TfvaeError(f"--dtype={dtype}: choose one of "
+                            f"{', '.join(precision.DTYPES)}")
   module = signature_functions.export_module(model, part)
   signature_map = signature_functions.signatures(module)
   model_name = os.path.basename(os.path.normpath(export_dir)) or "model"
@@ -54,6 +63,18 @@ def export_model(model, export_dir, part="full", version=None,
   requests = [(name, verify_lib.example_inputs(function,
                                                num_classes=num_classes))
               for name, function in signature_map.items()]
+  expected_functions = signature_map
+  if dtype != "float32":
+    # The float32 model's answers, computed before the networks switch:
+    # the functions trace on their first call, in the dtype of that time.
+    wanted = {name: {key: value.numpy() for key, value in signature_map[name](
+        **{k: tf.constant(v) for k, v in inputs.items()}).items()}
+              for name, inputs in requests}
+    expected_functions = {name: (lambda name=name, **_: wanted[name])
+                          for name in wanted}
+    precision.set_compute_dtype(model, dtype)
+    module = signature_functions.export_module(model, part)
+    signature_map = signature_functions.signatures(module)
   can_generate, conditional = signature_functions.capabilities(model)
   kind_info = {"generative": can_generate, "conditional": conditional}
   if conditional:
@@ -65,26 +86,35 @@ def export_model(model, export_dir, part="full", version=None,
       raise errors.TfvaeError(f"{path}: exported nodes are pinned to devices "
                               f"({pins[0]}, ...)")
     warmup.write(path, requests, model_name)
-    count = verify_lib.replay_warmup(loaded, path, signature_map)
+    count = verify_lib.replay_warmup(
+        loaded, path, expected_functions,
+        tolerance=precision.EXPORT_TOLERANCES[dtype])
     logging.info("Replayed %d warmup requests (%s) through the reloaded "
-                 "SavedModel.", count, ", ".join(signature_map))
+                 "SavedModel%s.", count, ", ".join(signature_map),
+                 "" if dtype == "float32" else
+                 f" computing in {dtype}, within "
+                 f"{precision.EXPORT_TOLERANCES[dtype]} of the float32 model")
     versions.write_metadata(path, {
         "part": part,
         "signatures": list(signature_map),
         "latent_size": int(model.latent_size),
         "image_shape": [int(d) for d in model.image_shape],
         **kind_info,
+        "dtype": dtype,
         **(metadata or {}),
     })
     if verify is not None:
       verify(loaded, path)
 
-  return versions.publish(module, export_dir, version,
-                             signatures=signature_map, verify=check)
+  try:
+    return versions.publish(module, export_dir, version,
+                            signatures=signature_map, verify=check)
+  finally:
+    precision.set_compute_dtype(model, "float32")
 
 
 def export_run(run_dir, export_dir, checkpoint=None, version=None,
-               part="full", verify=None):
+               part="full", verify=None, dtype="float32"):
   """Exports a run's checkpoint (default: its newest intact one).
 
   Args:
@@ -95,6 +125,7 @@ def export_run(run_dir, export_dir, checkpoint=None, version=None,
     version: Positive integer version; default one above the highest.
     part: "full" or "generator".
     verify: Optional extra check (see `publish`).
+    dtype: The compute dtype inside the signatures (see `export_model`).
 
   Returns:
     The path of the published version directory.
@@ -121,7 +152,8 @@ def export_run(run_dir, export_dir, checkpoint=None, version=None,
               "model": config.model, "config": config.to_dict()}
   if signature_functions.capabilities(model).conditional:
     metadata["class_names"] = list(run_class_names(config))
-  return export_model(model, export_dir, part, version, metadata, verify)
+  return export_model(model, export_dir, part, version, metadata, verify,
+                      dtype)
 
 
 def run_class_names(config):

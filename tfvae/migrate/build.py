@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import errors
+from tfvae import precision
 from tfvae import rng
 from tfvae import runs
 from tfvae.migrate import candidates
@@ -64,7 +65,7 @@ def build_generator(checkpoint, export_dir, version=None, meta_graph=None,
                     latent_tensor=None, output_tensor=None,
                     output_collection=None, image_shape=None, device="auto",
                     allow_unsafe_ops=False, no_meta=False, decoder_spec=None,
-                    variable_map=None):
+                    variable_map=None, dtype="float32"):
   """Builds, verifies and publishes a generator SavedModel from a checkpoint.
 
   The source decides how:
@@ -94,6 +95,11 @@ def build_generator(checkpoint, export_dir, version=None, meta_graph=None,
       checkpoint without a graph is mapped into; None: the default spec.
     variable_map: Dict decoder weight -> TF1 checkpoint variable, or None to
       match by shape.
+    dtype: Compute dtype of a native decoder's networks inside the
+      signatures (`precision.DTYPES`; inputs and outputs stay float32),
+      checked against the float32 decoder within
+      `precision.EXPORT_TOLERANCES`; a graph cut from TF1 keeps its own
+      (float32 only).
 
   Returns:
     The published version directory.
@@ -101,6 +107,9 @@ def build_generator(checkpoint, export_dir, version=None, meta_graph=None,
   Raises:
     errors.TfvaeError: For any problem with the inputs; nothing is published.
   """
+  if dtype not in precision.DTYPES:
+    raise errors.TfvaeError(f"--dtype={dtype}: choose one of "
+                            f"{', '.join(precision.DTYPES)}")
   source = reader.resolve(checkpoint)
   if source.kind in (reader.SOURCE_RUN_DIR,
                      reader.SOURCE_TF2_CHECKPOINT):
@@ -113,7 +122,7 @@ def build_generator(checkpoint, export_dir, version=None, meta_graph=None,
       raise errors.TfvaeError(
           f"{', '.join(given)} only apply to TF1 checkpoints, not to "
           f"{source.run_dir or source.prefix}")
-    return _build_from_run(source, export_dir, version, device)
+    return _build_from_run(source, export_dir, version, device, dtype)
   if no_meta and meta_graph:
     raise errors.TfvaeError("pass either --meta_graph or --no_meta, not both")
   if variable_map and meta_graph:
@@ -133,7 +142,12 @@ def build_generator(checkpoint, export_dir, version=None, meta_graph=None,
     if image_shape is not None:
       spec = dataclasses.replace(spec, image_shape=tuple(image_shape))
     return _build_from_mapping(source, spec, variable_map, export_dir,
-                               version, device)
+                               version, device, dtype)
+  if dtype != "float32":
+    raise errors.TfvaeError(
+        f"--dtype={dtype}: only native decoders (a tfvae run, or a TF1 "
+        "checkpoint mapped with --no_meta or --map) compute in another "
+        f"dtype; the graph of {meta_path} runs as TF1 built it")
   return _build_from_meta_graph(
       source, meta_path, export_dir, version, latent_tensor, output_tensor,
       output_collection, image_shape, device, allow_unsafe_ops)
@@ -154,7 +168,7 @@ def _run_dir_of(source):
   return run_dir
 
 
-def _build_from_run(source, export_dir, version, device):
+def _build_from_run(source, export_dir, version, device, dtype="float32"):
   """A tfvae run's decoder as a generator: see `build_generator`."""
   device_name = resolve_device(device)
   run_dir = _run_dir_of(source)
@@ -173,11 +187,11 @@ def _build_from_run(source, export_dir, version, device):
             "checkpoint": os.path.abspath(checkpoint or source.prefix),
             "step": step}
   return publish.publish_decoder(model.decoder, export_dir, version,
-                                 device_name, f"run {run_dir}", record)
+                                 device_name, f"run {run_dir}", record, dtype)
 
 
 def _build_from_mapping(source, spec, variable_map, export_dir, version,
-                        device):
+                        device, dtype="float32"):
   """A TF1 checkpoint mapped into a native decoder: see `build_generator`."""
   device_name = resolve_device(device)
   report = reader.verify(source)
@@ -239,7 +253,7 @@ def _build_from_mapping(source, spec, variable_map, export_dir, version,
             "unused_optimizer_state": unused_state,
             "checked_against_graph": checked, "warnings": warnings}
   return publish.publish_decoder(decoder, export_dir, version, device_name,
-                                 f"checkpoint {source.prefix}", record)
+                                 f"checkpoint {source.prefix}", record, dtype)
 
 
 def _second_opinion(source, report, spec, assignment, arrays, decoder,

@@ -17,6 +17,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from tfvae import errors
 from tfvae import export
+from tfvae import precision
 from tfvae import rng
 from tfvae.migrate._messages import first_line
 
@@ -44,6 +45,7 @@ class DecoderGenerator(tf.Module):
     self.image_shape = decoder.image_shape
     self.decode, self.generate = export.generator_functions(
         decoder.outputs, decoder.latent_size)
+    self.serve = export.serving_function(decoder.outputs, decoder.latent_size)
 
 
 def _node_defs(saved_model):
@@ -110,8 +112,14 @@ def _reload_unpinned(saved_path, export_dir):
         f"{first_line(e)}") from e
 
 
-def _compare(loaded, device_name, z, expected, subject, reference):
-  """max |decode(z) - expected| of a reloaded generator; raises past 1e-5."""
+def _compare(loaded, device_name, z, expected, subject, reference,
+             tolerance=None):
+  """max |decode(z) - expected| of a reloaded generator; raises past 1e-5.
+
+  With a `tolerance` the difference is relative, max |got - want| / (1 +
+  |want|), and may reach it (a generator computing in a lower precision
+  than its float32 reference).
+  """
   try:
     with tf.device(device_name):
       got = loaded.signatures["decode"](z=tf.constant(z))
@@ -129,11 +137,15 @@ def _compare(loaded, device_name, z, expected, subject, reference):
       raise errors.TfvaeError(
           f"{subject} gives images of shape {got[k].shape}, {reference} "
           f"{expected[k].shape}; not publishing")
-  diff = max(float(np.max(np.abs(got[k] - expected[k]))) for k in expected)
-  if not diff <= MAX_ABS_DIFF:
+  limit = MAX_ABS_DIFF if tolerance is None else tolerance
+  diff = max(float(np.max(np.abs(got[k] - expected[k])
+                          / (1.0 if tolerance is None
+                             else 1.0 + np.abs(expected[k]))))
+             for k in expected)
+  if not diff <= limit:
     raise errors.TfvaeError(
         f"{subject} differs from {reference} by {diff:.3g} at batch size "
-        f"{len(z)} (more than {MAX_ABS_DIFF}); not publishing")
+        f"{len(z)} (more than {limit}); not publishing")
   return diff
 
 
@@ -154,7 +166,7 @@ def source_record(version_dir):
 
 
 def publish_verified(module, export_dir, version, device_name, z, expected,
-                     subject, reference, label, record=None):
+                     subject, reference, label, record=None, tolerance=None):
   """Publishes `module` once its reloaded SavedModel decodes `z` to `expected`.
 
   Args:
@@ -173,6 +185,9 @@ def publish_verified(module, export_dir, version, device_name, z, expected,
     label: What the log line's difference is between ("TF2 - TF1").
     record: JSON-friendly provenance written to
       `<version>/assets.extra/tfvae_source.json`, or None.
+    tolerance: None: |reloaded - reference| <= MAX_ABS_DIFF everywhere;
+      else the largest relative difference |reloaded - reference| / (1 +
+      |reference|) allowed (`precision.EXPORT_TOLERANCES`).
 
   Returns:
     The published version directory.
@@ -198,7 +213,7 @@ def publish_verified(module, export_dir, version, device_name, z, expected,
     diff = 0.
     for points, wanted in zip(batches, expectations):
       diff = max(diff, _compare(loaded, device_name, points, wanted,
-                                subject, reference))
+                                subject, reference, tolerance))
     if tuple(generated.shape[1:]) != tuple(module.image_shape):
       raise errors.TfvaeError(
           f"generate gives images of shape {generated.shape}; not publishing")
@@ -212,13 +227,15 @@ def publish_verified(module, export_dir, version, device_name, z, expected,
 
   return export.publish(
       module, export_dir, version=version,
-      signatures={"decode": module.decode, "generate": module.generate},
+      signatures={export.DEFAULT_SIGNATURE: getattr(module, "serve",
+                                                    module.decode),
+                  "decode": module.decode, "generate": module.generate},
       verify=verify,
       options=tf.saved_model.SaveOptions(experimental_io_device=None))
 
 
 def publish_decoder(decoder, export_dir, version, device_name, source_name,
-                    record):
+                    record, dtype="float32"):
   """Publishes a native decoder once its reloaded copy decodes like it.
 
   Args:
@@ -228,16 +245,25 @@ def publish_decoder(decoder, export_dir, version, device_name, source_name,
     source_name: What the decoder came from, for messages ("run DIR").
     record: JSON-friendly provenance, written to
       `<version>/assets.extra/tfvae_source.json`.
+    dtype: Compute dtype inside the signatures (`precision.DTYPES`); for
+      another than float32 the reloaded generator is checked against the
+      float32 decoder within `precision.EXPORT_TOLERANCES[dtype]`.
 
   Returns:
     The published version directory.
   """
-  module = DecoderGenerator(decoder)
   z = rng.verification_latents(decoder.latent_size)
   with tf.device(device_name):
     expected = {k: v.numpy() for k, v in decoder.outputs(z).items()}
+  tolerance = None
+  if dtype != "float32":
+    precision.set_compute_dtype(decoder, dtype)
+    tolerance = precision.EXPORT_TOLERANCES[dtype]
+  module = DecoderGenerator(decoder)
   return publish_verified(
       module, export_dir, version, device_name, z, expected,
       subject="the reloaded generator",
-      reference=f"the decoder of {source_name}", label="reloaded - native",
-      record=record)
+      reference=f"the float32 decoder of {source_name}" if tolerance
+      else f"the decoder of {source_name}", label="reloaded - native",
+      record=record if tolerance is None else {**record, "dtype": dtype},
+      tolerance=tolerance)

@@ -1,0 +1,117 @@
+"""Exports and generators computing in bfloat16 or float16 (--dtype)."""
+import json
+import os
+import shutil
+import tempfile
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+import tfvae
+from tfvae import errors
+from tfvae import export
+from tfvae import launch
+from tfvae import precision
+from tfvae import runs
+from tfvae.migrate import build
+from tests import util
+
+
+def _op_dtypes(saved_model_dir, op_type):
+  """The dtypes (attr T) of a SavedModel's `op_type` nodes, functions too."""
+  loaded = tf.saved_model.load(saved_model_dir)
+  graph_def = loaded.signatures["decode"].graph.as_graph_def()
+  nodes = list(graph_def.node)
+  for function in graph_def.library.function:
+    nodes.extend(function.node_def)
+  return {tf.as_dtype(n.attr["T"].type).name for n in nodes
+          if n.op == op_type}
+
+
+class ExportDtypeTest(tf.test.TestCase, parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tempfile.mkdtemp(prefix="tfvae-test-")
+    cls.run_dir = os.path.join(cls.root, "run")
+    config = tfvae.Config(epochs=1, batch_size=32, hidden_sizes=(32,),
+                          latent_dim=2, save_every_steps=10**6,
+                          log_every_steps=10**6)
+    launch.run(config, cls.run_dir,
+               dataset=util.small_fashion_mnist(num_train=256, num_test=64))
+    _, cls.model, _ = runs.restore_model(cls.run_dir)
+    cls.z = np.random.default_rng(3).standard_normal([16, 2]).astype(
+        np.float32)
+    cls.want = {k: v.numpy() for k, v in cls.model.decoder.outputs(
+        tf.constant(cls.z)).items()}
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.root, ignore_errors=True)
+    super().tearDownClass()
+
+  def _check_close(self, got, dtype):
+    tolerance = precision.EXPORT_TOLERANCES[dtype]
+    for key, want in self.want.items():
+      self.assertEqual(got[key].dtype, tf.float32)
+      relative = np.max(np.abs(got[key].numpy() - want) / (1 + np.abs(want)))
+      self.assertLessEqual(relative, tolerance, key)
+      # Low precision for real: not the float32 numbers.
+      self.assertGreater(relative, 1e-6, key)
+
+  @parameterized.named_parameters(("bfloat16", "bfloat16"),
+                                  ("float16", "float16"))
+  def test_export_computes_in_dtype_within_its_tolerance(self, dtype):
+    path = export.export_run(self.run_dir,
+                             os.path.join(self.root, f"export_{dtype}"),
+                             part="generator", dtype=dtype)
+    loaded = tf.saved_model.load(path).signatures
+    self._check_close(loaded["decode"](z=tf.constant(self.z)), dtype)
+    self.assertEqual(dict(loaded["decode"].structured_input_signature[1])[
+        "z"].dtype, tf.float32)
+    self.assertIn(dtype, _op_dtypes(path, "MatMul"))
+    self.assertNotIn("float32", _op_dtypes(path, "MatMul"))
+    self.assertEqual(export.read_metadata(path)["dtype"], dtype)
+    # The in-process model is left computing in float32.
+    self.assertAllEqual(self.model.decoder.outputs(tf.constant(self.z))[
+        "mean"], self.want["mean"])
+
+  def test_generator_serving_default_is_the_mean_alone(self):
+    path = export.export_run(self.run_dir,
+                             os.path.join(self.root, "export_serving"),
+                             part="generator")
+    loaded = tf.saved_model.load(path).signatures
+    served = loaded["serving_default"](z=tf.constant(self.z))
+    self.assertEqual(list(served), ["mean"])
+    self.assertAllClose(served["mean"], self.want["mean"], atol=1e-6)
+    self.assertCountEqual(loaded["decode"](z=tf.constant(self.z)),
+                          ["mean", "logits"])
+    # A full export's serving_default stays decode.
+    full = export.export_module(self.model, "full")
+    self.assertIs(export.signatures(full)["serving_default"], full.decode)
+
+  def test_built_generator_in_bfloat16(self):
+    path = build.build_generator(self.run_dir,
+                                 os.path.join(self.root, "generator"),
+                                 dtype="bfloat16")
+    loaded = tf.saved_model.load(path).signatures
+    self._check_close(loaded["decode"](z=tf.constant(self.z)), "bfloat16")
+    served = loaded["serving_default"](z=tf.constant(self.z))
+    self.assertEqual(list(served), ["mean"])
+    self.assertIn("bfloat16", _op_dtypes(path, "MatMul"))
+    with open(os.path.join(path, "assets.extra", "tfvae_source.json")) as f:
+      self.assertEqual(json.load(f)["dtype"], "bfloat16")
+
+  def test_unknown_dtype_is_a_one_line_error(self):
+    with self.assertRaisesRegex(errors.TfvaeError, r"^--dtype=int8: choose"):
+      export.export_run(self.run_dir, os.path.join(self.root, "bad"),
+                        dtype="int8")
+    with self.assertRaisesRegex(errors.TfvaeError, r"^--dtype=int8: choose"):
+      build.build_generator(self.run_dir, os.path.join(self.root, "bad2"),
+                            dtype="int8")
+
+
+if __name__ == "__main__":
+  tf.test.main()
