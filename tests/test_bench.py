@@ -344,7 +344,9 @@ class BenchCliTest(tf.test.TestCase):
                                  "ratio"}, row)
       self.assertGreater(row["tfvae"], 0)
       self.assertGreater(row["reference"], 0)
-      want = (row["reference"] / row["tfvae"] if row["unit"] == "ms"
+      # Times and memory are better lower, rates higher.
+      lower_is_better = row["unit"] in ("ms", "MiB")
+      want = (row["reference"] / row["tfvae"] if lower_is_better
               else row["tfvae"] / row["reference"])
       self.assertAllClose(want, row["ratio"], rtol=1e-6)
 

@@ -275,7 +275,9 @@ class Config:
   likelihood: str = _field(
       "bernoulli", "Decoder distribution p(x|z): bernoulli (logits), "
       "continuous_bernoulli (grey-level), gaussian (fixed scale, see "
-      "--gaussian_scale), gaussian_learned (per-pixel scale).",
+      "--gaussian_scale), gaussian_learned (per-pixel scale), "
+      "gaussian_identity (fixed scale, the decoder's output unsquashed as "
+      "the mean; what tfvae-migrate makes of identity-output decoders).",
       choices=kinds.likelihood_names(), parse=_parse_likelihood)
   activation: str | None = _field(
       None, "Hidden activation (tanh, relu, elu, sigmoid, softplus, "
