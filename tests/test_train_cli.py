@@ -35,7 +35,8 @@ class TrainCliTest(tf.test.TestCase):
                  "optimizer", "learning_rate", "clip_norm", "jit", "strategy",
                  "cpu_devices", "steps_per_call", "run_dir",
                  "save_every_steps", "keep_checkpoints", "log_every_steps"):
-      match = re.search(rf"--(?:\[no\])?{flag}: (.+)", text)
+      # absl wraps a long list of choices onto the next line.
+      match = re.search(rf"--(?:\[no\])?{flag}:\s+(.+)", text)
       self.assertIsNotNone(match, f"--{flag} undocumented")
       self.assertGreater(len(match.group(1)), 10, flag)
     self.assertEqual(result.returncode, 1)  # absl's --help exit status
