@@ -83,6 +83,8 @@ class CliHelpTest(parameterized.TestCase):
   def test_help_lists_the_programs_flags(self, program, module):
     text, report = _help(program, module)
     self.assertNotEmpty(report["flags"], f"{module} defines no flags")
+    self.assertFalse(report["tensorflow_imported"],
+                     f"{program} --help imported TensorFlow")
     for name, help_text in report["flags"].items():
       # absl wraps a long list of choices onto the next line.
       self.assertRegex(text, rf"--(\[no\])?{name}:\s", f"{program}: --{name}")
@@ -94,6 +96,15 @@ class CliHelpTest(parameterized.TestCase):
     self.assertIn("--run_dir: Run directory: config, checkpoints", text)
     self.assertIn("--latent_dim: Dimension of the latent code z.", text)
     self.assertIn("Trains a tfvae model", text)
+
+  def test_build_generator_choices_are_the_mapping_routes(self):
+    # pylint: disable=g-import-not-at-top
+    from tfvae import config
+    from tfvae.migrate import mapping
+    from tools import build_generator
+    self.assertEqual(tuple(build_generator.MAPPED_LIKELIHOODS),
+                     tuple(mapping.LIKELIHOODS))
+    self.assertEqual(tuple(config.NETWORKS), tuple(mapping.NETWORKS))
 
   def test_train_help_does_not_import_tensorflow(self):
     _, report = _help("tfvae-train", "tools.train")

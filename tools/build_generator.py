@@ -30,11 +30,15 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from tfvae import config
 from tfvae import errors
-from tfvae.migrate import build
-from tfvae.migrate import mapping
-from tfvae.migrate import publish
 from tools import _cli
+
+# tfvae.migrate imports TensorFlow: bound lazily, so --help starts none.
+migrate = _cli.lazy_import("tfvae.migrate")
+# The decoders a mapping may fill (tfvae.migrate.mapping.LIKELIHOODS; the
+# CLI test checks the two agree).
+MAPPED_LIKELIHOODS = ("bernoulli", "gaussian")
 
 flags.DEFINE_string("checkpoint", None,
                     "Checkpoint prefix, directory with a 'checkpoint' file, "
@@ -77,7 +81,7 @@ flags.DEFINE_multi_string(
 flags.DEFINE_string("map_file", None,
                     "JSON file {DECODER_WEIGHT: CHECKPOINT_VARIABLE} instead "
                     "of --map.")
-flags.DEFINE_enum("network", "mlp", list(mapping.NETWORKS),
+flags.DEFINE_enum("network", "mlp", list(config.NETWORKS),
                   "Mapped decoder: architecture (mlp: dense layers; conv: "
                   "dense -> reshape to H/2,W/2 -> stride-2 transposed conv "
                   "-> conv, 3x3 kernels, SAME padding).")
@@ -90,7 +94,7 @@ flags.DEFINE_list("conv_channels", ["64", "32"],
 flags.DEFINE_string("activation", "tanh",
                     "Mapped decoder: hidden activation (tanh, relu, sigmoid, "
                     "elu, softplus, leaky_relu, gelu, swish).")
-flags.DEFINE_enum("likelihood", "bernoulli", list(mapping.LIKELIHOODS),
+flags.DEFINE_enum("likelihood", "bernoulli", list(MAPPED_LIKELIHOODS),
                   "Mapped decoder: bernoulli (the TF1 output is "
                   "sigmoid(logits)) or gaussian (the TF1 output is the pixel "
                   "mean).")
@@ -117,7 +121,7 @@ def _ints(flag, values):
 
 
 def _decoder_spec():
-  return mapping.DecoderSpec(
+  return migrate.mapping.DecoderSpec(
       network=FLAGS.network, latent_size=FLAGS.latent_dim,
       hidden_sizes=_ints("hidden_sizes", FLAGS.hidden_sizes),
       activation=FLAGS.activation, likelihood=FLAGS.likelihood,
@@ -129,8 +133,8 @@ def _variable_map():
   if FLAGS.map and FLAGS.map_file:
     raise app.UsageError("pass either --map or --map_file, not both")
   if FLAGS.map_file:
-    return mapping.read_mapping_file(FLAGS.map_file)
-  return mapping.parse_mapping(FLAGS.map) or None
+    return migrate.mapping.read_mapping_file(FLAGS.map_file)
+  return migrate.mapping.parse_mapping(FLAGS.map) or None
 
 
 def main(argv):
@@ -138,7 +142,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.checkpoint or not FLAGS.export_dir:
     raise app.UsageError("--checkpoint and --export_dir are required")
-  path = build.build_generator(
+  path = migrate.build.build_generator(
       FLAGS.checkpoint, FLAGS.export_dir, version=FLAGS.version,
       meta_graph=FLAGS.meta_graph, latent_tensor=FLAGS.latent_tensor,
       output_tensor=FLAGS.output_tensor,
@@ -147,7 +151,7 @@ def main(argv):
       allow_unsafe_ops=FLAGS.allow_unsafe_ops, no_meta=FLAGS.no_meta,
       decoder_spec=_decoder_spec(), variable_map=_variable_map(),
       dtype=FLAGS.dtype)
-  for warning in publish.source_record(path).get("warnings", []):
+  for warning in migrate.publish.source_record(path).get("warnings", []):
     print(f"warning: {warning}", file=sys.stderr)
   logging.info("Published %s", path)
   print(path)
