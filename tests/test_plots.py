@@ -19,6 +19,7 @@ from tfvae import errors
 from tfvae import evaluation
 from tfvae import export as export_lib
 from tfvae import idx
+from tfvae import images as images_lib
 from tfvae import kinds
 from tfvae import launch
 from tfvae import objectives
@@ -297,6 +298,23 @@ class PlotsTest(tf.test.TestCase, parameterized.TestCase):
     left = np.argmax((body < 250).any(axis=0))
     tile = body[top:top + 56:2, left:left + 56:2]
     self.assertAllClose(self.images.images[0, :, :, 0], tile, atol=1.0)
+    # The originals are spread over the split: the eighth (last) tile of
+    # the top row, 8 * 29 - 1 grid pixels on, is the split's last image.
+    last = body[top:top + 56:2, left + 7 * 58:left + 7 * 58 + 56:2]
+    self.assertGreater(len(self.images.images), 8)
+    self.assertAllClose(self.images.images[-1, :, :, 0], last, atol=1.0)
+
+  def test_spread_indices_cover_the_items_evenly(self):
+    self.assertAllEqual(images_lib.spread(10, 4), [0, 3, 6, 9])
+    self.assertAllEqual(images_lib.spread(3, 16), [0, 1, 2])
+    self.assertAllEqual(images_lib.spread(5, 1), [0])
+    self.assertEmpty(images_lib.spread(0, 16))
+    # A split listed class by class (10 classes of 37): 16 spread indices
+    # show every class, the first 16 only the first.
+    labels = np.repeat(np.arange(10), 37)
+    self.assertLen(set(labels[images_lib.spread(len(labels), 16)]), 10)
+    chosen = images_lib.spread(370, 16)
+    self.assertTrue(np.all(np.diff(chosen) > 0))
 
   def test_samples(self):
     figure = plots.samples(self.model, count=16, seed=3)

@@ -32,6 +32,27 @@ def grid(images, columns=None, pad=1, pad_value=1.0):
   return np.round(out * 255).astype(np.uint8)
 
 
+def spread(total, count):
+  """Indices of `count` of `total` items spread evenly over them, ascending.
+
+  The first items of a split read from class folders are often all of one
+  class; items spread over the split show it as listed. The first index is
+  0 and, for count > 1, the last is total - 1.
+
+  Args:
+    total: Number of items, >= 0.
+    count: Number of indices wanted; min(count, total) are returned.
+
+  Returns:
+    int64 numpy array [min(count, total)] of distinct indices.
+  """
+  count = min(int(count), int(total))
+  if count <= 0:
+    return np.zeros([0], np.int64)
+  # Steps of (total - 1) / (count - 1) >= 1, so the floors are distinct.
+  return np.floor(np.linspace(0, total - 1, count)).astype(np.int64)
+
+
 def write_png(path, picture):
   """Writes a uint8 [H, W, C] array as a PNG, atomically (temp + rename)."""
   picture = np.asarray(picture)

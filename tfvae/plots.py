@@ -247,8 +247,13 @@ def projector(model, images, directory):
 
 
 def reconstructions(model, images, count=16):
-  """Originals (top row) above their reconstructions from E_q[z | x]."""
-  x = images.images[:count].astype(np.float32) / 255.0
+  """Originals (top row) above their reconstructions from E_q[z | x].
+
+  The `count` originals are spread evenly over `images` (`images.spread`),
+  so a split listed class by class shows its classes.
+  """
+  chosen = images_lib.spread(len(images.images), count)
+  x = images.images[chosen].astype(np.float32) / 255.0
   recon = model.decode(model.encode(x)[0])["mean"]
   return grid_figure(np.concatenate([x, recon]), len(x),
                      f"{images.description}: originals (top), "

@@ -224,18 +224,18 @@ def write_pictures(run_dir, model, test_split, seed, epoch):
   Args:
     run_dir: The run directory.
     model: The model being trained.
-    test_split: The test `data.Split` as training sees it; its first 16
-      images are reconstructed.
+    test_split: The test `data.Split` as training sees it; 16 of its images,
+      spread evenly over it (`images.spread`), are reconstructed.
     seed: The run's seed, which fixes the prior samples.
     epoch: The epoch number, in the file names.
 
   Returns:
     (sample_grid, recon_grid): uint8 [H, W, C] grids, or None for samples.
   """
-  originals = input_pipeline.scale(
-      test_split.images[:_NUM_RECONSTRUCTIONS]).numpy()
+  chosen = images_lib.spread(len(test_split.images), _NUM_RECONSTRUCTIONS)
+  originals = input_pipeline.scale(test_split.images[chosen]).numpy()
   recon = models.reconstruction_means(
-      model, originals, test_split.labels[:_NUM_RECONSTRUCTIONS]).numpy()
+      model, originals, test_split.labels[chosen]).numpy()
   pictures = runs.pictures_dir(run_dir)
   sample_grid = None
   if models.can_generate(model):
