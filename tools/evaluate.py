@@ -93,6 +93,9 @@ def main(argv):
   metrics = evaluation.evaluate(
       loaded.model, images, FLAGS.num_importance_samples, FLAGS.chunk_size,
       FLAGS.batch_size, FLAGS.seed)
+  # A run trained on --data is evaluated on those images (load_images).
+  if config is not None and config.data and not FLAGS.dataset:
+    dataset = config.data
   metrics = {"model": loaded.source, "dataset": dataset,
              "split": FLAGS.split, "binarize": binarize, **metrics}
   print(evaluation.format_table(metrics))
