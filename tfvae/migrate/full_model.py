@@ -26,6 +26,7 @@ from tfvae import objectives
 from tfvae.migrate import anatomy as anatomy_lib
 from tfvae.migrate import graph
 from tfvae.migrate import keras_h5
+from tfvae.migrate import ops
 from tfvae.migrate import reader
 from tfvae.migrate import run_dir as run_dir_lib
 from tfvae.migrate._messages import first_line
@@ -389,15 +390,11 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
   anatomy = anatomy_lib.read_anatomy(meta)
   lines = anatomy.describe()
   to_run = meta.ancestors(anatomy.fetches())
-  refused = meta.disallowed_ops(to_run)
-  if refused:
-    listed = ", ".join(f"{f.name} ({f.type})" for f in refused)
-    if not allow_unsafe_ops:
-      raise errors.TfvaeError(
-          f"meta graph {meta.path} runs ops outside the allow list in the "
-          f"model or its loss: {listed}; refusing to run any of it (pass "
-          "--allow_unsafe_ops if you trust this graph)")
-    logging.warning("Running ops outside the allow list: %s", listed)
+  ops.refuse_unless_allowed(
+      meta.disallowed_ops(to_run), allow_unsafe_ops,
+      f"meta graph {meta.path} runs ops outside the allow list in the model "
+      "or its loss", "refusing to run any of it",
+      "Running ops outside the allow list")
   optimizer, learning_rate, tf1_type, beta1 = _tf1_optimizer(meta)
   if optimizer is None and tf1_type:
     lines.append(f"Optimizer: {tf1_type} has no tfvae counterpart; the run "
