@@ -1,4 +1,5 @@
 """Shared entry-point wrapper for tfvae's absl programs."""
+import functools
 import importlib.util
 import os
 import sys
@@ -34,6 +35,29 @@ def lazy_import(name):
   sys.modules[name] = module
   loader.exec_module(module)
   return module
+
+
+def flags_only(body):
+  """Makes `body()` an absl `main(argv)` that refuses positional arguments.
+
+  The programs that take flags alone share this shape: stray arguments are a
+  usage error, the library does the work, and `run` turns its `TfvaeError`
+  into one line on stderr and exit status 1.
+
+  Args:
+    body: A function of no arguments, defined in the program's module.
+
+  Returns:
+    `main(argv)`, for `run`; it returns what `body` returns.
+  """
+
+  @functools.wraps(body)
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    return body()
+
+  return main
 
 
 def _document_program(program):

@@ -65,9 +65,8 @@ flags.DEFINE_enum("posterior_scale", None,
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+@_cli.flags_only
+def main():
   if not FLAGS.checkpoint or not FLAGS.run_dir:
     raise app.UsageError("--checkpoint and --run_dir are required")
   result = migrate.migrate_model(
