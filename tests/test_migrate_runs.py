@@ -98,9 +98,9 @@ def _tf1_run(directory, *requests):
 
 
 def _png(path):
-  """The PNG at `path` decoded, uint8 [H, W, C]."""
+  """The PNG at `path` decoded, uint8 [H, W, 3]."""
   with open(path, "rb") as f:
-    return tf.io.decode_png(f.read()).numpy()
+    return tf.io.decode_png(f.read(), channels=3).numpy()
 
 
 class MigrateRunsTest(tf.test.TestCase, parameterized.TestCase):
@@ -123,25 +123,35 @@ class MigrateRunsTest(tf.test.TestCase, parameterized.TestCase):
     cls.trained = os.path.join(cls.root, "trained")
     cls.plots = os.path.join(cls.root, "plots")
     os.makedirs(cls.plots)
-    cls.done = subprocess.run(
+    # Runs while the tests that do not need it (export, refusals) do.
+    cls.driver = subprocess.Popen(
         [sys.executable, "-c", _DRIVER, cls.tf1, cls.data, cls.run_dir,
-         cls.trained, cls.plots], cwd=util.REPO, capture_output=True,
-        text=True, timeout=600)
+         cls.trained, cls.plots], cwd=util.REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    cls.output = None
 
   @classmethod
   def tearDownClass(cls):
+    if cls.driver.poll() is None:
+      cls.driver.kill()
+    cls.driver.communicate()
     shutil.rmtree(cls.root, ignore_errors=True)
     super().tearDownClass()
 
   def _report(self):
-    self.assertEqual(self.done.returncode, 0, self.done.stderr[-3000:])
-    return json.loads(self.done.stdout.rpartition("\n")[2])
+    """The driver's (stdout, stderr, report), once it has finished."""
+    cls = type(self)
+    if cls.output is None:
+      cls.output = cls.driver.communicate(timeout=600)
+    stdout, stderr = cls.output
+    self.assertEqual(cls.driver.returncode, 0, stderr[-3000:])
+    return stdout, stderr, json.loads(stdout.rpartition("\n")[2])
 
   def test_migrate_records_the_data_as_tfvae_train_and_verifies_on_it(self):
-    self._report()
+    stdout, _, _ = self._report()
     # 8 of the 80 images are the held-out test split.
-    self.assertIn("Verified decoded output", self.done.stdout)
-    self.assertIn("on 8 test images", self.done.stdout)
+    self.assertIn("Verified decoded output", stdout)
+    self.assertIn("on 8 test images", stdout)
     with open(runs.config_path(self.run_dir)) as f:
       saved = json.load(f)
     expected = json.loads(json.dumps(
@@ -160,6 +170,18 @@ class MigrateRunsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(posterior.loc, loc, atol=1e-5, rtol=0)
     self.assertAllClose(posterior.scale.diag_part(), scale, atol=1e-5,
                         rtol=0)
+
+  def test_tfvae_migrate_defines_the_librarys_data_fields(self):
+    # Read from the source: importing the program here would define its
+    # flags beside other programs' in this process.
+    with open(os.path.join(util.REPO, "tools", "migrate.py")) as f:
+      names = [ast.literal_eval(node.value)
+               for node in ast.parse(f.read()).body
+               if isinstance(node, ast.Assign)
+               and getattr(node.targets[0], "id", None) == "DATA_FLAGS"]
+    self.assertEqual(names, [run_dir_lib.DATA_FIELDS])
+    self.assertContainsSubset(run_dir_lib.DATA_FIELDS,
+                              {f.name for f in config_lib.fields()})
 
   def test_image_size_and_channels_bring_other_images_to_the_graph(self):
     grey = os.path.join(self.get_temp_dir(), "grey.npz")
@@ -191,11 +213,13 @@ class MigrateRunsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertFalse(os.path.exists(run_dir))
 
   def test_exported_signatures_agree_with_the_tf1_session(self):
-    self._report()
+    run_dir = os.path.join(self.get_temp_dir(), "run")
+    full_model.migrate_model(self.tf1, run_dir,
+                             data_fields={"data": self.data})
     export_dir = os.path.join(self.get_temp_dir(), "export")
-    full = tf.saved_model.load(export.export_run(self.run_dir, export_dir))
+    full = tf.saved_model.load(export.export_run(run_dir, export_dir))
     generator = tf.saved_model.load(
-        export.export_run(self.run_dir, export_dir, part="generator"))
+        export.export_run(run_dir, export_dir, part="generator"))
     self.assertNotIn("encode", generator.signatures)
     x = self.images[:6].astype(np.float32) / 255.0
     z = migrate_fixtures.latent_points(_LATENT)
@@ -219,13 +243,13 @@ class MigrateRunsTest(tf.test.TestCase, parameterized.TestCase):
                           atol=1e-5, rtol=0, msg=name)
 
   def test_train_resumes_it_on_its_data_and_plot_draws_every_kind(self):
-    report = self._report()
+    _, stderr, report = self._report()
     # One batch of 64 of the 72 training images, from the migrated step 0.
     self.assertEqual([(r["epoch"], r["step"]) for r in report["train"]],
                      [(1, 1)])
     with open(os.path.join(self.trained, launch.DATA_RECORD)) as f:
       self.assertEqual(json.load(f)["train_examples"], 72)
-    self.assertIn("Resumed from", self.done.stderr)
+    self.assertIn("Resumed from", stderr)
     results = report["plot"]
     with open(os.path.join(util.REPO, "tools", "plot.py")) as f:
       kinds = [ast.literal_eval(node.value)
@@ -240,11 +264,13 @@ class MigrateRunsTest(tf.test.TestCase, parameterized.TestCase):
       path = os.path.join(self.plots, kind + ".png")
       if kind == "projector":
         path = os.path.join(self.plots, kind, "sprite.png")
-      picture = _png(path)
+      picture = _png(path).astype(np.int64)
       self.assertGreater(picture.shape[0] * picture.shape[1], 1000, kind)
-      # Not blank: more colours than a background, axes and a title have.
-      self.assertGreater(len(np.unique(picture.reshape(
-          -1, picture.shape[-1]), axis=0)), 16, kind)
+      # Not blank: axes, text and background are grey; the colour images
+      # decoded, the points and the curves are not (at least 395 pixels of
+      # them, in `latent`'s 8 points).
+      coloured = np.ptp(picture, axis=-1) > 30
+      self.assertGreater(np.count_nonzero(coloured), 100, kind)
 
 
 if __name__ == "__main__":
