@@ -71,6 +71,8 @@ class FixtureOptions:
       `hidden_size`) after the first, in the encoder and, mirrored, the
       decoder (mlp only).
     global_step: Create a global step the optimizer counts.
+    channels: Channels of the images; above 1 the input placeholder is
+      [B, side, side, channels], flattened for the mlp encoder and decoder.
   """
   image_size: int = 8
   hidden_size: int = 16
@@ -91,11 +93,12 @@ class FixtureOptions:
   split_head: bool = False
   more_activations: tuple = ()
   global_step: bool = False
+  channels: int = 1
 
 
 def _parameter_shapes(opts):
   """Returns [(scope, name, shape)] in the seed's creation order."""
-  pixels = opts.image_size ** 2
+  pixels = opts.image_size ** 2 * opts.channels
   h, k = opts.hidden_size, opts.latent_size
   d = opts.decoder_hidden_size or h
   shapes = [("encoder/hidden", "weights", [pixels, h])]
@@ -223,10 +226,13 @@ def write_fixture(directory, **options):
   opts = FixtureOptions(**options)
   os.makedirs(directory, exist_ok=True)
   act = _ACTIVATIONS[opts.activation]
-  pixels = opts.image_size ** 2
+  pixels = opts.image_size ** 2 * opts.channels
   with tf.Graph().as_default() as graph:
     v1.set_random_seed(opts.seed)
-    x = v1.placeholder(tf.float32, [None, pixels], name="x")
+    image_dims = [opts.image_size, opts.image_size, opts.channels]
+    x_in = v1.placeholder(tf.float32, [None] + (
+        image_dims if opts.channels > 1 else [pixels]), name="x")
+    x = tf.reshape(x_in, [-1, pixels]) if opts.channels > 1 else x_in
     p = _make_parameters(opts)
     hidden = act(tf.matmul(x, p[("encoder/hidden", "weights")])
                  + p[("encoder/hidden", "biases")])
@@ -291,18 +297,18 @@ def write_fixture(directory, **options):
     train_op = optimizer.minimize(loss, global_step=step)
     saver = v1.train.Saver()
     data = np.random.RandomState(opts.seed).uniform(
-        size=(8, pixels)).astype(np.float32)
+        size=[8] + x_in.shape.as_list()[1:]).astype(np.float32)
     points = latent_points(opts.latent_size)
     with v1.Session(graph=graph) as sess:
       sess.run(v1.global_variables_initializer())
       for _ in range(opts.steps):
-        sess.run(train_op, {x: data})
+        sess.run(train_op, {x_in: data})
       prefix = saver.save(sess, os.path.join(directory, "model"))
       expected = sess.run(out, {z: points})
     weights = [v.op.name for v in v1.trainable_variables()]
   np.savez(os.path.join(directory, "expected.npz"), z=points,
            output=expected, latent_tensor=z.name, output_tensor=out.name,
-           weights=np.array(weights), input_tensor=x.name,
+           weights=np.array(weights), input_tensor=x_in.name,
            noise_tensor=eps.name, loc_tensor=z_mean.name,
            scale_tensor=scale.name, loss_tensor=per_example_loss.name)
   with open(os.path.join(directory, "options.json"), "w") as f:

@@ -1,4 +1,5 @@
 """Shared entry-point wrapper for tfvae's absl programs."""
+import functools
 import importlib.util
 import os
 import sys
@@ -34,6 +35,86 @@ def lazy_import(name):
   sys.modules[name] = module
   loader.exec_module(module)
   return module
+
+
+_DEFINE_BY_TYPE = {
+    str: flags.DEFINE_string,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    bool: flags.DEFINE_bool,
+}
+
+
+def define_config_flags(names, module_name):
+  """Defines a flag for each named `config.Config` field, as tfvae-train's.
+
+  Its default, help text and choices are the field's, so that a program
+  taking some of tfvae-train's settings (tfvae-migrate's --data) states them
+  once, in tfvae/config.py.
+
+  Args:
+    names: Field names; tuple fields become comma-separated lists.
+    module_name: The program's module (`__name__`), whose `--help` lists
+      them.
+  """
+  from tfvae import config as config_lib  # pylint: disable=g-import-not-at-top
+  if module_name == "__main__":
+    module_name = sys.argv[0]  # as absl names the flags of `python -m x`
+  by_name = {field.name: field for field in config_lib.fields()}
+  for name in names:
+    field = by_name[name]
+    if field.choices:
+      flags.DEFINE_enum(name, field.default, field.choices, field.help,
+                        module_name=module_name)
+    elif field.type is tuple:
+      flags.DEFINE_list(name, [str(v) for v in field.default], field.help,
+                        module_name=module_name)
+    else:
+      _DEFINE_BY_TYPE[field.type](name, field.default, field.help,
+                                  module_name=module_name)
+
+
+def config_flag_values(names):
+  """{name: value} of flags `define_config_flags` defined, lists as tuples of
+  ints, ready for `config.Config(**values)`.
+
+  Raises:
+    app.UsageError: If a list flag holds something other than integers.
+  """
+  values = {}
+  for name in names:
+    value = flags.FLAGS[name].value
+    if isinstance(value, list):
+      try:
+        value = tuple(int(v) for v in value)
+      except ValueError:
+        raise app.UsageError(f"--{name}={','.join(value)}: expected "
+                             "comma-separated integers") from None
+    values[name] = value
+  return values
+
+
+def flags_only(body):
+  """Makes `body()` an absl `main(argv)` that refuses positional arguments.
+
+  The programs that take flags alone share this shape: stray arguments are a
+  usage error, the library does the work, and `run` turns its `TfvaeError`
+  into one line on stderr and exit status 1.
+
+  Args:
+    body: A function of no arguments, defined in the program's module.
+
+  Returns:
+    `main(argv)`, for `run`; it returns what `body` returns.
+  """
+
+  @functools.wraps(body)
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    return body()
+
+  return main
 
 
 def _document_program(program):

@@ -18,7 +18,6 @@ denoising_ae, sparse_ae, contractive_ae) exports encode, decode and
 reconstruct only, and refuses --part=generator. See README "Exported
 signatures".
 """
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -60,9 +59,8 @@ flags.mark_flags_as_required(["run_dir", "export_dir"])
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+@_cli.flags_only
+def main():
   for name in ("run_dir", "export_dir"):
     if not FLAGS[name].value:
       raise errors.TfvaeError(f"--{name}='': must name a directory")

@@ -9,7 +9,6 @@ the shards decode to the same pixels, in the same order: training on them
 is training on the source. PREFIX.json beside the shards records the class
 names.
 """
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -35,9 +34,8 @@ flags.DEFINE_bool("skip_bad_images", False,
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+@_cli.flags_only
+def main():
   for flag in ("data", "out"):
     if not FLAGS[flag].value:
       raise errors.TfvaeError(f"--{flag} is required")

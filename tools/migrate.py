@@ -1,7 +1,9 @@
-"""Migrates a whole TF1 or Keras 2 VAE (encoder, sampler, decoder) into a run.
+r"""Migrates a whole TF1 or Keras 2 VAE (encoder, sampler, decoder) into a run.
 
   tfvae-migrate --checkpoint=TF1_DIR_OR_PREFIX --run_dir=checkpoints/migrated
   tfvae-migrate --checkpoint=vae_mlp.h5 --run_dir=checkpoints/from_keras
+  tfvae-migrate --checkpoint=tf1_faces/ --data=faces.npz \
+      --run_dir=checkpoints/faces
 
 The graph beside the checkpoint (`PREFIX.meta`) is read: the input
 placeholder, the encoder's dense layers and activations, the posterior's
@@ -15,6 +17,11 @@ and scale, decoded output and the per-example loss the graph computes, to
 TF1 global_step, and migration.json. `tfvae-train --run_dir=... --epochs=N`
 continues training it; tfvae-evaluate, tfvae-plot and tfvae-export read it
 as any run. Nothing of the graph runs before it has passed the op allow list.
+
+A graph whose images are not 28x28x1 is verified on, and its run trains on,
+the user's own images: --data (with --test_data, --image_size, --channels)
+takes every source tfvae-train's --data takes, and is recorded in
+config.json as tfvae-train records it, so later programs need no flags.
 
 A Keras 2 (tf_keras) HDF5 file, from model.save or (with --keras_config)
 model.save_weights, is read with h5py: the Dense layers of encoder and
@@ -42,10 +49,14 @@ flags.DEFINE_string("meta_graph", None,
                     "The TF1 .meta graph; default: PREFIX.meta.")
 flags.DEFINE_enum("dataset", "fashion_mnist", list(config_lib.DATASETS),
                   "Data set whose first test images verify the migration, "
-                  "recorded as the run's data set.")
+                  "recorded as the run's data set (unless --data).")
 flags.DEFINE_string("data_dir", None,
                     "Directory searched first for the data set (as "
                     "tfvae-train's --data_dir).")
+# tfvae-train's flags of the user's own images (tfvae.migrate.run_dir's
+# DATA_FIELDS, named here: importing it would start TensorFlow).
+DATA_FLAGS = ("data", "test_data", "image_size", "channels")
+_cli.define_config_flags(DATA_FLAGS, __name__)
 flags.DEFINE_bool("allow_unsafe_ops", False,
                   "Run the graph for verification even if the model or its "
                   "loss holds ops outside the allow list (ops that touch "
@@ -65,14 +76,14 @@ flags.DEFINE_enum("posterior_scale", None,
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+@_cli.flags_only
+def main():
   if not FLAGS.checkpoint or not FLAGS.run_dir:
     raise app.UsageError("--checkpoint and --run_dir are required")
   result = migrate.migrate_model(
       FLAGS.checkpoint, FLAGS.run_dir, meta_graph=FLAGS.meta_graph,
       dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
+      data_fields=_cli.config_flag_values(DATA_FLAGS),
       allow_unsafe_ops=FLAGS.allow_unsafe_ops,
       with_optimizer_state=FLAGS.with_optimizer_state,
       keras_config=FLAGS.keras_config, posterior_scale=FLAGS.posterior_scale)

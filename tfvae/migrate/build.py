@@ -22,6 +22,7 @@ from tfvae.migrate import candidates
 from tfvae.migrate import crosscheck
 from tfvae.migrate import graph
 from tfvae.migrate import mapping
+from tfvae.migrate import ops
 from tfvae.migrate import publish
 from tfvae.migrate import reader
 from tfvae.migrate import reference
@@ -305,15 +306,11 @@ def _build_from_meta_graph(source, meta_path, export_dir, version,
   path = surgery.DecodePath(meta, latent, output)
   logging.info("Decode path: %s -> %s, %d ops, %d variables", latent.name,
                output.name, len(path.ops), len(path.variables))
-  unsafe = path.unsafe_ops()
-  if unsafe:
-    listed = ", ".join(f"{op.name} ({op.type})" for op in unsafe)
-    if not allow_unsafe_ops:
-      raise errors.TfvaeError(
-          f"the decode path of meta graph {meta.path} runs ops a generator "
-          f"may not (they may touch files or run Python): {listed}; refusing "
-          "(pass --allow_unsafe_ops if you trust this graph)")
-    logging.warning("Building with unsafe ops on the decode path: %s", listed)
+  ops.refuse_unless_allowed(
+      path.unsafe_ops(), allow_unsafe_ops,
+      f"the decode path of meta graph {meta.path} runs ops a generator may "
+      "not (they may touch files or run Python)", "refusing",
+      "Building with unsafe ops on the decode path")
   surgery.check_against_checkpoint(meta, report, set(path.variables))
   images = surgery.image_shape_of(output, image_shape)
   values = reader.read_all(source, path.variables)

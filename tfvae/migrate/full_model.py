@@ -18,14 +18,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import config as config_lib
-from tfvae import data
 from tfvae import errors
-from tfvae import input_pipeline
 from tfvae import kinds
 from tfvae import objectives
 from tfvae.migrate import anatomy as anatomy_lib
 from tfvae.migrate import graph
 from tfvae.migrate import keras_h5
+from tfvae.migrate import ops
 from tfvae.migrate import reader
 from tfvae.migrate import run_dir as run_dir_lib
 from tfvae.migrate._messages import first_line
@@ -89,8 +88,9 @@ def _uniform(names):
 
 
 def config_for(anatomy, dataset, data_dir, optimizer, learning_rate,
-               batch_size):
-  """The `config.Config` of the native VAE an `Anatomy` describes."""
+               batch_size, data_fields=None):
+  """The `config.Config` of the native VAE an `Anatomy` describes, training
+  on `dataset` or on the images `data_fields` names (`run_dir.DATA_FIELDS`)."""
   encoder = [d.activation for d in anatomy.encoder]
   decoder = [d.activation for d in anatomy.decoder[:-1]]
   hidden = tuple(d.units for d in anatomy.encoder)
@@ -126,7 +126,7 @@ def config_for(anatomy, dataset, data_dir, optimizer, learning_rate,
   if not hidden:
     raise anatomy_lib.UnsupportedGraphError(
         "the encoder has no hidden layer; native MLPs have at least one")
-  config = config_lib.Config(**fields)
+  config = config_lib.Config(**fields, **(data_fields or {}))
   config.validate()
   return config
 
@@ -323,19 +323,14 @@ def fit_gaussian(model, images, noise, tf1_loss):
   return scale, pixels * 0.5 * math.log(2 * math.pi * scale ** 2) - b
 
 
-def verification_batch(dataset, data_dir, image_shape, batch):
-  """The first `batch` test images [N, H, W, C] in [0, 1] (float32)."""
-  loaded = data.load(dataset, data_dir)
-  if tuple(loaded.image_shape) != tuple(image_shape):
-    raise errors.TfvaeError(
-        f"the graph takes images {list(image_shape)} but --dataset={dataset} "
-        f"has {list(loaded.image_shape)}")
-  images = loaded.test.images[:batch]
-  return input_pipeline.scale(images).numpy(), loaded
+def verification_batch(config, batch, exact=False):
+  """The first `batch` (`exact`: exactly) test images [N, H, W, C] in [0, 1]
+  (float32) of the data `config` trains on, and that `data.Dataset`."""
+  return run_dir_lib.verification_batch(config, batch, exact)
 
 
 def migrate_model(checkpoint, run_dir, *, meta_graph=None,
-                  dataset="fashion_mnist", data_dir=None,
+                  dataset="fashion_mnist", data_dir=None, data_fields=None,
                   allow_unsafe_ops=False, with_optimizer_state=False,
                   verify_images=VERIFY_IMAGES, keras_config=None,
                   posterior_scale=None):
@@ -348,6 +343,8 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
     meta_graph: The `.meta`; default the one beside the prefix.
     dataset: Data set whose test images verify (and the run trains on).
     data_dir: Where to look for it first.
+    data_fields: Instead of `dataset`, the user's images: {field: value}
+      of `run_dir.DATA_FIELDS` (--data, ...), recorded as tfvae-train does.
     allow_unsafe_ops: Run a graph whose ops are outside the allow list.
     with_optimizer_state: Carry the optimizer's slots over (RMSProp, Adam).
     verify_images: Images verified on (a static batch overrides it).
@@ -368,7 +365,8 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
           "--with_optimizer_state carries TF1 optimizer slots; for the Keras "
           f"model {checkpoint} the optimizer starts fresh (drop the flag)")
     return _migrate_keras(checkpoint, run_dir, dataset, data_dir,
-                          verify_images, keras_config, posterior_scale)
+                          verify_images, keras_config, posterior_scale,
+                          data_fields)
   if keras_config or posterior_scale:
     raise errors.TfvaeError(
         "--keras_config and --posterior_scale apply to Keras HDF5 files, not "
@@ -389,15 +387,11 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
   anatomy = anatomy_lib.read_anatomy(meta)
   lines = anatomy.describe()
   to_run = meta.ancestors(anatomy.fetches())
-  refused = meta.disallowed_ops(to_run)
-  if refused:
-    listed = ", ".join(f"{f.name} ({f.type})" for f in refused)
-    if not allow_unsafe_ops:
-      raise errors.TfvaeError(
-          f"meta graph {meta.path} runs ops outside the allow list in the "
-          f"model or its loss: {listed}; refusing to run any of it (pass "
-          "--allow_unsafe_ops if you trust this graph)")
-    logging.warning("Running ops outside the allow list: %s", listed)
+  ops.refuse_unless_allowed(
+      meta.disallowed_ops(to_run), allow_unsafe_ops,
+      f"meta graph {meta.path} runs ops outside the allow list in the model "
+      "or its loss", "refusing to run any of it",
+      "Running ops outside the allow list")
   optimizer, learning_rate, tf1_type, beta1 = _tf1_optimizer(meta)
   if optimizer is None and tf1_type:
     lines.append(f"Optimizer: {tf1_type} has no tfvae counterpart; the run "
@@ -406,7 +400,7 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
       None)
   batch = static or verify_images
   config = config_for(anatomy, dataset, data_dir, optimizer, learning_rate,
-                      static)
+                      static, data_fields)
   model = kinds.build_model(config)
   values = reader.read_all(source, anatomy.variables())
   for name, value in sorted(values.items()):
@@ -415,8 +409,8 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
           f"variable {name} of checkpoint {source.prefix} holds NaN or "
           "infinite values (training diverged); nothing to migrate")
   used = load_weights(model, anatomy, values)
-  images, loaded = verification_batch(dataset, data_dir, config.image_shape,
-                                      batch)
+  images, loaded = verification_batch(config, batch, exact=bool(static))
+  batch = len(images)
   noise = np.random.RandomState(_NOISE_SEED).normal(
       size=(batch, config.latent_dim)).astype(np.float32)
   expected = tf1_reference(meta, source.prefix, anatomy, images, noise)
@@ -469,17 +463,17 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
 
 
 def _migrate_keras(path, run_dir, dataset, data_dir, verify_images,
-                   keras_config, posterior_scale):
+                   keras_config, posterior_scale, data_fields=None):
   """`migrate_model` for a Keras 2 file or SavedModel, checked against
   numpy."""
   anatomy, arrays, step = keras_h5.read_keras(path, keras_config,
                                               posterior_scale)
   lines = keras_h5.describe(anatomy, path)
-  config = config_for(anatomy, dataset, data_dir, "adam", None, None)
+  config = config_for(anatomy, dataset, data_dir, "adam", None, None,
+                      data_fields)
   model = kinds.build_model(config)
   used = load_weights(model, anatomy, arrays)
-  images, loaded = verification_batch(dataset, data_dir, config.image_shape,
-                                      verify_images)
+  images, loaded = verification_batch(config, verify_images)
   noise = np.random.RandomState(_NOISE_SEED).normal(
       size=(len(images), config.latent_dim)).astype(np.float32)
   expected = keras_h5.reference_values(anatomy, arrays, images, noise)

@@ -6,6 +6,10 @@ it safely means refusing ops that touch files or run Python.
 """
 import dataclasses
 
+from absl import logging
+
+from tfvae import errors
+
 # Ops that touch the file system, the network or run Python: a `.meta` is a
 # program, and these must not run while decoding.
 UNSAFE_OP_TYPES = frozenset({
@@ -226,3 +230,32 @@ def is_disallowed_type(op_type, attrs, library):
   if prints_to_file(op_type, attrs):
     return True
   return op_type not in ALLOWED_OP_TYPES and op_type not in library
+
+
+def refuse_unless_allowed(found, allow_unsafe_ops, what, refusing, warning):
+  """Refuses to run a graph holding the ops `found`, or warns and goes on.
+
+  The one refusal of `tfvae-migrate` and `tfvae-build-generator`:
+  "WHAT: OP (TYPE), ...; REFUSING (pass --allow_unsafe_ops if you trust this
+  graph)".
+
+  Args:
+    found: The `tf.Operation`s outside the allow list (or unsafe); none:
+      nothing happens.
+    allow_unsafe_ops: Whether the user trusts the graph: log `warning`
+      instead of refusing.
+    what: The error's start, naming the graph and the part that would run.
+    refusing: What is refused, after the listed ops ("refusing").
+    warning: The warning's start, before the listed ops.
+
+  Raises:
+    errors.TfvaeError: If `found` is not empty and not `allow_unsafe_ops`.
+  """
+  if not found:
+    return
+  listed = ", ".join(f"{op.name} ({op.type})" for op in found)
+  if not allow_unsafe_ops:
+    raise errors.TfvaeError(
+        f"{what}: {listed}; {refusing} (pass --allow_unsafe_ops if you trust "
+        "this graph)")
+  logging.warning("%s: %s", warning, listed)

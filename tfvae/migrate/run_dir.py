@@ -25,11 +25,17 @@ import tensorflow as tf
 from tfvae import config as config_lib
 from tfvae import errors
 from tfvae import files
+from tfvae import image_sources
+from tfvae import input_pipeline
 from tfvae import kinds
 from tfvae import launch
 from tfvae import runs
 from tfvae.migrate import reader
 
+# The `config.Config` fields (tfvae-train's flags) that train on the user's own
+# images instead of --dataset; tfvae-migrate takes them too and verifies on
+# the test split they give.
+DATA_FIELDS = ("data", "test_data", "image_size", "channels")
 # RUN_DIR/migration.json: provenance and verification of a migrated run.
 MIGRATION_RECORD = "migration.json"
 # The TF1 slot suffix of each tf_keras slot list, per optimizer.
@@ -106,6 +112,42 @@ def _set_slots(optimizer, model, slots):
         np.asarray(value, np.float32).reshape(variable.shape))
   if slots.get("iterations") is not None:
     optimizer.iterations.assign(slots["iterations"])
+
+
+def verification_batch(config, batch, exact=False):
+  """The first test images of the data a migrated run trains on.
+
+  Args:
+    config: The run's `config.Config`: `image_shape` is the graph's, and
+      `data` (with `DATA_FIELDS`) or `dataset` names the data.
+    batch: Images wanted; fewer if the test split is smaller.
+    exact: The graph's batch is fixed at `batch`: fewer is an error.
+
+  Returns:
+    (images float32 [N, H, W, C] in [0, 1], the `data.Dataset`), loaded as
+    tfvae-train loads the run's data (`image_sources.load_for`).
+
+  Raises:
+    errors.TfvaeError: If the data's images have another shape than the
+      graph's, naming both, or too few test images.
+  """
+  loaded = image_sources.load_for(config)
+  where = (f"--data={config.data}" if config.data
+           else f"--dataset={config.dataset}")
+  if tuple(loaded.image_shape) != tuple(config.image_shape):
+    hint = (" (--image_size and --channels bring images to another shape)"
+            if config.data else "")
+    raise errors.TfvaeError(
+        f"the graph takes images {list(config.image_shape)} but {where} has "
+        f"{list(loaded.image_shape)}{hint}")
+  images = loaded.test.images[:batch]
+  if not len(images) or (exact and len(images) < batch):  # pylint: disable=g-explicit-length-test
+    needs = (f"the graph's batch is fixed at {batch}" if exact
+             else "the verification needs one")
+    raise errors.DataError(
+        f"{where}: its test split holds {len(loaded.test.images)} images; "
+        f"{needs}")
+  return input_pipeline.scale(images).numpy(), loaded
 
 
 def check_target(run_dir):
