@@ -28,29 +28,11 @@ distribute = _cli.lazy_import("tfvae.distribute")
 launch = _cli.lazy_import("tfvae.launch")
 training = _cli.lazy_import("tfvae.training")
 
-_DEFINE_BY_TYPE = {
-    str: flags.DEFINE_string,
-    int: flags.DEFINE_integer,
-    float: flags.DEFINE_float,
-    bool: flags.DEFINE_bool,
-}
-
-
-def _define_config_flags():
-  """Defines a flag for each `config.Config` field set on the command line."""
-  for field in config_lib.fields():
-    if not field.on_command_line:
-      continue
-    if field.choices:
-      flags.DEFINE_enum(field.name, field.default, field.choices, field.help)
-    elif field.type is tuple:
-      flags.DEFINE_list(field.name, [str(v) for v in field.default],
-                        field.help)
-    else:
-      _DEFINE_BY_TYPE[field.type](field.name, field.default, field.help)
-
-
-_define_config_flags()
+# Every `config.Config` field set on the command line, defined from its
+# default, help and choices in tfvae/config.py.
+CONFIG_FLAGS = tuple(field.name for field in config_lib.fields()
+                     if field.on_command_line)
+_cli.define_config_flags(CONFIG_FLAGS, __name__)
 flags.DEFINE_enum("preset", None, presets.names(),
                   "A named configuration from the literature (see "
                   "tfvae/presets.py): iwae_mnist_1layer is the VAE of Burda "
@@ -101,16 +83,7 @@ def main(argv):
     raise app.UsageError("--worker_hosts/--task_index: only with "
                          "--strategy=multi_worker")
   launch.configure_cpu_devices(FLAGS.cpu_devices)
-  fields = {f.name: FLAGS[f.name].value for f in config_lib.fields()
-            if f.on_command_line}
-  for field in config_lib.fields():
-    if field.type is tuple and field.on_command_line:
-      try:
-        fields[field.name] = tuple(int(v) for v in FLAGS[field.name].value)
-      except ValueError:
-        raise app.UsageError(
-            f"--{field.name}={','.join(FLAGS[field.name].value)}: expected "
-            "comma-separated integers") from None
+  fields = _cli.config_flag_values(CONFIG_FLAGS)
   explicit = {f for f in fields if FLAGS[f].present}
   fields, explicit = presets.apply(FLAGS.preset, fields, explicit)
   config = config_lib.Config(**fields)
