@@ -62,6 +62,12 @@ flags.DEFINE_enum("posterior_scale", None,
                   "For a Keras file: what the sampling Lambda makes of its "
                   "second input r (exp(r / 2), exp(r) or softplus(r)); "
                   "default: from the layer's name (z_log_var: log_variance).")
+flags.DEFINE_string("decoder", None,
+                    "For a Keras VAE saved as two files (vae.encoder.save, "
+                    "vae.decoder.save): the decoder's HDF5 file or "
+                    "SavedModel, --checkpoint being the encoder's. A "
+                    "directory as --checkpoint holding one *encoder* and "
+                    "one *decoder* file needs no --decoder.")
 FLAGS = flags.FLAGS
 
 
@@ -75,7 +81,8 @@ def main(argv):
       dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
       allow_unsafe_ops=FLAGS.allow_unsafe_ops,
       with_optimizer_state=FLAGS.with_optimizer_state,
-      keras_config=FLAGS.keras_config, posterior_scale=FLAGS.posterior_scale)
+      keras_config=FLAGS.keras_config, posterior_scale=FLAGS.posterior_scale,
+      decoder=FLAGS.decoder)
   for line in result.lines:
     print(line)
 
