@@ -560,7 +560,19 @@ def _call_args(layers, name):
   node = (layer.get("inbound_nodes") or [[]])[0]
   kwargs = node[3] if len(node) > 3 and isinstance(node[3], dict) else {}
   constants = {k: v for k, v in kwargs.items() if not isinstance(v, list)}
-  return layer["config"].get("function"), layers.inbound(name), constants
+  if node and node[0] == "_CONSTANT_VALUE":  # 2 * r: x is the constant.
+    constants["x"] = node[2]
+  inputs = [n for n in layers.inbound(name) if n != "_CONSTANT_VALUE"]
+  return layer["config"].get("function"), inputs, constants
+
+
+def _factor(constants):
+  """The number a TFOpLambda multiplies its layer input by, or None."""
+  for key in ("y", "x"):
+    if isinstance(constants.get(key), (int, float)) and not isinstance(
+        constants.get(key), bool):
+      return float(constants[key])
+  return None
 
 
 def _ops(layers):
@@ -584,7 +596,7 @@ def _scale_from_loss(layers, raw):
     if source in _ops(layers):
       f, ins, c = _call_args(layers, source)
       if (f in ("math.multiply", "__operators__.mul") and raw in ins
-          and c.get("y") in (2, 2.0)):
+          and _factor(c) == 2.0):
         return "log_scale"
   return None
 
@@ -614,11 +626,11 @@ def _reconstruction_from_loss(layers, pixels):
         weight /= pixels
       elif f == "math.reduce_sum" and constants.get("axis") in (-1, 1):
         pass
-      elif f in ("math.multiply", "__operators__.mul") and isinstance(
-          constants.get("y"), (int, float)):
-        weight *= constants["y"]
-      elif f in ("math.truediv", "__operators__.truediv") and isinstance(
-          constants.get("y"), (int, float)):
+      elif (f in ("math.multiply", "__operators__.mul")
+            and _factor(constants) is not None):
+        weight *= _factor(constants)
+      elif (f in ("math.truediv", "__operators__.truediv")
+            and isinstance(constants.get("y"), (int, float))):
         weight /= constants["y"]
       elif f in ("__operators__.add", "math.add"):
         return "gaussian", weight
@@ -838,7 +850,8 @@ def _check_conv_decoder(path, layers, decoder):
         "reshape, stride-2 transposed conv, conv (one activation)"
         f"{_GENERATOR_ROUTE}")
   reshapes = [l for l in layers.layers.values()
-              if l["class_name"] == "Reshape"]
+              if l["class_name"] == "Reshape"
+              and len(l["config"].get("target_shape", [])) == 3]
   channels = reshapes[0]["config"]["target_shape"][-1] if reshapes else None
   if channels is None or decoder[0].units % channels:
     raise KerasModelError(f"{path}: the conv decoder's reshape is not read")
