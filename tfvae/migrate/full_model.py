@@ -488,6 +488,14 @@ def _migrate_keras(path, run_dir, dataset, data_dir, verify_images,
     config = config.replace(gaussian_scale=keras.gaussian_scale)
   model = kinds.build_model(config)
   used = load_weights(model, anatomy, arrays)
+  slots = {}
+  if with_optimizer_state:
+    if optimizer is None:
+      raise errors.TfvaeError(
+          f"--with_optimizer_state: {keras.files[0]} holds no optimizer "
+          "(model.save of a compiled model in HDF5 does; save_weights, a "
+          "SavedModel or include_optimizer=False do not)")
+    slots = keras_optimizer.slots_for(optimizer, used, keras.derived)
   images, loaded = verification_batch(dataset, data_dir, config.image_shape,
                                       verify_images)
   noise = np.random.RandomState(_NOISE_SEED).normal(
@@ -501,14 +509,6 @@ def _migrate_keras(path, run_dir, dataset, data_dir, verify_images,
   for what, diff in agreement.items():
     lines.append(f"Verified {what}: max |native - numpy| = {diff:.3g} on "
                  f"{len(images)} test images")
-  slots = {}
-  if with_optimizer_state:
-    if optimizer is None:
-      raise errors.TfvaeError(
-          f"--with_optimizer_state: {keras.files[0]} holds no optimizer "
-          "(model.save of a compiled model in HDF5 does; save_weights, a "
-          "SavedModel or include_optimizer=False do not)")
-    slots = keras_optimizer.slots_for(optimizer, used, keras.derived)
   step = keras.step or 0
   provenance = {
       "source": "Keras 2 model", "file": os.path.abspath(keras.files[0]),

@@ -382,7 +382,9 @@ def _read_h5(path, config_path):
     else:
       raise KerasModelError(
           f"{path} holds weights only (model.save_weights); pass the model's "
-          "configuration, the JSON of model.to_json(), with --keras_config")
+          "configuration, the JSON of model.to_json(), with --keras_config "
+          "(a subclassed keras.Model has none: save its encoder and decoder "
+          "models with .save and pass them, --decoder)")
     arrays = {}
     owners = set()
 
@@ -828,11 +830,18 @@ def _check_conv_encoder(path, encoder):
   if (shape != _CONV_ENCODER or encoder[-1].kind != "dense"
       or encoder[-1].units != _CONV_ENCODER_DENSE
       or len({d.activation for d in encoder}) != 1):
+    wanted = [*(("conv", *c) for c in _CONV_ENCODER),
+              ("dense", _CONV_ENCODER_DENSE, 1)]
+    got = [(d.kind, d.units, d.stride) for d in encoder]
+    at = next((i for i, (w, g) in enumerate(zip(wanted, got)) if w != g),
+              min(len(wanted), len(got)) - 1)
+    layer = encoder[at].weight.split("/kernel")[0]
     raise KerasModelError(
-        f"{path}: the conv encoder is {[d.kind for d in encoder]} with "
-        f"(filters, stride) {list(shape)}; the native conv encoder is the "
-        f"classic one, {list(_CONV_ENCODER)} then dense "
-        f"{_CONV_ENCODER_DENSE}, one activation{_GENERATOR_ROUTE}")
+        f"{path}: the conv encoder's layer {layer} ({got[at][0]} "
+        f"{got[at][1]}, stride {got[at][2]}) is not layer {at + 1} of the "
+        "native conv encoder, the classic (filters, stride) "
+        f"{list(_CONV_ENCODER)} then dense {_CONV_ENCODER_DENSE} with one "
+        f"activation{_GENERATOR_ROUTE}")
   return True
 
 
