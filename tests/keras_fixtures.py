@@ -204,17 +204,45 @@ def blog_vae(directory, pixels=784, hidden=8, latent=2, steps=3, seed=5):
   return path, keras.Model(x, [z_mean, z_log_sigma]), generator
 
 
+class SubclassedVAE(keras.Model):
+  """keras.io's `VAE(keras.Model)`: encoder and decoder as attributes, its
+  own training step; `save(DIR)` stores no configuration for it."""
+
+  def __init__(self, encoder, decoder, **kwargs):
+    super().__init__(**kwargs)
+    self.encoder = encoder
+    self.decoder = decoder
+
+  def call(self, inputs):
+    return self.decoder(self.encoder(inputs)[2])
+
+  def train_step(self, data):
+    with tf.GradientTape() as tape:
+      z_mean, z_log_var, z = self.encoder(data)
+      mean = self.decoder(z)
+      loss = tf.reduce_mean(
+          -tf.reduce_sum(data * tf.math.log(mean + 1e-7) + (1 - data)
+                         * tf.math.log(1 - mean + 1e-7), axis=1)
+          - 0.5 * tf.reduce_sum(1 + z_log_var - tf.square(z_mean)
+                                - tf.exp(z_log_var), axis=1))
+    grads = tape.gradient(loss, self.trainable_weights)
+    self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+    return {"loss": loss}
+
+
 def split_vae(directory, pixels=784, hidden=8, latent=2, steps=2, seed=6,
-              conv_decoder=False):
+              conv_decoder=False, subclassed=False):
   """keras.io's way: a `Sampling` layer class, encoder and decoder saved
-  apart (`encoder.save("encoder.h5")`, `decoder.save("decoder.h5")`).
+  apart (`encoder.save("encoder.h5")`, `decoder.save("decoder.h5")`), or
+  (`subclassed`) the `SubclassedVAE` saved as a SavedModel, `vae/`.
 
   Both models name their hidden layer "hidden". A conv decoder is dense to
   14x14x4, reshape, Conv2DTranspose(3, stride 2), Conv2DTranspose(1,
   sigmoid): a stride-1 transposed convolution as the output layer.
 
   Returns:
-    (encoder.h5, decoder.h5, encoder model, decoder model).
+    (encoder.h5, decoder.h5, encoder model, decoder model); (vae/, None,
+    ...) if `subclassed`.
   """
   os.makedirs(directory, exist_ok=True)
   keras.utils.set_random_seed(seed)
@@ -239,12 +267,20 @@ def split_vae(directory, pixels=784, hidden=8, latent=2, steps=2, seed=6,
                            name="hidden")(latent_inputs)
     out = keras.layers.Dense(pixels, activation="sigmoid")(x)
   decoder = keras.Model(latent_inputs, out, name="decoder")
+  data = _random_images(seed, (32, pixels))
+  if subclassed:
+    vae = SubclassedVAE(encoder, decoder)
+    vae.compile(optimizer="adam")
+    vae.fit(data, epochs=steps, batch_size=32, verbose=0)
+    vae(data[:1])
+    path = os.path.join(directory, "vae")
+    vae.save(path, save_format="tf")
+    return path, None, encoder, decoder
   vae = keras.Model(inputs, decoder(z))
   vae.add_loss(keras.backend.mean(keras.backend.sum(
       -0.5 * (1 + z_log_var - keras.backend.square(z_mean)
               - keras.backend.exp(z_log_var)), axis=-1)))
   vae.compile(optimizer="adam", loss="binary_crossentropy")
-  data = _random_images(seed, (32, pixels))
   vae.fit(data, data, epochs=steps, batch_size=32, verbose=0)
   paths = [os.path.join(directory, f"{n}.h5") for n in ("encoder",
                                                           "decoder")]

@@ -6,8 +6,8 @@ a Keras SavedModel directory, migrated, and
 the restored run compared with the Keras model itself on real test images.
 So are the other ways Keras VAEs circulated: the 2016 blog's one-model VAE
 (log-sigma heads, no decoder model, RMSprop), keras.io's `Sampling` class
-with encoder and decoder saved apart (an MLP decoder, and a conv one ending
-in a stride-1 Conv2DTranspose), and the example's squared-error loss with
+with encoder and decoder saved apart (an MLP decoder, a conv one ending
+in a stride-1 Conv2DTranspose, and the subclassed VAE as a SavedModel), and the example's squared-error loss with
 BatchNormalization, Activation and Dropout layers in the encoder; Keras
 optimizer state is compared with the HDF5 file's own arrays.
 """
@@ -90,6 +90,26 @@ class MigrateKerasTest(tf.test.TestCase, parameterized.TestCase):
     if how == "conv":
       self.assertEqual(result.config.network, "conv")
       self.assertEqual(result.config.decoder_conv_channels, (64, 32))
+
+  def test_adam_state_and_learning_rate_are_carried(self):
+    path = self.files["model"]  # Adam, 3 steps, model.save.
+    run_dir = os.path.join(self.get_temp_dir(), "adam")
+    result = full_model.migrate_model(path, run_dir,
+                                      with_optimizer_state=True)
+    self.assertEqual(result.config.optimizer, "adam")
+    self.assertAllClose(result.config.learning_rate, 1e-3)
+    self.assertEqual(result.step, 3)
+    model, optimizer = _restored_optimizer(run_dir)
+    self.assertEqual(int(optimizer.iterations), 3)
+    for slot, attribute in (("m", "_momentums"), ("v", "_velocities")):
+      arrays, _ = _h5_slots(path, slot)
+      heads = model.encoder.net.layers[1]
+      self.assertAllEqual(_slot(optimizer, attribute, heads.w),
+                          np.concatenate([arrays["z_mean/kernel"],
+                                          arrays["z_log_var/kernel"]], 1))
+      self.assertAllEqual(
+          _slot(optimizer, attribute, model.decoder.net.layers[1].b),
+          arrays["decoder_output/bias"])
 
   def test_weights_only_file_asks_for_the_configuration(self):
     with self.assertRaisesRegex(keras_h5.KerasModelError,
@@ -213,17 +233,22 @@ class MigrateKerasStylesTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllEqual(_slot(optimizer, "_velocities", variable),
                           expected)
 
-  @parameterized.named_parameters(("mlp_as_a_directory", False),
-                                  ("conv_transpose_output", True))
-  def test_encoder_and_decoder_saved_apart(self, conv_decoder):
+  @parameterized.named_parameters(
+      ("mlp_as_a_directory", False, False),
+      ("conv_transpose_output", True, False),
+      ("subclassed_vae_savedmodel", False, True))
+  def test_encoder_and_decoder_saved_apart(self, conv_decoder, subclassed):
+    name = f"split_{conv_decoder}_{subclassed}"
     encoder_path, decoder_path, encoder, decoder = keras_fixtures.split_vae(
-        os.path.join(self.root, f"split_{conv_decoder}"),
-        conv_decoder=conv_decoder)
-    run_dir = os.path.join(self.get_temp_dir(), f"split_{conv_decoder}")
+        os.path.join(self.root, name), conv_decoder=conv_decoder,
+        subclassed=subclassed)
+    run_dir = os.path.join(self.get_temp_dir(), name)
     if conv_decoder:
       result = full_model.migrate_model(encoder_path, run_dir,
                                         decoder=decoder_path)
       self.assertEqual(result.config.decoder_conv_channels, (4, 3))
+    elif subclassed:
+      result = full_model.migrate_model(encoder_path, run_dir)
     else:
       result = full_model.migrate_model(os.path.dirname(encoder_path),
                                         run_dir)
@@ -257,27 +282,6 @@ class MigrateKerasStylesTest(tf.test.TestCase, parameterized.TestCase):
                                 r"batch_normalization folded"):
       full_model.migrate_model(path, os.path.join(self.get_temp_dir(), "x"),
                                with_optimizer_state=True)
-
-  def test_adam_state_and_learning_rate_are_carried(self):
-    path, _ = keras_fixtures.write_fixture(
-        os.path.join(self.root, "adam"), "model", hidden=(8,), steps=2)
-    run_dir = os.path.join(self.get_temp_dir(), "adam")
-    result = full_model.migrate_model(path, run_dir,
-                                      with_optimizer_state=True)
-    self.assertEqual(result.config.optimizer, "adam")
-    self.assertAllClose(result.config.learning_rate, 1e-3)
-    self.assertEqual(result.step, 2)
-    model, optimizer = _restored_optimizer(run_dir)
-    self.assertEqual(int(optimizer.iterations), 2)
-    for slot, attribute in (("m", "_momentums"), ("v", "_velocities")):
-      arrays, _ = _h5_slots(path, slot)
-      heads = model.encoder.net.layers[1]
-      self.assertAllEqual(_slot(optimizer, attribute, heads.w),
-                          np.concatenate([arrays["z_mean/kernel"],
-                                          arrays["z_log_var/kernel"]], 1))
-      self.assertAllEqual(
-          _slot(optimizer, attribute, model.decoder.net.layers[1].b),
-          arrays["decoder_output/bias"])
 
 
 if __name__ == "__main__":

@@ -475,7 +475,8 @@ def _migrate_keras(path, run_dir, dataset, data_dir, verify_images,
   numpy."""
   keras = keras_h5.read_keras(path, keras_config, posterior_scale, decoder)
   anatomy, arrays = keras.anatomy, keras.arrays
-  lines = keras_h5.describe(anatomy, " + ".join(keras.files)) + keras.notes
+  lines = keras_h5.describe(anatomy, " + ".join(dict.fromkeys(
+      keras.files))) + keras.notes
   optimizer = None
   if keras_h5.is_hdf5(keras.files[0]):
     optimizer = keras_optimizer.read_optimizer(keras.files[0], set(arrays))
@@ -493,8 +494,8 @@ def _migrate_keras(path, run_dir, dataset, data_dir, verify_images,
     if optimizer is None:
       raise errors.TfvaeError(
           f"--with_optimizer_state: {keras.files[0]} holds no optimizer "
-          "(model.save of a compiled model in HDF5 does; save_weights, a "
-          "SavedModel or include_optimizer=False do not)")
+          "state read here (only the optimizer_weights of model.save's "
+          "HDF5 file are; drop the flag)")
     slots = keras_optimizer.slots_for(optimizer, used, keras.derived)
   images, loaded = verification_batch(dataset, data_dir, config.image_shape,
                                       verify_images)

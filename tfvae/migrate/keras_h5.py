@@ -308,19 +308,44 @@ def is_keras_savedmodel(path):
   return os.path.isfile(os.path.join(path, _KERAS_METADATA))
 
 
-def _read_savedmodel(path):
-  """(config, {layer/kernel: array}, step) of a Keras SavedModel directory.
-
-  The configuration is the root's JSON in `keras_metadata.pb` (a protocol
-  buffer, data); each Dense layer's arrays are found through the
-  checkpoint's object graph, from the layer's path in the metadata.
-  """
+def _metadata_nodes(path):
   metadata = saved_metadata_pb2.SavedMetadata()
   with open(os.path.join(path, _KERAS_METADATA), "rb") as f:
     metadata.ParseFromString(f.read())
-  nodes = {n.node_path: json.loads(n.metadata) for n in metadata.nodes}
-  root = nodes.get("root")
-  if not root or "config" not in root:
+  return {n.node_path: json.loads(n.metadata) for n in metadata.nodes}
+
+
+def _savedmodel_parts(path):
+  """(encoder node, decoder node) of a subclassed keras.Model's SavedModel
+  (keras.io's `VAE(encoder, decoder)`: the root has no configuration, its
+  functional children do), or None."""
+  nodes = _metadata_nodes(path)
+  if (nodes.get("root") or {}).get("config"):
+    return None
+  children = {p: m for p, m in nodes.items()
+              if p.count(".") == 1 and m.get("config")
+              and m.get("class_name") in ("Functional", "Model")}
+  found = [[p for p in children if part in p.lower()]
+           for part in ("encoder", "decoder")]
+  if all(len(f) == 1 for f in found):
+    return found[0][0], found[1][0]
+  raise KerasModelError(
+      f"{path}/{_KERAS_METADATA}: the model ({nodes['root'].get('class_name')}"
+      ") is subclassed, with no configuration, and has no single encoder and "
+      f"decoder functional model inside (found {sorted(children)})")
+
+
+def _read_savedmodel(path, part="root"):
+  """(config, {layer/kernel: array}, step, owners) of a Keras SavedModel
+  directory, or of its functional model at node `part`.
+
+  The configuration is the model's JSON in `keras_metadata.pb` (a protocol
+  buffer, data); each layer's arrays are found through the checkpoint's
+  object graph, from the layer's path in the metadata.
+  """
+  nodes = _metadata_nodes(path)
+  root = nodes.get(part)
+  if not root or not root.get("config"):
     raise KerasModelError(f"{path}/{_KERAS_METADATA} has no model "
                           "configuration")
   config = {"class_name": root["class_name"], "config": root["config"]}
@@ -345,7 +370,8 @@ def _read_savedmodel(path):
   arrays = {}
   owners = set()
   for node_path, meta in nodes.items():
-    if meta.get("class_name") in ("Functional", "Model", "Sequential"):
+    if (meta.get("class_name") in ("Functional", "Model", "Sequential")
+        or not node_path.startswith(part + ".")):
       continue
     node = node_of(node_path)
     if node is None:
@@ -464,9 +490,9 @@ def _pair_in(directory):
       f"{len(found['decoder'])}")
 
 
-def _load(path, config_path):
+def _load(path, config_path, part="root"):
   if is_keras_savedmodel(path):
-    return _read_savedmodel(path)
+    return _read_savedmodel(path, part)
   if not is_hdf5(path):
     raise KerasModelError(f"{path} is neither an HDF5 file nor a Keras "
                           "SavedModel directory")
@@ -693,13 +719,19 @@ def read_keras(path, config_path=None, posterior_scale=None,
   if not decoder_path and os.path.isdir(path) and not is_keras_savedmodel(
       path):
     path, decoder_path = _pair_in(path)
-  config, arrays, step, owners = _load(path, config_path)
+  parts = ("root", "root")
+  if not decoder_path and is_keras_savedmodel(path):
+    found = _savedmodel_parts(path)
+    if found:
+      parts, decoder_path = found, path
+  config, arrays, step, owners = _load(path, config_path, parts[0])
   files = [path]
   label = path
   if decoder_path:
     files.append(decoder_path)
-    label = f"{path} + {decoder_path}"
-    d_config, d_arrays, _, d_owners = _load(decoder_path, None)
+    label = (f"{path} + {decoder_path}" if decoder_path != path
+             else f"{path} ({' + '.join(parts)})")
+    d_config, d_arrays, _, d_owners = _load(decoder_path, None, parts[1])
     d_config, d_arrays, d_owners = _renamed(d_config, d_arrays, d_owners,
                                             "decoder")
     arrays.update(d_arrays)
