@@ -335,6 +335,18 @@ def _savedmodel_parts(path):
       f"decoder functional model inside (found {sorted(children)})")
 
 
+def _untupled(value):
+  """A SavedModel's JSON with its tuples ({"class_name": "__tuple__",
+  "items": [...]}) as the lists HDF5 configurations hold."""
+  if isinstance(value, dict):
+    if value.get("class_name") == "__tuple__" and "items" in value:
+      return [_untupled(v) for v in value["items"]]
+    return {k: _untupled(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_untupled(v) for v in value]
+  return value
+
+
 def _read_savedmodel(path, part="root"):
   """(config, {layer/kernel: array}, step, owners) of a Keras SavedModel
   directory, or of its functional model at node `part`.
@@ -348,7 +360,8 @@ def _read_savedmodel(path, part="root"):
   if not root or not root.get("config"):
     raise KerasModelError(f"{path}/{_KERAS_METADATA} has no model "
                           "configuration")
-  config = {"class_name": root["class_name"], "config": root["config"]}
+  config = _untupled({"class_name": root["class_name"],
+                      "config": root["config"]})
   prefix = os.path.join(path, "variables", "variables")
   try:
     reader = tf.train.load_checkpoint(prefix)
