@@ -29,6 +29,7 @@ from tfvae import objectives
 from tfvae import runs
 from tfvae.migrate import full_model
 from tfvae.migrate import keras_h5
+from tfvae.migrate import keras_optimizer
 
 
 class MigrateKerasTest(tf.test.TestCase, parameterized.TestCase):
@@ -256,6 +257,32 @@ class MigrateKerasStylesTest(tf.test.TestCase, parameterized.TestCase):
     z_mean, z_log_var, _ = [a.numpy() for a in encoder(self.flat)]
     self._check_model(run_dir, z_mean, np.exp(0.5 * z_log_var),
                       lambda z: decoder(z).numpy())
+
+  def test_legacy_optimizer_weight_names_are_read(self):
+    # Graph-mode (legacy) tf_keras optimizers name their slots
+    # training/RMSprop/LAYER/kernel/rms:0 and the step training/RMSprop/iter.
+    path = os.path.join(self.get_temp_dir(), "legacy.h5")
+    rms = np.arange(6, dtype=np.float32).reshape(3, 2)
+    with h5py.File(path, "w") as f:
+      f.attrs["training_config"] = json.dumps({"optimizer_config": {
+          "class_name": "RMSprop", "config": {
+              "name": "RMSprop", "learning_rate": 0.01, "rho": 0.8,
+              "epsilon": 1e-7, "momentum": 0.0, "centered": False}}})
+      group = f.create_group("optimizer_weights")
+      group["training/RMSprop/dense/kernel/rms:0"] = rms
+      group["training/RMSprop/dense/bias/rms:0"] = rms[0]
+      group["training/RMSprop/iter:0"] = np.int64(17)
+    optimizer = keras_optimizer.read_optimizer(path, {"dense/kernel",
+                                                      "dense/bias"})
+    fields, lines = keras_optimizer.config_fields(optimizer)
+    self.assertEqual(fields, {"optimizer": "rmsprop",
+                              "learning_rate": np.float32(0.01)})
+    self.assertIn("rho=0.8", " ".join(lines))
+    slots = keras_optimizer.slots_for(
+        optimizer, {"w": ["dense/kernel"], "b": ["dense/bias"]}, {})
+    self.assertEqual(slots["iterations"], 17)
+    self.assertAllEqual(slots["slots"][("_velocities", "w")], rms)
+    self.assertAllEqual(slots["slots"][("_velocities", "b")], rms[0])
 
   def test_squared_error_loss_batchnorm_and_dropout(self):
     path, encoder, decoder = keras_fixtures.gaussian_vae(
