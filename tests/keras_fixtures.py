@@ -150,6 +150,184 @@ def write_fixture(directory, how="model", hidden=(256,), activations=None,
   return path, vae
 
 
+def _sampling_log_sigma(args):
+  z_mean, z_log_sigma = args
+  eps = keras.backend.random_normal(shape=tf.shape(z_mean))
+  return z_mean + keras.backend.exp(z_log_sigma) * eps
+
+
+class Sampling(keras.layers.Layer):
+  """The keras.io example's sampling layer: a class of the user's own,
+  which a migration must never need (or run)."""
+
+  def call(self, inputs):
+    z_mean, z_log_var = inputs
+    eps = tf.random.normal(shape=tf.shape(z_mean))
+    return z_mean + tf.exp(0.5 * z_log_var) * eps
+
+
+def _random_images(seed, shape):
+  return np.random.RandomState(seed).uniform(size=shape).astype(np.float32)
+
+
+def blog_vae(directory, pixels=784, hidden=8, latent=2, steps=3, seed=5):
+  """The 2016 Keras blog VAE, trained a few steps and `model.save`d.
+
+  One model: Dense relu, z_mean and z_log_sigma heads (unnamed Dense
+  layers; a log scale, z = mean + exp(r) * eps), a sampling Lambda, the
+  decoder's layers called on z directly (no decoder model); the KL as
+  add_loss with exp(2 r), the reconstruction as the compiled loss, RMSprop.
+
+  Returns:
+    (vae.h5, stats model x -> [z_mean, z_log_sigma], generator z -> mean).
+  """
+  os.makedirs(directory, exist_ok=True)
+  keras.utils.set_random_seed(seed)
+  x = keras.Input(shape=(pixels,))
+  h = keras.layers.Dense(hidden, activation="relu")(x)
+  z_mean = keras.layers.Dense(latent)(h)
+  z_log_sigma = keras.layers.Dense(latent)(h)
+  z = keras.layers.Lambda(_sampling_log_sigma)([z_mean, z_log_sigma])
+  decoder_h = keras.layers.Dense(hidden, activation="relu")
+  decoder_mean = keras.layers.Dense(pixels, activation="sigmoid")
+  vae = keras.Model(x, decoder_mean(decoder_h(z)))
+  vae.add_loss(keras.backend.mean(-0.5 * keras.backend.sum(
+      1 + 2 * z_log_sigma - keras.backend.square(z_mean)
+      - keras.backend.exp(2 * z_log_sigma), axis=-1)))
+  vae.compile(optimizer="rmsprop", loss="binary_crossentropy")
+  data = _random_images(seed, (32, pixels))
+  vae.fit(data, data, epochs=steps, batch_size=32, verbose=0)
+  path = os.path.join(directory, "vae.h5")
+  vae.save(path)
+  z_in = keras.Input(shape=(latent,))
+  generator = keras.Model(z_in, decoder_mean(decoder_h(z_in)))
+  return path, keras.Model(x, [z_mean, z_log_sigma]), generator
+
+
+class SubclassedVAE(keras.Model):
+  """keras.io's `VAE(keras.Model)`: encoder and decoder as attributes, its
+  own training step; `save(DIR)` stores no configuration for it."""
+
+  def __init__(self, encoder, decoder, **kwargs):
+    super().__init__(**kwargs)
+    self.encoder = encoder
+    self.decoder = decoder
+
+  def call(self, inputs):
+    return self.decoder(self.encoder(inputs)[2])
+
+  def train_step(self, data):
+    with tf.GradientTape() as tape:
+      z_mean, z_log_var, z = self.encoder(data)
+      mean = self.decoder(z)
+      loss = tf.reduce_mean(
+          -tf.reduce_sum(data * tf.math.log(mean + 1e-7) + (1 - data)
+                         * tf.math.log(1 - mean + 1e-7), axis=1)
+          - 0.5 * tf.reduce_sum(1 + z_log_var - tf.square(z_mean)
+                                - tf.exp(z_log_var), axis=1))
+    grads = tape.gradient(loss, self.trainable_weights)
+    self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+    return {"loss": loss}
+
+
+def split_vae(directory, pixels=784, hidden=8, latent=2, steps=2, seed=6,
+              conv_decoder=False, subclassed=False):
+  """keras.io's way: a `Sampling` layer class, encoder and decoder saved
+  apart (`encoder.save("encoder.h5")`, `decoder.save("decoder.h5")`), or
+  (`subclassed`) the `SubclassedVAE` saved as a SavedModel, `vae/`.
+
+  Both models name their hidden layer "hidden". A conv decoder is dense to
+  14x14x4, reshape, Conv2DTranspose(3, stride 2), Conv2DTranspose(1,
+  sigmoid): a stride-1 transposed convolution as the output layer.
+
+  Returns:
+    (encoder.h5, decoder.h5, encoder model, decoder model); (vae/, None,
+    ...) if `subclassed`.
+  """
+  os.makedirs(directory, exist_ok=True)
+  keras.utils.set_random_seed(seed)
+  inputs = keras.Input(shape=(pixels,))
+  h = keras.layers.Dense(hidden, activation="relu", name="hidden")(inputs)
+  z_mean = keras.layers.Dense(latent, name="z_mean")(h)
+  z_log_var = keras.layers.Dense(latent, name="z_log_var")(h)
+  z = Sampling()([z_mean, z_log_var])
+  encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
+  latent_inputs = keras.Input(shape=(latent,))
+  if conv_decoder:
+    x = keras.layers.Dense(14 * 14 * 4, activation="relu",
+                           name="hidden")(latent_inputs)
+    x = keras.layers.Reshape((14, 14, 4))(x)
+    x = keras.layers.Conv2DTranspose(3, 3, strides=2, padding="same",
+                                     activation="relu")(x)
+    out = keras.layers.Conv2DTranspose(1, 3, padding="same",
+                                       activation="sigmoid")(x)
+    out = keras.layers.Reshape((pixels,))(out)
+  else:
+    x = keras.layers.Dense(hidden, activation="relu",
+                           name="hidden")(latent_inputs)
+    out = keras.layers.Dense(pixels, activation="sigmoid")(x)
+  decoder = keras.Model(latent_inputs, out, name="decoder")
+  data = _random_images(seed, (32, pixels))
+  if subclassed:
+    vae = SubclassedVAE(encoder, decoder)
+    vae.compile(optimizer="adam")
+    vae.fit(data, epochs=steps, batch_size=32, verbose=0)
+    vae(data[:1])
+    path = os.path.join(directory, "vae")
+    vae.save(path, save_format="tf")
+    return path, None, encoder, decoder
+  vae = keras.Model(inputs, decoder(z))
+  vae.add_loss(keras.backend.mean(keras.backend.sum(
+      -0.5 * (1 + z_log_var - keras.backend.square(z_mean)
+              - keras.backend.exp(z_log_var)), axis=-1)))
+  vae.compile(optimizer="adam", loss="binary_crossentropy")
+  vae.fit(data, data, epochs=steps, batch_size=32, verbose=0)
+  paths = [os.path.join(directory, f"{n}.h5") for n in ("encoder",
+                                                          "decoder")]
+  encoder.save(paths[0])
+  decoder.save(paths[1])
+  return (*paths, encoder, decoder)
+
+
+def gaussian_vae(directory, pixels=784, hidden=8, latent=2, steps=3,
+                 seed=7):
+  """The example MLP VAE with its --mse loss (784 * mean squared error)
+  and an encoder of Dense (linear) -> BatchNormalization -> Activation relu
+  -> Dropout; `model.save`d.
+
+  Returns:
+    (vae.h5, encoder model x -> [z_mean, z_log_var, z], decoder model).
+  """
+  os.makedirs(directory, exist_ok=True)
+  keras.utils.set_random_seed(seed)
+  inputs = keras.Input(shape=(pixels,))
+  x = keras.layers.Dense(hidden)(inputs)
+  x = keras.layers.BatchNormalization(momentum=0.5)(x)
+  x = keras.layers.Activation("relu")(x)
+  x = keras.layers.Dropout(0.3)(x)
+  z_mean = keras.layers.Dense(latent, name="z_mean")(x)
+  z_log_var = keras.layers.Dense(latent, name="z_log_var")(x)
+  z = keras.layers.Lambda(_sampling, name="z")([z_mean, z_log_var])
+  encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
+  latent_inputs = keras.Input(shape=(latent,))
+  x = keras.layers.Dense(hidden, activation="relu")(latent_inputs)
+  out = keras.layers.Dense(pixels, activation="sigmoid")(x)
+  decoder = keras.Model(latent_inputs, out, name="decoder")
+  outputs = decoder(encoder(inputs)[2])
+  vae = keras.Model(inputs, outputs)
+  reconstruction = keras.losses.mse(inputs, outputs) * pixels
+  kl = -0.5 * keras.backend.sum(
+      1 + z_log_var - keras.backend.square(z_mean)
+      - keras.backend.exp(z_log_var), axis=-1)
+  vae.add_loss(keras.backend.mean(reconstruction + kl))
+  vae.compile(optimizer="adam")
+  vae.fit(_random_images(seed, (32, pixels)), epochs=steps, batch_size=32,
+          verbose=0)
+  path = os.path.join(directory, "vae.h5")
+  vae.save(path)
+  return path, encoder, decoder
+
+
 def _define_flags():
   """The program's flags, defined only when it runs as a program (tests
   import this module beside programs with flags of the same names)."""

@@ -24,9 +24,18 @@ takes every source tfvae-train's --data takes, and is recorded in
 config.json as tfvae-train records it, so later programs need no flags.
 
 A Keras 2 (tf_keras) HDF5 file, from model.save or (with --keras_config)
-model.save_weights, is read with h5py: the Dense layers of encoder and
-decoder from the saved configuration, never the sampling Lambda's function
-(code); the native model is checked against the weights run through an
+model.save_weights, or a Keras SavedModel, is read as data (h5py, json):
+the layers of encoder and decoder from the saved configuration, never the
+sampling layer's code (a Lambda or a class of your own, known by its two
+Dense inputs). An encoder and decoder saved apart are read together:
+
+  tfvae-migrate --checkpoint=encoder.h5 --decoder=decoder.h5 --run_dir=...
+  tfvae-migrate --checkpoint=DIR_WITH_ENCODER_AND_DECODER --run_dir=...
+
+The posterior's parametrisation and a squared-error (Gaussian) loss are read
+from the add_loss layers where they show; a compiled Adam/RMSprop's learning
+rate goes into config.json and, with --with_optimizer_state, its slots into
+the run. The native model is checked against the weights run through an
 independent numpy computation.
 """
 from absl import app
@@ -41,7 +50,9 @@ migrate = _cli.lazy_import("tfvae.migrate")
 flags.DEFINE_string("checkpoint", None,
                     "TF1 checkpoint prefix, or the directory holding it and "
                     "its 'checkpoint' file, with its .meta beside it; or a "
-                    "Keras 2 HDF5 file (required).")
+                    "Keras 2 HDF5 file or SavedModel, an encoder saved apart "
+                    "(with --decoder), or a directory holding *encoder* and "
+                    "*decoder* files (required).")
 flags.DEFINE_string("run_dir", None,
                     "Run directory to write; must not exist or be empty "
                     "(required).")
@@ -62,9 +73,11 @@ flags.DEFINE_bool("allow_unsafe_ops", False,
                   "loss holds ops outside the allow list (ops that touch "
                   "files or run Python); only for graphs you trust.")
 flags.DEFINE_bool("with_optimizer_state", False,
-                  "Carry the TF1 optimizer's slots over (RMSProp's mean "
-                  "square, Adam's moments and step), so that training "
-                  "continues the TF1 curve; default: fresh optimizer state.")
+                  "Carry the optimizer's slots over (RMSProp's mean "
+                  "square, Adam's moments and step; TF1 checkpoints, and "
+                  "Keras model.save HDF5 files' optimizer_weights), so that "
+                  "training continues the original curve; default: fresh "
+                  "optimizer state.")
 flags.DEFINE_string("keras_config", None,
                     "For a Keras weights-only HDF5 file (model.save_weights): "
                     "the JSON of model.to_json(), read as data.")
@@ -72,7 +85,14 @@ flags.DEFINE_enum("posterior_scale", None,
                   ["log_variance", "log_scale", "softplus"],
                   "For a Keras file: what the sampling Lambda makes of its "
                   "second input r (exp(r / 2), exp(r) or softplus(r)); "
-                  "default: from the layer's name (z_log_var: log_variance).")
+                  "default: from the add_loss KL term, else the layer's "
+                  "name (z_log_var: log_variance).")
+flags.DEFINE_string("decoder", None,
+                    "For a Keras VAE saved as two files (vae.encoder.save, "
+                    "vae.decoder.save): the decoder's HDF5 file or "
+                    "SavedModel, --checkpoint being the encoder's. A "
+                    "directory as --checkpoint holding one *encoder* and "
+                    "one *decoder* file needs no --decoder.")
 FLAGS = flags.FLAGS
 
 
@@ -86,7 +106,8 @@ def main():
       data_fields=_cli.config_flag_values(DATA_FLAGS),
       allow_unsafe_ops=FLAGS.allow_unsafe_ops,
       with_optimizer_state=FLAGS.with_optimizer_state,
-      keras_config=FLAGS.keras_config, posterior_scale=FLAGS.posterior_scale)
+      keras_config=FLAGS.keras_config, posterior_scale=FLAGS.posterior_scale,
+      decoder=FLAGS.decoder)
   for line in result.lines:
     print(line)
 

@@ -24,6 +24,7 @@ from tfvae import objectives
 from tfvae.migrate import anatomy as anatomy_lib
 from tfvae.migrate import graph
 from tfvae.migrate import keras_h5
+from tfvae.migrate import keras_optimizer
 from tfvae.migrate import ops
 from tfvae.migrate import reader
 from tfvae.migrate import run_dir as run_dir_lib
@@ -333,7 +334,7 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
                   dataset="fashion_mnist", data_dir=None, data_fields=None,
                   allow_unsafe_ops=False, with_optimizer_state=False,
                   verify_images=VERIFY_IMAGES, keras_config=None,
-                  posterior_scale=None):
+                  posterior_scale=None, decoder=None):
   """Migrates a TF1 or Keras 2 VAE into a tfvae run directory.
 
   Args:
@@ -350,7 +351,8 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
     verify_images: Images verified on (a static batch overrides it).
     keras_config: For a Keras weights-only file, the model.to_json() file.
     posterior_scale: For a Keras file, the sampling Lambda's
-      parametrisation; None: from the layer names.
+      parametrisation; None: from the add_loss KL term or layer names.
+    decoder: For a Keras encoder saved apart (`checkpoint`), its decoder.
 
   Returns:
     A `Migration`.
@@ -359,17 +361,14 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
     errors.TfvaeError: For any problem; nothing is written then.
   """
   run_dir_lib.check_target(run_dir)
-  if keras_h5.is_hdf5(checkpoint) or keras_h5.is_keras_savedmodel(checkpoint):
-    if with_optimizer_state:
-      raise errors.TfvaeError(
-          "--with_optimizer_state carries TF1 optimizer slots; for the Keras "
-          f"model {checkpoint} the optimizer starts fresh (drop the flag)")
+  if keras_h5.is_keras(checkpoint, decoder):
     return _migrate_keras(checkpoint, run_dir, dataset, data_dir,
                           verify_images, keras_config, posterior_scale,
-                          data_fields)
-  if keras_config or posterior_scale:
+                          decoder, with_optimizer_state, data_fields)
+  if keras_config or posterior_scale or decoder:
     raise errors.TfvaeError(
-        "--keras_config and --posterior_scale apply to Keras HDF5 files, not "
+        "--keras_config, --posterior_scale and --decoder apply to Keras "
+        "HDF5 files, not "
         f"to {checkpoint}")
   source = reader.resolve(checkpoint)
   if source.kind != reader.SOURCE_TF1_PREFIX:
@@ -463,16 +462,34 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
 
 
 def _migrate_keras(path, run_dir, dataset, data_dir, verify_images,
-                   keras_config, posterior_scale, data_fields=None):
+                   keras_config, posterior_scale, decoder=None,
+                   with_optimizer_state=False, data_fields=None):
   """`migrate_model` for a Keras 2 file or SavedModel, checked against
   numpy."""
-  anatomy, arrays, step = keras_h5.read_keras(path, keras_config,
-                                              posterior_scale)
-  lines = keras_h5.describe(anatomy, path)
-  config = config_for(anatomy, dataset, data_dir, "adam", None, None,
-                      data_fields)
+  keras = keras_h5.read_keras(path, keras_config, posterior_scale, decoder)
+  anatomy, arrays = keras.anatomy, keras.arrays
+  lines = keras_h5.describe(anatomy, " + ".join(dict.fromkeys(
+      keras.files))) + keras.notes
+  optimizer = None
+  if keras_h5.is_hdf5(keras.files[0]):
+    optimizer = keras_optimizer.read_optimizer(keras.files[0], set(arrays))
+  fields, optimizer_lines = keras_optimizer.config_fields(optimizer)
+  lines += optimizer_lines
+  config = config_for(anatomy, dataset, data_dir,
+                      fields.get("optimizer", "adam"),
+                      fields.get("learning_rate"), None, data_fields)
+  if keras.gaussian_scale:
+    config = config.replace(gaussian_scale=keras.gaussian_scale)
   model = kinds.build_model(config)
   used = load_weights(model, anatomy, arrays)
+  slots = {}
+  if with_optimizer_state:
+    if optimizer is None:
+      raise errors.TfvaeError(
+          f"--with_optimizer_state: {keras.files[0]} holds no optimizer "
+          "state read here (only the optimizer_weights of model.save's "
+          "HDF5 file are; drop the flag)")
+    slots = keras_optimizer.slots_for(optimizer, used, keras.derived)
   images, loaded = verification_batch(config, verify_images)
   noise = np.random.RandomState(_NOISE_SEED).normal(
       size=(len(images), config.latent_dim)).astype(np.float32)
@@ -485,16 +502,23 @@ def _migrate_keras(path, run_dir, dataset, data_dir, verify_images,
   for what, diff in agreement.items():
     lines.append(f"Verified {what}: max |native - numpy| = {diff:.3g} on "
                  f"{len(images)} test images")
-  step = step or 0
+  step = keras.step or 0
   provenance = {
-      "source": "Keras 2 model", "file": os.path.abspath(path),
+      "source": "Keras 2 model", "file": os.path.abspath(keras.files[0]),
+      "decoder_file": (os.path.abspath(keras.files[1])
+                       if len(keras.files) > 1 else None),
       "keras_config": keras_config and os.path.abspath(keras_config),
       "step": step, "posterior_scale": anatomy.posterior_scale,
+      "optimizer_state": bool(slots),
+      "keras_optimizer": optimizer and {"class": optimizer.keras_class,
+                                        "config": optimizer.hyper},
+      "derived_weights": keras.derived,
       "verification": {"images": len(images), "max_abs_diff": agreement,
                        "reference": "numpy, float64"},
-      "weights": used, "anatomy": lines[:4]}
+      "weights": used, "anatomy": lines[:4] + keras.notes}
   steps_per_epoch = max(len(loaded.train.labels) // config.batch_size, 1)
   run_dir_lib.write_run_dir(run_dir, config, model, step, provenance,
-                            steps_per_epoch=steps_per_epoch)
-  lines.append(f"Wrote {run_dir} at step {step}")
+                            slots=slots, steps_per_epoch=steps_per_epoch)
+  lines.append(f"Wrote {run_dir} at step {step}"
+               + (" with the optimizer's state" if slots else ""))
   return Migration(run_dir, config, step, agreement, lines)

@@ -17,6 +17,7 @@ scale) or given by the user.
 tensors None; weights named by their HDF5 paths) and the arrays, and
 `reference_values` recomputes the VAE in numpy from them for verification.
 """
+import dataclasses
 import json
 import os
 
@@ -34,12 +35,22 @@ _ACTIVATIONS = ("tanh", "relu", "elu", "softplus", "sigmoid", "linear")
 _GENERATOR_ROUTE = "; it has no native tfvae counterpart"
 _KERAS_METADATA = "keras_metadata.pb"
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-# Layers a VAE's encoder and decoder path may hold besides Dense ones.
-_PASSIVE = ("InputLayer", "Flatten", "Reshape")
+# Layers a VAE's encoder and decoder path may hold besides Dense ones: the
+# identity at inference (dropout, noise) or a change of shape only.
+_PASSIVE = ("InputLayer", "Flatten", "Reshape", "Dropout", "AlphaDropout",
+            "GaussianDropout", "GaussianNoise", "SpatialDropout1D",
+            "SpatialDropout2D", "ActivityRegularization")
+# Keras' own layers of two inputs, none of which samples.
+_MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+           "Concatenate", "Dot", "TFOpLambda", "SlicingOpLambda", "AddLoss",
+           "AddMetric", "Functional", "Model", "Sequential")
 # The classic Keras conv VAE's encoder, which `nets.ConvEncoderNet` is:
 # (filters, stride) of its convolutions, then the dense layer's width.
 _CONV_ENCODER = ((32, 1), (64, 2), (64, 1), (64, 1))
 _CONV_ENCODER_DENSE = 32
+# The arrays read of each layer (Dense, convolutions, BatchNormalization).
+_ARRAYS = ("kernel", "bias", "gamma", "beta", "moving_mean",
+           "moving_variance")
 
 
 class KerasModelError(errors.TfvaeError):
@@ -66,6 +77,13 @@ class _Layers:
     self.layers = {}
     self.models = {}
     self._add(config)
+    self.root = config["config"]["name"]
+    # (Dense layer, BatchNormalization layer) pairs `_chain` folded.
+    self.folds = []
+
+  def add_model(self, config):
+    """Adds a second file's model (a decoder saved on its own)."""
+    self._add(config)
 
   def _add(self, model):
     if model.get("class_name") not in ("Functional", "Model"):
@@ -86,11 +104,19 @@ class _Layers:
     if not nodes:
       return []
     node = nodes[0]
+    if node and isinstance(node[0], str):  # TFOpLambda: [x, 0, 0, kwargs].
+      refs = [v[0] for v in (node[3] if len(node) > 3 else {}).values()
+              if isinstance(v, list) and v and isinstance(v[0], str)]
+      return [node[0], *refs]
     if isinstance(node, dict):  # Keras 3 style.
       args = node.get("args", [])
       return [a["config"]["keras_history"][0] for a in _flat(args)
               if isinstance(a, dict) and "config" in a]
     return [entry[0] for entry in node]
+
+  def consumers(self, name):
+    """Names of the layers `name` feeds."""
+    return [n for n in self.layers if name in self.inbound(n)]
 
   def outputs(self, model):
     return [entry[0] for entry in self.models[model]["output_layers"]]
@@ -141,13 +167,7 @@ def _dense(layers, name):
         f"{layers.path}: layer {name} ({layer['class_name']}) is not a Dense "
         f"layer, which native MLP VAEs are built of{_GENERATOR_ROUTE}")
   config = layer["config"]
-  activation = config.get("activation", "linear")
-  if isinstance(activation, dict):
-    activation = activation.get("config", {}).get("name", repr(activation))
-  if activation not in _ACTIVATIONS:
-    raise KerasModelError(
-        f"{layers.path}: layer {name} has activation {activation!r}, which "
-        f"native models do not have{_GENERATOR_ROUTE}")
+  activation = _activation_name(layers, name)
   return anatomy_lib.Dense(
       weight=f"{name}/kernel", bias=(f"{name}/bias"
                                      if config.get("use_bias", True)
@@ -155,19 +175,71 @@ def _dense(layers, name):
       activation=activation, units=int(config["units"]))
 
 
+def _activation_name(layers, name):
+  activation = layers.layers[name]["config"].get("activation", "linear")
+  if isinstance(activation, dict):
+    activation = activation.get("config", {}).get("name", repr(activation))
+  if activation not in _ACTIVATIONS:
+    raise KerasModelError(
+        f"{layers.path}: layer {name} has activation {activation!r}, which "
+        f"native models do not have{_GENERATOR_ROUTE}")
+  return activation
+
+
 def _chain(layers, top, stop):
-  """Dense layers from a layer in `stop` (exclusive) up to `top`."""
+  """Dense layers from a layer in `stop` (exclusive) up to `top`.
+
+  An `Activation` layer becomes the activation of the linear layer below
+  it; a `BatchNormalization` between a linear layer and its activation is
+  folded into that layer's weights (its moving statistics: what the model
+  computes at inference), recorded in `layers.folds`.
+  """
   chain = []
   name = top
+  activation = None
+  norm = None
   while name not in stop:
-    if layers.layers[name]["class_name"] in _PASSIVE:
+    kind = layers.layers[name]["class_name"]
+    if kind in _PASSIVE or kind in ("Activation", "BatchNormalization"):
+      if kind == "Activation":
+        if activation or norm:
+          raise KerasModelError(
+              f"{layers.path}: layer {name} (Activation) is followed by "
+              f"another activation or normalisation{_GENERATOR_ROUTE}")
+        activation = _activation_name(layers, name)
+      elif kind == "BatchNormalization":
+        if norm:
+          raise KerasModelError(
+              f"{layers.path}: layers {name} and {norm} "
+              f"(BatchNormalization) follow each other{_GENERATOR_ROUTE}")
+        norm = name
       feeding = layers.inbound(name)
       if not feeding:
         raise KerasModelError(
             f"{layers.path}: layer {top} is not reached from {sorted(stop)}")
       name = feeding[0]
       continue
-    chain.append(_dense(layers, name))
+    dense = _dense(layers, name)
+    if (activation or norm) and dense.activation != "linear":
+      what = norm or "the Activation above it"
+      raise KerasModelError(
+          f"{layers.path}: layer {what} ({'BatchNormalization' if norm else 'Activation'}) "
+          f"follows {name}, which is already activated "
+          f"({dense.activation}); only a normalisation between a linear "
+          f"layer and its activation can be folded{_GENERATOR_ROUTE}")
+    if norm:
+      if dense.kind != "dense":
+        raise KerasModelError(
+            f"{layers.path}: layer {norm} (BatchNormalization) follows the "
+            f"convolution {name}; only one after a Dense layer is folded"
+            f"{_GENERATOR_ROUTE}")
+      layers.folds.append((name, norm))
+      dense = dataclasses.replace(dense, weight=f"{name}/kernel*{norm}",
+                                  bias=f"{name}/bias*{norm}")
+    if activation:
+      dense = dataclasses.replace(dense, activation=activation)
+    activation = norm = None
+    chain.append(dense)
     feeding = layers.inbound(name)
     if len(feeding) != 1:
       raise KerasModelError(
@@ -192,23 +264,43 @@ def _scale_from_name(name):
   return None
 
 
-def _sampler(layers):
-  """(Lambda layer name, loc layer, raw scale layer)."""
-  lambdas = [n for n, l in layers.layers.items()
-             if l["class_name"] == "Lambda"
-             and len(layers.inbound(n)) == 2]
-  unknown = sorted({l["class_name"] for l in layers.layers.values()}
-                   - {"InputLayer", "Dense", "Lambda", "Functional", "Model",
-                      "TFOpLambda", "SlicingOpLambda", "AddLoss", "Flatten",
-                      "Reshape", "AddMetric"})
-  if len(lambdas) != 1:
+def _sampler(layers, owners):
+  """(sampling layer name, loc layer, raw scale layer).
+
+  The sampling layer is known by its place, never by running it: a layer
+  (a `Lambda` or a class of the user's own, whatever its code) fed by two
+  `Dense` heads of one width on one input, and holding no weights.
+  """
+  found = []
+  for name, layer in layers.layers.items():
+    feeding = layers.inbound(name)
+    if layer["class_name"] in _MERGES or len(feeding) != 2:
+      continue
+    heads = [layers.layers.get(f) for f in feeding]
+    if (all(h and h["class_name"] == "Dense" for h in heads)
+        and heads[0]["config"].get("units") == heads[1]["config"].get(
+            "units")
+        and layers.inbound(feeding[0]) == layers.inbound(feeding[1])):
+      found.append(name)
+  if len(found) != 1:
+    unknown = sorted({l["class_name"] for l in layers.layers.values()}
+                     - {"InputLayer", "Dense", "Lambda", *_MERGES, *_PASSIVE,
+                        "Conv2D", "Conv2DTranspose", "Activation",
+                        "BatchNormalization"})
     raise KerasModelError(
-        f"{layers.path}: expected one sampling Lambda layer taking the "
-        f"posterior mean and scale, found {len(lambdas)}"
+        f"{layers.path}: expected one sampling layer taking the posterior "
+        "mean and scale from two Dense heads of one width, found "
+        f"{len(found)}{' (' + ', '.join(found) + ')' if found else ''}"
         + (f" (other layers: {', '.join(unknown)})" if unknown else "")
         + _GENERATOR_ROUTE)
-  loc, raw = layers.inbound(lambdas[0])
-  return lambdas[0], loc, raw
+  name = found[0]
+  if name in owners:
+    raise KerasModelError(
+        f"{layers.path}: the sampling layer {name} "
+        f"({layers.layers[name]['class_name']}) holds weights; a sampler "
+        f"with parameters is not a native posterior{_GENERATOR_ROUTE}")
+  loc, raw = layers.inbound(name)
+  return name, loc, raw
 
 
 def is_keras_savedmodel(path):
@@ -216,22 +308,60 @@ def is_keras_savedmodel(path):
   return os.path.isfile(os.path.join(path, _KERAS_METADATA))
 
 
-def _read_savedmodel(path):
-  """(config, {layer/kernel: array}, step) of a Keras SavedModel directory.
-
-  The configuration is the root's JSON in `keras_metadata.pb` (a protocol
-  buffer, data); each Dense layer's arrays are found through the
-  checkpoint's object graph, from the layer's path in the metadata.
-  """
+def _metadata_nodes(path):
   metadata = saved_metadata_pb2.SavedMetadata()
   with open(os.path.join(path, _KERAS_METADATA), "rb") as f:
     metadata.ParseFromString(f.read())
-  nodes = {n.node_path: json.loads(n.metadata) for n in metadata.nodes}
-  root = nodes.get("root")
-  if not root or "config" not in root:
+  return {n.node_path: json.loads(n.metadata) for n in metadata.nodes}
+
+
+def _savedmodel_parts(path):
+  """(encoder node, decoder node) of a subclassed keras.Model's SavedModel
+  (keras.io's `VAE(encoder, decoder)`: the root has no configuration, its
+  functional children do), or None."""
+  nodes = _metadata_nodes(path)
+  if (nodes.get("root") or {}).get("config"):
+    return None
+  children = {p: m for p, m in nodes.items()
+              if p.count(".") == 1 and m.get("config")
+              and m.get("class_name") in ("Functional", "Model")}
+  found = [[p for p in children if part in p.lower()]
+           for part in ("encoder", "decoder")]
+  if all(len(f) == 1 for f in found):
+    return found[0][0], found[1][0]
+  raise KerasModelError(
+      f"{path}/{_KERAS_METADATA}: the model ({nodes['root'].get('class_name')}"
+      ") is subclassed, with no configuration, and has no single encoder and "
+      f"decoder functional model inside (found {sorted(children)})")
+
+
+def _untupled(value):
+  """A SavedModel's JSON with its tuples ({"class_name": "__tuple__",
+  "items": [...]}) as the lists HDF5 configurations hold."""
+  if isinstance(value, dict):
+    if value.get("class_name") == "__tuple__" and "items" in value:
+      return [_untupled(v) for v in value["items"]]
+    return {k: _untupled(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_untupled(v) for v in value]
+  return value
+
+
+def _read_savedmodel(path, part="root"):
+  """(config, {layer/kernel: array}, step, owners) of a Keras SavedModel
+  directory, or of its functional model at node `part`.
+
+  The configuration is the model's JSON in `keras_metadata.pb` (a protocol
+  buffer, data); each layer's arrays are found through the checkpoint's
+  object graph, from the layer's path in the metadata.
+  """
+  nodes = _metadata_nodes(path)
+  root = nodes.get(part)
+  if not root or not root.get("config"):
     raise KerasModelError(f"{path}/{_KERAS_METADATA} has no model "
                           "configuration")
-  config = {"class_name": root["class_name"], "config": root["config"]}
+  config = _untupled({"class_name": root["class_name"],
+                      "config": root["config"]})
   prefix = os.path.join(path, "variables", "variables")
   try:
     reader = tf.train.load_checkpoint(prefix)
@@ -251,16 +381,19 @@ def _read_savedmodel(path):
     return node
 
   arrays = {}
+  owners = set()
   for node_path, meta in nodes.items():
-    if meta.get("class_name") != "Dense":
+    if (meta.get("class_name") in ("Functional", "Model", "Sequential")
+        or not node_path.startswith(part + ".")):
       continue
     node = node_of(node_path)
     if node is None:
       continue
     for child in graph.nodes[node].children:
-      if child.local_name in ("kernel", "bias"):
-        attributes = graph.nodes[child.node_id].attributes
-        if attributes:
+      attributes = graph.nodes[child.node_id].attributes
+      if attributes and attributes[0].name == "VARIABLE_VALUE":
+        owners.add(meta.get("name"))
+        if child.local_name in _ARRAYS:
           arrays[f"{meta['name']}/{child.local_name}"] = reader.get_tensor(
               attributes[0].checkpoint_key)
   step = None
@@ -268,7 +401,7 @@ def _read_savedmodel(path):
               "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE"):
     if reader.has_tensor(key):
       step = int(reader.get_tensor(key))
-  return config, arrays, step
+  return config, arrays, step, owners
 
 
 def _read_h5(path, config_path):
@@ -288,109 +421,438 @@ def _read_h5(path, config_path):
     else:
       raise KerasModelError(
           f"{path} holds weights only (model.save_weights); pass the model's "
-          "configuration, the JSON of model.to_json(), with --keras_config")
+          "configuration, the JSON of model.to_json(), with --keras_config "
+          "(a subclassed keras.Model has none: save its encoder and decoder "
+          "models with .save and pass them, --decoder)")
     arrays = {}
+    owners = set()
 
     def collect(name, item):
-      if isinstance(item, h5py.Dataset) and name.endswith(
-          ("/kernel:0", "/bias:0", "/kernel", "/bias")):
-        parts = name.split("/")
+      if not isinstance(item, h5py.Dataset):
+        return
+      parts = name.split("/")
+      if len(parts) > 1:
+        owners.add(parts[-2])
+      if parts[-1].split(":")[0] in _ARRAYS:
         key = f"{parts[-2]}/{parts[-1].split(':')[0]}"
         arrays.setdefault(key, np.asarray(item))
     weights_group.visititems(collect)
     step = None
     if "optimizer_weights" in handle:
-      for name in ("iteration:0", "iter:0"):
-        if name in handle["optimizer_weights"]:
-          step = int(np.asarray(handle["optimizer_weights"][name]))
-  return config, arrays, step
+      steps = []
+      handle["optimizer_weights"].visititems(
+          lambda n, item: steps.append(int(np.asarray(item)))
+          if n.split("/")[-1] in ("iteration:0", "iter:0") else None)
+      step = steps[0] if steps else None
+  return config, arrays, step, owners
 
 
-def read_keras(path, config_path=None, posterior_scale=None):
+@dataclasses.dataclass
+class KerasModel:
+  """What `read_keras` found.
+
+  Attributes:
+    anatomy: The `anatomy.Anatomy` (tensors None; weights named
+      "LAYER/kernel", folded or converted ones "LAYER/kernel*BN" and
+      "LAYER/kernel^conv").
+    arrays: {weight name: array}.
+    step: The optimizer's step, or None.
+    files: The files read (the model, or its encoder and decoder).
+    derived: {derived weight name: (source weight name, what was done)}.
+    gaussian_scale: The pixel scale the loss implies for a Gaussian
+      likelihood, or None.
+    notes: Report lines on what was inferred and how.
+  """
+  anatomy: anatomy_lib.Anatomy
+  arrays: dict
+  step: int
+  files: list
+  derived: dict
+  gaussian_scale: float = None
+  notes: list = dataclasses.field(default_factory=list)
+
+
+def is_keras(path, decoder_path=None):
+  """Whether `path` (with `decoder_path`) is a Keras model `read_keras`
+  reads: an HDF5 file, a Keras SavedModel, or a directory holding an
+  encoder and a decoder saved apart."""
+  if decoder_path or is_hdf5(path) or is_keras_savedmodel(path):
+    return True
+  return os.path.isdir(path) and any(
+      "encoder" in e.lower() and (is_hdf5(os.path.join(path, e))
+                                  or is_keras_savedmodel(os.path.join(path, e)))
+      for e in os.listdir(path))
+
+
+def _pair_in(directory):
+  """(encoder, decoder) saved apart in `directory`: the one HDF5 file or
+  Keras SavedModel whose name holds "encoder" and the one "decoder"."""
+  found = {"encoder": [], "decoder": []}
+  for entry in sorted(os.listdir(directory)):
+    full = os.path.join(directory, entry)
+    if not (is_hdf5(full) or is_keras_savedmodel(full)):
+      continue
+    for part in found:
+      if part in entry.lower():
+        found[part].append(full)
+  if len(found["encoder"]) == 1 and len(found["decoder"]) == 1:
+    return found["encoder"][0], found["decoder"][0]
+  raise KerasModelError(
+      f"{directory}: expected one Keras file (HDF5 or SavedModel) named "
+      f"*encoder* and one *decoder*, found {len(found['encoder'])} and "
+      f"{len(found['decoder'])}")
+
+
+def _load(path, config_path, part="root"):
+  if is_keras_savedmodel(path):
+    return _read_savedmodel(path, part)
+  if not is_hdf5(path):
+    raise KerasModelError(f"{path} is neither an HDF5 file nor a Keras "
+                          "SavedModel directory")
+  return _read_h5(path, config_path)
+
+
+def _renamed(config, arrays, owners, prefix):
+  """A model's configuration and arrays with every layer renamed
+  PREFIX/NAME (two files saved apart may reuse layer names)."""
+  text = json.dumps(config)
+  names = set()
+
+  def collect(model):
+    for layer in model["config"]["layers"]:
+      names.add(layer.get("name") or layer["config"]["name"])
+      if layer["class_name"] in ("Functional", "Model"):
+        collect(layer)
+    names.add(model["config"]["name"])
+  collect(config)
+  data = json.loads(text)
+
+  def rename(value):
+    if isinstance(value, str) and value in names:
+      return f"{prefix}/{value}"
+    if isinstance(value, list):
+      return [rename(v) for v in value]
+    if isinstance(value, dict):
+      return {k: (rename(v) if k in ("name", "config", "layers",
+                                     "inbound_nodes", "input_layers",
+                                     "output_layers", "args", "kwargs",
+                                     "keras_history") or isinstance(v, list)
+                  else v) for k, v in value.items()}
+    return value
+  return (rename(data),
+          {f"{prefix}/{k}": v for k, v in arrays.items()},
+          {f"{prefix}/{o}" for o in owners})
+
+
+def _weighted_top(layers, name):
+  """The layer with weights that `name` (an output) shows, through
+  passive layers, an `Activation` and nested models; None if none."""
+  while name in layers.layers:
+    kind = layers.layers[name]["class_name"]
+    if kind in ("Dense", "Conv2D", "Conv2DTranspose"):
+      return name
+    if kind in ("Functional", "Model"):
+      name = layers.outputs(name)[0]
+    elif kind in _PASSIVE or kind in ("Activation", "BatchNormalization"):
+      feeding = layers.inbound(name)
+      if not feeding:
+        return None
+      name = feeding[0]
+    else:
+      return None
+  return None
+
+
+def _decoder_top(layers, sampler, heads):
+  """The decoder's top layer (its output, maybe an `Activation` or
+  `Reshape` above the last weighted layer)."""
+  inner = _containing(layers, sampler)
+  nested = [m for m in layers.models
+            if m not in inner and m != layers.root
+            and _weighted_top(layers, layers.outputs(m)[0])]
+  if len(nested) == 1:
+    return layers.outputs(nested[0])[0]
+  if len(nested) > 1:
+    raise KerasModelError(
+        f"{layers.path}: found {len(nested)} decoder models ({', '.join(nested)}"
+        ", functional models apart from the encoder); expected one")
+  # One model throughout (the 2016 Keras blog): the output that is not a
+  # head and is reached from the sampler.
+  for top in layers.outputs(layers.root):
+    if top in (sampler, *heads) or not _weighted_top(layers, top):
+      continue
+    name = top
+    while name != sampler:
+      feeding = layers.inbound(name)
+      if not feeding:
+        break
+      name = feeding[0]
+    if name == sampler:
+      return top
+  raise KerasModelError(
+      f"{layers.path}: no decoder found (a model or output computed from the "
+      f"sampling layer {sampler}); for an encoder saved apart pass its "
+      "decoder with --decoder, or a directory holding both")
+
+
+def _call_args(layers, name):
+  """A TFOpLambda's (function, [input layers], {kwarg: constant})."""
+  layer = layers.layers[name]
+  node = (layer.get("inbound_nodes") or [[]])[0]
+  kwargs = node[3] if len(node) > 3 and isinstance(node[3], dict) else {}
+  constants = {k: v for k, v in kwargs.items() if not isinstance(v, list)}
+  if node and node[0] == "_CONSTANT_VALUE":  # 2 * r: x is the constant.
+    constants["x"] = node[2]
+  inputs = [n for n in layers.inbound(name) if n != "_CONSTANT_VALUE"]
+  return layer["config"].get("function"), inputs, constants
+
+
+def _factor(constants):
+  """The number a TFOpLambda multiplies its layer input by, or None."""
+  for key in ("y", "x"):
+    if isinstance(constants.get(key), (int, float)) and not isinstance(
+        constants.get(key), bool):
+      return float(constants[key])
+  return None
+
+
+def _ops(layers):
+  return [n for n, l in layers.layers.items()
+          if l["class_name"] == "TFOpLambda"]
+
+
+def _scale_from_loss(layers, raw):
+  """The posterior parametrisation the add_loss KL term shows, read from
+  its TFOpLambda layers (data): exp(r) is a variance (r a log-variance),
+  exp(2 r) or exp(r)^2 one with r a log-scale; None if not shown."""
+  for name in _ops(layers):
+    function, inputs, constants = _call_args(layers, name)
+    if function != "math.exp" or not inputs:
+      continue
+    source = inputs[0]
+    if source == raw:
+      squared = any(_call_args(layers, c)[0] in ("math.square",)
+                    for c in layers.consumers(name) if c in _ops(layers))
+      return "log_scale" if squared else "log_variance"
+    if source in _ops(layers):
+      f, ins, c = _call_args(layers, source)
+      if (f in ("math.multiply", "__operators__.mul") and raw in ins
+          and _factor(c) == 2.0):
+        return "log_scale"
+  return None
+
+
+def _reconstruction_from_loss(layers, pixels):
+  """("gaussian", a) if the add_loss term is a * sum of squared errors
+  (a None where its weight is not read), ("bernoulli", None) for a binary
+  cross-entropy, (None, None) if the loss shows neither."""
+  ops = _ops(layers)
+  for name in ops:
+    function = _call_args(layers, name)[0] or ""
+    if "binary_crossentropy" in function:
+      return "bernoulli", None
+    if function not in ("math.squared_difference",
+                        "keras.losses.mean_squared_error",
+                        "keras.metrics.mean_squared_error"):
+      continue
+    weight = 1.0 if function == "math.squared_difference" else 1.0 / pixels
+    here = name
+    while True:
+      after = [c for c in layers.consumers(here) if c in ops]
+      if len(after) != 1:
+        return "gaussian", None
+      here = after[0]
+      f, _, constants = _call_args(layers, here)
+      if f == "math.reduce_mean" and constants.get("axis") in (-1, 1):
+        weight /= pixels
+      elif f == "math.reduce_sum" and constants.get("axis") in (-1, 1):
+        pass
+      elif (f in ("math.multiply", "__operators__.mul")
+            and _factor(constants) is not None):
+        weight *= _factor(constants)
+      elif (f in ("math.truediv", "__operators__.truediv")
+            and isinstance(constants.get("y"), (int, float))):
+        weight /= constants["y"]
+      elif f in ("__operators__.add", "math.add"):
+        return "gaussian", weight
+      else:
+        return "gaussian", None
+  return None, None
+
+
+def _fold(arrays, layers, dense, norm, derived):
+  """Folds BatchNormalization `norm` (inference statistics) into `dense`:
+  y = gamma (x W + b - mean) / sqrt(var + eps) + beta."""
+  config = layers.layers[norm]["config"]
+  units = arrays[f"{dense}/kernel"].shape[-1]
+  get = lambda n, d: np.asarray(arrays.get(f"{norm}/{n}", np.full(units, d)),
+                                np.float64)
+  if config.get("axis", -1) not in (-1, 1, [-1], [1]):
+    raise KerasModelError(f"{layers.path}: layer {norm} "
+                          "(BatchNormalization) does not normalise the last "
+                          f"axis{_GENERATOR_ROUTE}")
+  factor = get("gamma", 1.0) / np.sqrt(get("moving_variance", 1.0)
+                                       + float(config.get("epsilon", 1e-3)))
+  bias = np.asarray(arrays.get(f"{dense}/bias", np.zeros(units)), np.float64)
+  arrays[f"{dense}/kernel*{norm}"] = (
+      np.asarray(arrays[f"{dense}/kernel"], np.float64) * factor)
+  arrays[f"{dense}/bias*{norm}"] = (
+      (bias - get("moving_mean", 0.0)) * factor + get("beta", 0.0))
+  derived[f"{dense}/kernel*{norm}"] = (f"{dense}/kernel", f"{norm} folded in")
+  derived[f"{dense}/bias*{norm}"] = (f"{dense}/bias", f"{norm} folded in")
+
+
+def transposed_as_conv(kernel):
+  """A stride-1 SAME 3x3 Conv2DTranspose kernel [k, k, out, in] as the
+  Conv2D kernel [k, k, in, out] that computes the same map."""
+  return np.transpose(np.asarray(kernel)[::-1, ::-1], (0, 1, 3, 2))
+
+
+def read_keras(path, config_path=None, posterior_scale=None,
+               decoder_path=None):
   """Reads a Keras 2 VAE saved in HDF5 or as a Keras SavedModel.
 
   Args:
-    path: The `.h5` of `model.save` or `model.save_weights`, or the
-      directory of `model.save(path, save_format="tf")`.
+    path: The `.h5` of `model.save` or `model.save_weights`, the
+      directory of `model.save(path, save_format="tf")`, an encoder saved
+      apart (with `decoder_path`), or a directory holding `*encoder*` and
+      `*decoder*` files.
     config_path: `model.to_json()` output, needed for a weights-only file.
     posterior_scale: "log_variance", "log_scale" or "softplus" for the
-      sampling Lambda; None: from the raw scale layer's name.
+      sampling layer; None: from the add_loss KL term, else the raw scale
+      layer's name.
+    decoder_path: The decoder's file when the encoder is `path`.
 
   Returns:
-    (anatomy.Anatomy, {weight name: array}, step or None).
+    A `KerasModel`.
 
   Raises:
     KerasModelError: Naming the file and the layer at fault.
   """
-  if is_keras_savedmodel(path):
-    config, arrays, step = _read_savedmodel(path)
+  if not decoder_path and os.path.isdir(path) and not is_keras_savedmodel(
+      path):
+    path, decoder_path = _pair_in(path)
+  parts = ("root", "root")
+  if not decoder_path and is_keras_savedmodel(path):
+    found = _savedmodel_parts(path)
+    if found:
+      parts, decoder_path = found, path
+  config, arrays, step, owners = _load(path, config_path, parts[0])
+  files = [path]
+  label = path
+  if decoder_path:
+    files.append(decoder_path)
+    label = (f"{path} + {decoder_path}" if decoder_path != path
+             else f"{path} ({' + '.join(parts)})")
+    d_config, d_arrays, _, d_owners = _load(decoder_path, None, parts[1])
+    d_config, d_arrays, d_owners = _renamed(d_config, d_arrays, d_owners,
+                                            "decoder")
+    arrays.update(d_arrays)
+    owners |= d_owners
+  layers = _Layers(config, label)
+  if decoder_path:
+    layers.add_model(d_config)
+  notes = []
+  lam, loc_name, raw_name = _sampler(layers, owners)
+  scale = posterior_scale
+  if scale:
+    notes.append(f"Posterior scale: {scale}, as --posterior_scale says")
   else:
-    config, arrays, step = _read_h5(path, config_path)
-  layers = _Layers(config, path)
-  lam, loc_name, raw_name = _sampler(layers)
-  scale = posterior_scale or _scale_from_name(raw_name)
+    scale = _scale_from_loss(layers, raw_name)
+    if scale:
+      notes.append(f"Posterior scale: {scale}, read from the add_loss KL "
+                   f"term (its exp of {raw_name})")
+    else:
+      scale = _scale_from_name(raw_name)
+      if scale:
+        notes.append(f"Posterior scale: {scale}, from the layer name "
+                     f"{raw_name}")
   if scale is None:
     raise KerasModelError(
-        f"{path}: the sampling layer {lam} takes {loc_name} and {raw_name}; "
-        "its function is code and is not read, and the name "
-        f"{raw_name} does not tell the parametrisation; pass "
+        f"{label}: the sampling layer {lam} takes {loc_name} and {raw_name}; "
+        "its function is code and is not read, and neither an add_loss KL "
+        f"term nor the name {raw_name} tells the parametrisation; pass "
         "--posterior_scale=log_variance (z = mean + exp(r / 2) * eps), "
         "log_scale (exp(r)) or softplus")
   inputs = _input_layers(layers)
   loc_head = _dense(layers, loc_name)
   scale_head = _dense(layers, raw_name)
   trunk_top = layers.inbound(loc_name)[0]
-  if layers.inbound(raw_name)[0] != trunk_top:
-    raise KerasModelError(f"{path}: {loc_name} and {raw_name} do not share "
-                          "their input layer")
   encoder = _chain(layers, trunk_top, inputs)
   start = trunk_top
   while layers.layers[start]["class_name"] != "InputLayer":
     start = layers.inbound(start)[0]
   batch_shape = layers.layers[start]["config"].get("batch_input_shape") or (
       layers.layers[start]["config"].get("batch_shape"))
-  decoder_models = [m for m in layers.models
-                    if any(layers.layers[o]["class_name"] in ("Dense",
-                                                              "Conv2D")
-                           and layers.layers[o]["config"].get("activation")
-                           in ("sigmoid", "linear")
-                           for o in layers.outputs(m))
-                    and m not in _containing(layers, lam)]
-  if len(decoder_models) != 1:
-    raise KerasModelError(
-        f"{path}: found {len(decoder_models)} decoder models (a functional "
-        "model outputting a sigmoid or linear Dense layer, apart from the "
-        "encoder); expected one")
-  decoder_model = decoder_models[0]
-  top = layers.outputs(decoder_model)[0]
-  decoder = _chain(layers, top, inputs)
+  top = _decoder_top(layers, lam, (loc_name, raw_name))
+  decoder = _chain(layers, top, inputs | {lam})
+  derived = {}
+  for dense, norm in layers.folds:
+    _fold(arrays, layers, dense, norm, derived)
   last = decoder[-1]
-  likelihood = ("bernoulli" if last.activation == "sigmoid"
-                else "gaussian_identity")
-  decoder[-1] = anatomy_lib.Dense(last.weight, last.bias, "linear",
-                                  last.units, last.kind, last.stride)
-  if not encoder:
-    raise KerasModelError(f"{path}: the encoder has no hidden Dense layer")
-  encoder_conv = _check_conv_encoder(path, encoder)
-  decoder_conv = _check_conv_decoder(path, layers, decoder)
-  if any(d.activation == "linear" for d in encoder + decoder[:-1]):
-    raise KerasModelError(f"{path}: a hidden Dense layer has no activation; "
-                          "native MLPs activate every hidden layer")
+  if last.activation not in ("sigmoid", "linear"):
+    raise KerasModelError(
+        f"{label}: the decoder's output layer {last.weight.split('/')[0]} has "
+        f"activation {last.activation}; native likelihoods take a sigmoid "
+        "(Bernoulli, Gaussian mean) or linear (Gaussian mean) output")
+  if last.kind == "conv_transpose" and last.stride == 1:
+    name = last.weight.split("/kernel")[0]
+    arrays[f"{name}/kernel^conv"] = transposed_as_conv(arrays[last.weight])
+    derived[f"{name}/kernel^conv"] = (last.weight, "transposed to a conv")
+    last = dataclasses.replace(last, weight=f"{name}/kernel^conv",
+                               kind="conv")
+    notes.append(f"Decoder output {name}: a stride-1 Conv2DTranspose, "
+                 "migrated as the Conv2D of the flipped kernel (the same map)")
   if isinstance(batch_shape, dict):  # A SavedModel's tuple: {"items": ...}.
     batch_shape = batch_shape.get("items", [])
   pixels = int(np.prod([d for d in batch_shape[1:]]))
+  reconstruction, weight = _reconstruction_from_loss(layers, pixels)
+  gaussian_scale = None
+  if reconstruction == "gaussian":
+    if not weight or weight <= 0:
+      raise KerasModelError(
+          f"{label}: the add_loss reconstruction term is a squared error "
+          "whose weight is not read from its layers; the Gaussian's scale is "
+          f"unknown{_GENERATOR_ROUTE}")
+    gaussian_scale = float(np.sqrt(0.5 / weight))
+    likelihood = ("gaussian" if last.activation == "sigmoid"
+                  else "gaussian_identity")
+    notes.append(f"Likelihood: {likelihood}, read from the add_loss term "
+                 f"{weight:g} * sum (x - mean)^2 = -log N(x | mean, "
+                 f"{gaussian_scale:.6g}^2) + const")
+  else:
+    likelihood = ("bernoulli" if last.activation == "sigmoid"
+                  else "gaussian_identity")
+    if likelihood == "gaussian_identity":
+      raise KerasModelError(
+          f"{label}: the decoder's output {last.weight.split('/')[0]} is "
+          "linear and no squared-error add_loss term tells the Gaussian's "
+          f"scale{_GENERATOR_ROUTE}")
+  decoder[-1] = anatomy_lib.Dense(last.weight, last.bias, "linear",
+                                  last.units, last.kind, last.stride)
+  if not encoder:
+    raise KerasModelError(f"{label}: the encoder has no hidden Dense layer")
+  encoder_conv = _check_conv_encoder(label, encoder)
+  decoder_conv = _check_conv_decoder(label, layers, decoder)
+  if any(d.activation == "linear" for d in encoder + decoder[:-1]):
+    raise KerasModelError(f"{label}: a hidden Dense layer has no activation; "
+                          "native MLPs activate every hidden layer")
   side = int(round(pixels ** 0.5))
   if len(batch_shape) == 4:
     image_shape = tuple(int(d) for d in batch_shape[1:])
   elif side * side == pixels:
     image_shape = (side, side, 1)
   else:
-    raise KerasModelError(f"{path}: input of {pixels} values is not a "
+    raise KerasModelError(f"{label}: input of {pixels} values is not a "
                           "square image")
   missing = [n for d in [*encoder, loc_head, scale_head, *decoder]
              for n in (d.weight, d.bias) if n and n not in arrays]
   if missing:
-    raise KerasModelError(f"{path} lacks the weights {', '.join(missing)}")
+    raise KerasModelError(f"{label} lacks the weights {', '.join(missing)}")
+  for dense, norm in layers.folds:
+    notes.append(f"BatchNormalization {norm} folded into {dense} (its moving "
+                 "statistics, as at inference); training continues without "
+                 "it")
   anatomy = anatomy_lib.Anatomy(
       input=None, image_shape=image_shape, encoder=encoder,
       loc_head=loc_head, scale_head=scale_head, posterior_scale=scale,
@@ -399,7 +861,8 @@ def read_keras(path, config_path=None, posterior_scale=None):
       encoder_conv=encoder_conv)
   if decoder_conv is not None:
     anatomy.decoder_conv = (*decoder_conv, image_shape)
-  return anatomy, arrays, step
+  return KerasModel(anatomy, arrays, step, files, derived, gaussian_scale,
+                    notes)
 
 
 def _check_conv_encoder(path, encoder):
@@ -412,11 +875,18 @@ def _check_conv_encoder(path, encoder):
   if (shape != _CONV_ENCODER or encoder[-1].kind != "dense"
       or encoder[-1].units != _CONV_ENCODER_DENSE
       or len({d.activation for d in encoder}) != 1):
+    wanted = [*(("conv", *c) for c in _CONV_ENCODER),
+              ("dense", _CONV_ENCODER_DENSE, 1)]
+    got = [(d.kind, d.units, d.stride) for d in encoder]
+    at = next((i for i, (w, g) in enumerate(zip(wanted, got)) if w != g),
+              min(len(wanted), len(got)) - 1)
+    layer = encoder[at].weight.split("/kernel")[0]
     raise KerasModelError(
-        f"{path}: the conv encoder is {[d.kind for d in encoder]} with "
-        f"(filters, stride) {list(shape)}; the native conv encoder is the "
-        f"classic one, {list(_CONV_ENCODER)} then dense "
-        f"{_CONV_ENCODER_DENSE}, one activation{_GENERATOR_ROUTE}")
+        f"{path}: the conv encoder's layer {layer} ({got[at][0]} "
+        f"{got[at][1]}, stride {got[at][2]}) is not layer {at + 1} of the "
+        "native conv encoder, the classic (filters, stride) "
+        f"{list(_CONV_ENCODER)} then dense {_CONV_ENCODER_DENSE} with one "
+        f"activation{_GENERATOR_ROUTE}")
   return True
 
 
@@ -434,7 +904,8 @@ def _check_conv_decoder(path, layers, decoder):
         "reshape, stride-2 transposed conv, conv (one activation)"
         f"{_GENERATOR_ROUTE}")
   reshapes = [l for l in layers.layers.values()
-              if l["class_name"] == "Reshape"]
+              if l["class_name"] == "Reshape"
+              and len(l["config"].get("target_shape", [])) == 3]
   channels = reshapes[0]["config"]["target_shape"][-1] if reshapes else None
   if channels is None or decoder[0].units % channels:
     raise KerasModelError(f"{path}: the conv decoder's reshape is not read")
@@ -460,8 +931,6 @@ def describe(anatomy, path):
       f"Encoder hidden layers: {names(anatomy.encoder)}; heads "
       f"{anatomy.loc_head.weight.split('/')[0]} (mean), "
       f"{anatomy.scale_head.weight.split('/')[0]} (scale)",
-      f"Posterior scale: {anatomy.posterior_scale} (sampling Lambda not "
-      "read: it is code)",
       f"Decoder layers: {names(anatomy.decoder)} -> {anatomy.likelihood}",
   ]
 
@@ -514,7 +983,7 @@ def reference_values(anatomy, arrays, images, noise):
     x = layer(x, dense).reshape(len(x), -(-height // 2), -(-width // 2),
                                 hidden)
     x = layer(layer(x, upsample, (height, width)), out)
-  if anatomy.likelihood == "bernoulli":
+  if anatomy.likelihood in ("bernoulli", "gaussian"):
     x = _NUMPY["sigmoid"](x)
   return [loc, scale, x.reshape(len(x), -1)]
 
