@@ -29,6 +29,16 @@ def _op_dtypes(saved_model_dir, op_type):
           if n.op == op_type}
 
 
+def _op_count(saved_model_dir, signature, op_type):
+  """How many `op_type` nodes a signature's graph and its functions hold."""
+  graph_def = tf.saved_model.load(saved_model_dir).signatures[
+      signature].graph.as_graph_def()
+  nodes = list(graph_def.node)
+  for function in graph_def.library.function:
+    nodes.extend(function.node_def)
+  return sum(n.op == op_type for n in nodes)
+
+
 class ExportDtypeTest(tf.test.TestCase, parameterized.TestCase):
 
   @classmethod
@@ -74,6 +84,23 @@ class ExportDtypeTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIn(dtype, _op_dtypes(path, "MatMul"))
     self.assertNotIn("float32", _op_dtypes(path, "MatMul"))
     self.assertEqual(export.read_metadata(path)["dtype"], dtype)
+    # The weights are held in the dtype: the only casts left are z's in and
+    # the output's back to float32, not one per weight per call.
+    self.assertEqual(_op_count(path, "serving_default", "Cast"), 2)
+    # The SavedModel's checkpoint keeps the float32 decoder as it is, plus
+    # the low-precision copies the signatures read.
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables",
+                                                   "variables"))
+    dtypes = reader.get_variable_to_dtype_map()
+    float32 = [reader.get_tensor(k) for k, v in dtypes.items()
+               if k.startswith("decoder/") and v == tf.float32]
+    weights = [v.numpy() for v in self.model.decoder.net.variables]
+    self.assertLen(float32, len(weights))
+    for weight in weights:
+      self.assertLen([w for w in float32 if w.shape == weight.shape
+                      and np.array_equal(w, weight)], 1)
+    self.assertLen([k for k, v in dtypes.items() if v == tf.as_dtype(dtype)],
+                   len(weights))
     # The in-process model is left computing in float32.
     self.assertAllEqual(self.model.decoder.outputs(tf.constant(self.z))[
         "mean"], self.want["mean"])

@@ -28,6 +28,7 @@ from tfvae import errors
 from tfvae import models
 from tfvae import objectives
 from tfvae import rng
+from tfvae.export import compute_weights
 
 PARTS = ("full", "generator")
 # The signatures of each part, besides serving_default (= decode).
@@ -189,7 +190,7 @@ def _check_standard_normal_prior(model):
         "generate signature only samples a standard-Normal prior")
 
 
-def export_module(model, part="full"):
+def export_module(model, part="full", dtype="float32"):
   """Wraps `model` in a `tf.Module` whose functions are plain-tensor signatures.
 
   Signatures (B is the batch, [H, W, C] = model.image_shape,
@@ -242,7 +243,7 @@ def export_module(model, part="full"):
   check_part(part)
   can_generate, conditional = capabilities(model)
   if not can_generate:
-    return _autoencoder_module(model, part)
+    return _autoencoder_module(model, part, dtype)
   _require(model, part, ("decoder", "latent_size", "image_shape", "prior"))
   if part == "full":
     _require(model, part, ("approx_posterior", "likelihood"))
@@ -250,10 +251,19 @@ def export_module(model, part="full"):
   label_spec = (tf.TensorSpec([None], tf.int64, name="label") if conditional
                 else None)
   module = _holder(model, part)
-  module.decode, module.generate = generator_functions(
-      model.decoder.outputs, int(model.latent_size), label_spec)
+  # The generator part copies the decoder alone: no encoder weight may
+  # reach its SavedModel.
   if part == "generator":
-    module.serve = serving_function(model.decoder.outputs,
+    decoder, weights = compute_weights.lowered_copy(model.decoder, dtype)
+  else:
+    model, weights = compute_weights.lowered_copy(model, dtype)
+    decoder = model.decoder
+  if weights:
+    setattr(module, compute_weights.COMPUTE_WEIGHTS, weights)
+  module.decode, module.generate = generator_functions(
+      decoder.outputs, int(model.latent_size), label_spec)
+  if part == "generator":
+    module.serve = serving_function(decoder.outputs,
                                     int(model.latent_size), label_spec)
   if part == "full":
     for name, function in _posterior_functions(model, label_spec).items():
@@ -325,7 +335,7 @@ def _posterior_functions(model, label_spec):
           "log_importance_weights": log_importance_weights}
 
 
-def _autoencoder_module(model, part):
+def _autoencoder_module(model, part, dtype="float32"):
   """The signatures of a deterministic autoencoder (part "full" only).
 
     encode(x [B, H, W, C]) -> "code" [B, D], the code h = f(x).
@@ -341,6 +351,9 @@ def _autoencoder_module(model, part):
     raise refuse_generation(getattr(model, "kind", type(model).__name__))
   module = tf.Module(name=f"tfvae_{part}")
   module.model = model
+  model, weights = compute_weights.lowered_copy(model, dtype)
+  if weights:
+    setattr(module, compute_weights.COMPUTE_WEIGHTS, weights)
   image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32,
                              name="x")
 
