@@ -39,6 +39,19 @@ def _op_count(saved_model_dir, signature, op_type):
   return sum(n.op == op_type for n in nodes)
 
 
+def _sigmoid_inputs(saved_model_dir, signature):
+  """The op types feeding the Sigmoid nodes of a signature's functions."""
+  graph_def = tf.saved_model.load(saved_model_dir).signatures[
+      signature].graph.as_graph_def()
+  found = set()
+  for function in graph_def.library.function:
+    ops = {n.name: n.op for n in function.node_def}
+    for node in function.node_def:
+      if node.op == "Sigmoid":
+        found.add(ops[node.input[0].split(":")[0]])
+  return found
+
+
 class ExportDtypeTest(tf.test.TestCase, parameterized.TestCase):
 
   @classmethod
@@ -113,6 +126,9 @@ class ExportDtypeTest(tf.test.TestCase, parameterized.TestCase):
     served = loaded["serving_default"](z=tf.constant(self.z))
     self.assertEqual(list(served), ["mean"])
     self.assertAllClose(served["mean"], self.want["mean"], atol=1e-6)
+    # The sigmoid reads the last layer's bias add, not a Reshape of it, so
+    # that grappler can fuse MatMul + BiasAdd + Sigmoid (as in TF1).
+    self.assertEqual(_sigmoid_inputs(path, "serving_default"), {"AddV2"})
     self.assertCountEqual(loaded["decode"](z=tf.constant(self.z)),
                           ["mean", "logits"])
     # A full export's serving_default stays decode.

@@ -27,6 +27,7 @@ import tensorflow as tf
 from tfvae import errors
 from tfvae import models
 from tfvae import objectives
+from tfvae import precision
 from tfvae import rng
 from tfvae.export import compute_weights
 
@@ -122,7 +123,8 @@ def generator_functions(decode_fn, latent_size, label_spec=None):
   return decode, generate
 
 
-def serving_function(decode_fn, latent_size, label_spec=None):
+def serving_function(decode_fn, latent_size, label_spec=None,
+                     jit_compile=False):
   """A generator's lean serving_default: z -> {"mean"} alone.
 
   TF Serving clients that want images call it (it is the signature a
@@ -132,6 +134,7 @@ def serving_function(decode_fn, latent_size, label_spec=None):
 
   Args:
     decode_fn, latent_size, label_spec: As for `generator_functions`.
+    jit_compile: Whether XLA compiles the function (saved with it).
 
   Returns:
     A `tf.function` (z float32 [None, latent_size][, label]) -> {"mean":
@@ -140,11 +143,42 @@ def serving_function(decode_fn, latent_size, label_spec=None):
   labels = [] if label_spec is None else [label_spec]
 
   @tf.function(input_signature=[
-      tf.TensorSpec([None, latent_size], tf.float32, name="z"), *labels])
+      tf.TensorSpec([None, latent_size], tf.float32, name="z"), *labels],
+               jit_compile=jit_compile or None)
   def serve(z, label=None):
     return {"mean": _call(decode_fn, z, label)["mean"]}
 
   return serve
+
+
+def _mean_before_reshape(decoder):
+  """A lean z -> {"mean"} of `decoder` that reshapes last, or None.
+
+  A `models.Decoder` reshapes its network's output to [B, H, W, C * k]
+  before its likelihood turns it into the mean; between an MLP's last
+  MatMul + BiasAdd and the mean's sigmoid that Reshape keeps grappler from
+  fusing the three into one kernel (the TF1 graph, which reshapes nothing,
+  gets the fused kernel). With one parameter per pixel the likelihood's
+  outputs are element-wise, so the mean of the flat output reshaped is the
+  same numbers, and the sigmoid fuses into the matmul.
+
+  Returns:
+    A callable z [B, D] -> {"mean": [B, H, W, C]}, or None where this does
+    not apply (a conditional decoder, k > 1, no `.net`).
+  """
+  likelihood = getattr(decoder, "likelihood", None)
+  net = getattr(decoder, "net", None)
+  if (not isinstance(decoder, models.Decoder) or net is None
+      or getattr(likelihood, "num_params", None) != 1):
+    return None
+  image_shape = [int(d) for d in decoder.image_shape]
+
+  def mean(z):
+    flat = precision.run(net, z)
+    return {"mean": tf.reshape(likelihood.outputs(flat)["mean"],
+                               [-1, *image_shape])}
+
+  return mean
 
 
 def _within_cap(value, samples, what):
@@ -263,8 +297,9 @@ def export_module(model, part="full", dtype="float32"):
   module.decode, module.generate = generator_functions(
       decoder.outputs, int(model.latent_size), label_spec)
   if part == "generator":
-    module.serve = serving_function(decoder.outputs,
-                                    int(model.latent_size), label_spec)
+    module.serve = serving_function(
+        _mean_before_reshape(decoder) or decoder.outputs,
+        int(model.latent_size), label_spec)
   if part == "full":
     for name, function in _posterior_functions(model, label_spec).items():
       setattr(module, name, function)
