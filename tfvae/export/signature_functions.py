@@ -130,7 +130,10 @@ def serving_function(decode_fn, latent_size, label_spec=None,
   TF Serving clients that want images call it (it is the signature a
   request without a name gets); `decode` keeps returning the likelihood's
   parameters too. With the mean as the only output nothing else of the
-  decoder's last layer has to be materialised or sent.
+  decoder's last layer has to be materialised or sent. When `decode_fn` is
+  a native `models.Decoder`'s `outputs`, the mean is taken before the
+  reshape to images (`_mean_before_reshape`), so that it fuses into the
+  last matmul.
 
   Args:
     decode_fn, latent_size, label_spec: As for `generator_functions`.
@@ -141,6 +144,10 @@ def serving_function(decode_fn, latent_size, label_spec=None,
     float32 [None, H, W, C]}.
   """
   labels = [] if label_spec is None else [label_spec]
+  if label_spec is None:
+    # A native decoder's `outputs`: its mean, computed before the reshape.
+    decode_fn = (_mean_before_reshape(getattr(decode_fn, "__self__", None))
+                 or decode_fn)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, latent_size], tf.float32, name="z"), *labels],
@@ -297,9 +304,8 @@ def export_module(model, part="full", dtype="float32"):
   module.decode, module.generate = generator_functions(
       decoder.outputs, int(model.latent_size), label_spec)
   if part == "generator":
-    module.serve = serving_function(
-        _mean_before_reshape(decoder) or decoder.outputs,
-        int(model.latent_size), label_spec)
+    module.serve = serving_function(decoder.outputs, int(model.latent_size),
+                                    label_spec)
   if part == "full":
     for name, function in _posterior_functions(model, label_spec).items():
       setattr(module, name, function)
