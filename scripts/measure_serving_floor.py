@@ -103,27 +103,6 @@ def _identity_saved_model(root):
   return path
 
 
-class _SessionModel:
-  """A SavedModel loaded into a TF1 session, run by tensor names."""
-
-  def __init__(self, path):
-    import tensorflow as tf
-    v1 = tf.compat.v1
-    self.graph = tf.Graph()
-    self.session = v1.Session(graph=self.graph)
-    with self.graph.as_default():
-      meta = v1.saved_model.loader.load(self.session, ["serve"], path)
-    signature = meta.signature_def["serving_default"]
-    self.input = signature.inputs["z"].name
-    self.output = signature.outputs["mean"].name
-    self.callable = self.session.make_callable(
-        self.graph.get_tensor_by_name(self.output),
-        [self.graph.get_tensor_by_name(self.input)])
-
-  def run(self, z):
-    return self.session.run(self.output, {self.input: z})
-
-
 def _executed_ops(session, fetch, feed):
   """Op type -> count in the partition graphs a session ran for `fetch`."""
   import tensorflow as tf
@@ -158,7 +137,8 @@ def _paths(model, root, z):
       tf.TensorSpec([None, LATENT_SIZE], tf.float32))
   floor = tf.saved_model.load(_identity_saved_model(root)).signatures[
       "serving_default"]
-  in_session = _SessionModel(path)
+  in_session = tf1_reference.SavedModelSession(path)
+  in_session_callable = in_session.make_callable()
   paths = {
       "tf1 identity": lambda: tf1.session.run(identity, {tf1.z: z}),
       REFERENCE: lambda: tf1.decode(z),
@@ -172,7 +152,7 @@ def _paths(model, root, z):
       "concrete function": lambda: np.asarray(
           concrete(tf.constant(z))["mean"]),
       "saved_model in session": lambda: in_session.run(z),
-      "saved_model make_callable": lambda: in_session.callable(z),
+      "saved_model make_callable": lambda: in_session_callable(z),
   }
   sessions = [tf1.session, in_session.session]
   if FLAGS.show_ops:
@@ -191,7 +171,7 @@ def _paths(model, root, z):
       paths[f"serving_default {name}"] = (
           lambda f=function: np.asarray(f(z=tf.constant(z))["mean"]))
       if FLAGS.show_ops:
-        variant_session = _SessionModel(variant_path)
+        variant_session = tf1_reference.SavedModelSession(variant_path)
         sessions.append(variant_session.session)
         print(f"ops executed by the {name} SavedModel in a session:",
               _executed_ops(variant_session.session, variant_session.output,
