@@ -25,8 +25,8 @@ NumPy z [--batch, 2], converted inside the call and returned as NumPy:
                           clients (and, in C++, TF Serving) run it
   saved_model make_callable  the same through Session.make_callable
 
-plus the export variants of issue 17 (--variants): serving_default of a
-bfloat16 export (weights held in bfloat16), of the former bfloat16 export
+plus the export variants of issue 17 (--variants): serving_default as it
+was before (the reshape to images, then the sigmoid), of a bfloat16 export (weights held in bfloat16), of the former bfloat16 export
 (float32 weights cast at every call), and of a float32 export whose serving
 function is compiled by XLA (jit_compile=True).
 
@@ -78,6 +78,15 @@ def _export(model, root, name, dtype="float32", jit_compile=False):
       tf.saved_model.save(module, path, signatures=export.signatures(module))
     finally:
       precision.set_compute_dtype(model, "float32")
+    return path
+  if name == "float32 reshape then mean":
+    # The serving_default before issue 17: the decoder's outputs reshaped
+    # to images, then the sigmoid (a lambda: not a decoder's own method).
+    module = export.export_module(model, "generator")
+    module.serve = export.serving_function(
+        lambda z: model.decoder.outputs(z), LATENT_SIZE)
+    path = os.path.join(root, "former_float32")
+    tf.saved_model.save(module, path, signatures=export.signatures(module))
     return path
   if jit_compile:
     module = export.export_module(model, "generator")
@@ -162,7 +171,8 @@ def _paths(model, root, z):
           _executed_ops(in_session.session, in_session.output,
                         {in_session.input: z}))
   if FLAGS.variants:
-    for name, kwargs in (("bfloat16 held weights", {"dtype": "bfloat16"}),
+    for name, kwargs in (("float32 reshape then mean", {}),
+                         ("bfloat16 held weights", {"dtype": "bfloat16"}),
                          ("bfloat16 cast per call", {}),
                          ("float32 jit_compile", {"jit_compile": True})):
       variant_path = _export(model, root, name, **kwargs)
