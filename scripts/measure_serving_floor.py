@@ -55,6 +55,8 @@ flags.DEFINE_integer("repetitions", 7, "Alternating repetitions.")
 flags.DEFINE_integer("hidden_size", 512, "Hidden width of the MLP.")
 flags.DEFINE_bool("variants", True, "Also time the bfloat16 and XLA export "
                   "variants of issue 17.")
+flags.DEFINE_list("paths", None, "Time only these paths (names as in the "
+                  "table; the reference is always timed).")
 flags.DEFINE_bool("show_ops", False, "Print the op types each session path "
                   "executes (after grappler) before timing.")
 FLAGS = flags.FLAGS
@@ -210,6 +212,13 @@ def main(argv):
       [FLAGS.batch, LATENT_SIZE]).astype(np.float32)
   root = tempfile.mkdtemp(prefix="tfvae-floor-")
   paths, sessions = _paths(model, root, z)
+  if FLAGS.paths:
+    unknown = set(FLAGS.paths) - set(paths)
+    if unknown:
+      raise app.UsageError(f"--paths: unknown {', '.join(sorted(unknown))}; "
+                           f"choose among {', '.join(paths)}")
+    paths = {name: call for name, call in paths.items()
+             if name in FLAGS.paths or name == REFERENCE}
   want = paths[REFERENCE]()
   for name, call in paths.items():
     got = np.asarray(call()).reshape(len(z), -1)
