@@ -26,9 +26,11 @@ NumPy z [--batch, 2], converted inside the call and returned as NumPy:
   saved_model make_callable  the same through Session.make_callable
 
 plus the export variants of issue 17 (--variants): serving_default as it
-was before (the reshape to images, then the sigmoid), of a bfloat16 export (weights held in bfloat16), of the former bfloat16 export
-(float32 weights cast at every call), and of a float32 export whose serving
-function is compiled by XLA (jit_compile=True).
+was before (the reshape to images, then the sigmoid), of a bfloat16 export
+(weights held in bfloat16), of the former bfloat16 export (float32 weights
+cast at every call), and of a float32 export whose serving function is
+compiled by XLA (jit_compile=True). --paths restricts the timing to some
+paths, e.g. --paths="serving_default,saved_model in session".
 
 Each repetition times --calls calls of a path; the table shows, over the
 repetitions, the median of the per-repetition medians and p90s (ms), the
