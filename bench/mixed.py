@@ -7,6 +7,9 @@
   generator serving_default ...     a `--part=generator` export's lean
                                     serving_default (float32 and bfloat16)
                                     against the TF1 session's sess.run(mean)
+  generator float32 in tf1 session  the float32 export loaded into a
+                                    tf.compat.v1 Session (as TF1 clients
+                                    and TF Serving run it), batch 1
   evaluate k=...                    `tfvae-evaluate`'s importance-weighted
                                     NLL on the test split: its rate against
                                     the rate that does the split in 10
@@ -95,10 +98,14 @@ def serving_rows(dataset, settings):
                                       settings.hidden_size)
   root = tempfile.mkdtemp(prefix="tfvae-bench-")
   served = {}
+  paths = {}
   for dtype in ("float32", "bfloat16"):
-    path = export.export_model(ours.model, os.path.join(root, dtype),
-                               part="generator", dtype=dtype)
-    served[dtype] = tf.saved_model.load(path).signatures["serving_default"]
+    paths[dtype] = export.export_model(ours.model, os.path.join(root, dtype),
+                                       part="generator", dtype=dtype)
+    served[dtype] = tf.saved_model.load(paths[dtype]).signatures[
+        "serving_default"]
+  # The float32 export run as TF1-style clients (and TF Serving) run it.
+  in_session = tf1_reference.SavedModelSession(paths["float32"])
   tf1 = tf1_reference.Tf1MlpVae(int(np.prod(dataset.image_shape)),
                                 settings.hidden_size, LATENT_SIZE)
   tf1.set_weights(contenders_lib.mlp_weights(ours.model))
@@ -108,6 +115,7 @@ def serving_rows(dataset, settings):
         lambda f=f: np.asarray(f(z=tf.constant(z))["mean"]))
              for dtype, f in served.items()}
     calls["tf1 session"] = lambda: tf1.decode(z)
+    calls["saved_model in session"] = lambda: in_session.run(z)
     return calls
 
   rows = []
@@ -124,6 +132,11 @@ def serving_rows(dataset, settings):
         lat[f"serving_default {dtype}"][0], lat["tf1 session"][0], "ms",
         "tf1 session", lower_is_better=True,
         note="sess.run(mean) on the same weights"))
+  rows.append(Row.compare(
+      "generator float32 in tf1 session b1 median vs tf1 session",
+      lat["saved_model in session"][0], lat["tf1 session"][0], "ms",
+      "tf1 session", lower_is_better=True,
+      note="the export's serving_default by tf.compat.v1 loader.load"))
   batch = settings.throughput_batch
   zb = np.random.default_rng(2).standard_normal(
       [batch, LATENT_SIZE]).astype(np.float32)
@@ -142,6 +155,7 @@ def serving_rows(dataset, settings):
         thr[f"serving_default {dtype}"], thr["tf1 session"], "images/s",
         "tf1 session", note="sess.run(mean) on the same weights"))
   tf1.close()
+  in_session.close()
   return rows
 
 

@@ -104,3 +104,39 @@ class Tf1MlpVae:
 
   def close(self):
     self.session.close()
+
+
+class SavedModelSession:
+  """A SavedModel loaded into a TF1 session, run by its signature's names.
+
+  How TF1-style clients run an export (and, from C++, TF Serving): one
+  `Session.run` feeding the signature's input tensor, no eager runtime.
+
+  Args:
+    path: A SavedModel directory (tag "serve").
+    signature: The signature to run.
+    input_key, output_key: Its input and output names.
+  """
+
+  def __init__(self, path, signature="serving_default", input_key="z",
+               output_key="mean"):
+    self.graph = tf.Graph()
+    self.session = v1.Session(graph=self.graph)
+    with self.graph.as_default():
+      meta = v1.saved_model.loader.load(self.session, ["serve"], path)
+    signature_def = meta.signature_def[signature]
+    self.input = signature_def.inputs[input_key].name
+    self.output = signature_def.outputs[output_key].name
+
+  def run(self, value):
+    """The output [B, ...] for the input `value` (NumPy)."""
+    return self.session.run(self.output, {self.input: value})
+
+  def make_callable(self):
+    """`Session.make_callable` of the same fetch and feed."""
+    return self.session.make_callable(
+        self.graph.get_tensor_by_name(self.output),
+        [self.graph.get_tensor_by_name(self.input)])
+
+  def close(self):
+    self.session.close()

@@ -331,6 +331,8 @@ class BenchCliTest(tf.test.TestCase):
                      "generator serving_default float32 b1 median vs tf1 "
                      "session",
                      "generator serving_default bfloat16 b8 vs tf1 session",
+                     "generator float32 in tf1 session b1 median vs tf1 "
+                     "session",
                      "evaluate k=10 test split bfloat16 vs 10 min target",
                      "evaluate k=10 bfloat16 vs float32",
                      "evaluate k=10 float32 vs former chunked path"):

@@ -29,6 +29,29 @@ def _op_dtypes(saved_model_dir, op_type):
           if n.op == op_type}
 
 
+def _op_count(saved_model_dir, signature, op_type):
+  """How many `op_type` nodes a signature's graph and its functions hold."""
+  graph_def = tf.saved_model.load(saved_model_dir).signatures[
+      signature].graph.as_graph_def()
+  nodes = list(graph_def.node)
+  for function in graph_def.library.function:
+    nodes.extend(function.node_def)
+  return sum(n.op == op_type for n in nodes)
+
+
+def _sigmoid_inputs(saved_model_dir, signature):
+  """The op types feeding the Sigmoid nodes of a signature's functions."""
+  graph_def = tf.saved_model.load(saved_model_dir).signatures[
+      signature].graph.as_graph_def()
+  found = set()
+  for function in graph_def.library.function:
+    ops = {n.name: n.op for n in function.node_def}
+    for node in function.node_def:
+      if node.op == "Sigmoid":
+        found.add(ops[node.input[0].split(":")[0]])
+  return found
+
+
 class ExportDtypeTest(tf.test.TestCase, parameterized.TestCase):
 
   @classmethod
@@ -74,6 +97,23 @@ class ExportDtypeTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIn(dtype, _op_dtypes(path, "MatMul"))
     self.assertNotIn("float32", _op_dtypes(path, "MatMul"))
     self.assertEqual(export.read_metadata(path)["dtype"], dtype)
+    # The weights are held in the dtype: the only casts left are z's in and
+    # the output's back to float32, not one per weight per call.
+    self.assertEqual(_op_count(path, "serving_default", "Cast"), 2)
+    # The SavedModel's checkpoint keeps the float32 decoder as it is, plus
+    # the low-precision copies the signatures read.
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables",
+                                                   "variables"))
+    dtypes = reader.get_variable_to_dtype_map()
+    float32 = [reader.get_tensor(k) for k, v in dtypes.items()
+               if k.startswith("decoder/") and v == tf.float32]
+    weights = [v.numpy() for v in self.model.decoder.net.variables]
+    self.assertLen(float32, len(weights))
+    for weight in weights:
+      self.assertLen([w for w in float32 if w.shape == weight.shape
+                      and np.array_equal(w, weight)], 1)
+    self.assertLen([k for k, v in dtypes.items() if v == tf.as_dtype(dtype)],
+                   len(weights))
     # The in-process model is left computing in float32.
     self.assertAllEqual(self.model.decoder.outputs(tf.constant(self.z))[
         "mean"], self.want["mean"])
@@ -86,6 +126,9 @@ class ExportDtypeTest(tf.test.TestCase, parameterized.TestCase):
     served = loaded["serving_default"](z=tf.constant(self.z))
     self.assertEqual(list(served), ["mean"])
     self.assertAllClose(served["mean"], self.want["mean"], atol=1e-6)
+    # The sigmoid reads the last layer's bias add, not a Reshape of it, so
+    # that grappler can fuse MatMul + BiasAdd + Sigmoid (as in TF1).
+    self.assertEqual(_sigmoid_inputs(path, "serving_default"), {"AddV2"})
     self.assertCountEqual(loaded["decode"](z=tf.constant(self.z)),
                           ["mean", "logits"])
     # A full export's serving_default stays decode.

@@ -27,7 +27,9 @@ import tensorflow as tf
 from tfvae import errors
 from tfvae import models
 from tfvae import objectives
+from tfvae import precision
 from tfvae import rng
+from tfvae.export import compute_weights
 
 PARTS = ("full", "generator")
 # The signatures of each part, besides serving_default (= decode).
@@ -121,29 +123,69 @@ def generator_functions(decode_fn, latent_size, label_spec=None):
   return decode, generate
 
 
-def serving_function(decode_fn, latent_size, label_spec=None):
+def serving_function(decode_fn, latent_size, label_spec=None,
+                     jit_compile=False):
   """A generator's lean serving_default: z -> {"mean"} alone.
 
   TF Serving clients that want images call it (it is the signature a
   request without a name gets); `decode` keeps returning the likelihood's
   parameters too. With the mean as the only output nothing else of the
-  decoder's last layer has to be materialised or sent.
+  decoder's last layer has to be materialised or sent. When `decode_fn` is
+  a native `models.Decoder`'s `outputs`, the mean is taken before the
+  reshape to images (`_mean_before_reshape`), so that it fuses into the
+  last matmul.
 
   Args:
     decode_fn, latent_size, label_spec: As for `generator_functions`.
+    jit_compile: Whether XLA compiles the function (saved with it).
 
   Returns:
     A `tf.function` (z float32 [None, latent_size][, label]) -> {"mean":
     float32 [None, H, W, C]}.
   """
   labels = [] if label_spec is None else [label_spec]
+  if label_spec is None:
+    # A native decoder's `outputs`: its mean, computed before the reshape.
+    decode_fn = (_mean_before_reshape(getattr(decode_fn, "__self__", None))
+                 or decode_fn)
 
   @tf.function(input_signature=[
-      tf.TensorSpec([None, latent_size], tf.float32, name="z"), *labels])
+      tf.TensorSpec([None, latent_size], tf.float32, name="z"), *labels],
+               jit_compile=jit_compile or None)
   def serve(z, label=None):
     return {"mean": _call(decode_fn, z, label)["mean"]}
 
   return serve
+
+
+def _mean_before_reshape(decoder):
+  """A lean z -> {"mean"} of `decoder` that reshapes last, or None.
+
+  A `models.Decoder` reshapes its network's output to [B, H, W, C * k]
+  before its likelihood turns it into the mean; between an MLP's last
+  MatMul + BiasAdd and the mean's sigmoid that Reshape keeps grappler from
+  fusing the three into one kernel (the TF1 graph, which reshapes nothing,
+  gets the fused kernel). With one parameter per pixel the likelihood's
+  outputs are element-wise, so the mean of the flat output reshaped is the
+  same numbers, and the sigmoid fuses into the matmul.
+
+  Returns:
+    A callable z [B, D] -> {"mean": [B, H, W, C]}, or None where this does
+    not apply (a conditional decoder, k > 1, no `.net`).
+  """
+  likelihood = getattr(decoder, "likelihood", None)
+  net = getattr(decoder, "net", None)
+  if (not isinstance(decoder, models.Decoder) or net is None
+      or getattr(likelihood, "num_params", None) != 1):
+    return None
+  image_shape = [int(d) for d in decoder.image_shape]
+
+  def mean(z):
+    flat = precision.run(net, z)
+    return {"mean": tf.reshape(likelihood.outputs(flat)["mean"],
+                               [-1, *image_shape])}
+
+  return mean
 
 
 def _within_cap(value, samples, what):
@@ -189,7 +231,7 @@ def _check_standard_normal_prior(model):
         "generate signature only samples a standard-Normal prior")
 
 
-def export_module(model, part="full"):
+def export_module(model, part="full", dtype="float32"):
   """Wraps `model` in a `tf.Module` whose functions are plain-tensor signatures.
 
   Signatures (B is the batch, [H, W, C] = model.image_shape,
@@ -242,7 +284,7 @@ def export_module(model, part="full"):
   check_part(part)
   can_generate, conditional = capabilities(model)
   if not can_generate:
-    return _autoencoder_module(model, part)
+    return _autoencoder_module(model, part, dtype)
   _require(model, part, ("decoder", "latent_size", "image_shape", "prior"))
   if part == "full":
     _require(model, part, ("approx_posterior", "likelihood"))
@@ -250,11 +292,20 @@ def export_module(model, part="full"):
   label_spec = (tf.TensorSpec([None], tf.int64, name="label") if conditional
                 else None)
   module = _holder(model, part)
-  module.decode, module.generate = generator_functions(
-      model.decoder.outputs, int(model.latent_size), label_spec)
+  # The generator part copies the decoder alone: no encoder weight may
+  # reach its SavedModel.
   if part == "generator":
-    module.serve = serving_function(model.decoder.outputs,
-                                    int(model.latent_size), label_spec)
+    decoder, weights = compute_weights.lowered_copy(model.decoder, dtype)
+  else:
+    model, weights = compute_weights.lowered_copy(model, dtype)
+    decoder = model.decoder
+  if weights:
+    setattr(module, compute_weights.COMPUTE_WEIGHTS, weights)
+  module.decode, module.generate = generator_functions(
+      decoder.outputs, int(model.latent_size), label_spec)
+  if part == "generator":
+    module.serve = serving_function(decoder.outputs, int(model.latent_size),
+                                    label_spec)
   if part == "full":
     for name, function in _posterior_functions(model, label_spec).items():
       setattr(module, name, function)
@@ -325,7 +376,7 @@ def _posterior_functions(model, label_spec):
           "log_importance_weights": log_importance_weights}
 
 
-def _autoencoder_module(model, part):
+def _autoencoder_module(model, part, dtype="float32"):
   """The signatures of a deterministic autoencoder (part "full" only).
 
     encode(x [B, H, W, C]) -> "code" [B, D], the code h = f(x).
@@ -341,6 +392,9 @@ def _autoencoder_module(model, part):
     raise refuse_generation(getattr(model, "kind", type(model).__name__))
   module = tf.Module(name=f"tfvae_{part}")
   module.model = model
+  model, weights = compute_weights.lowered_copy(model, dtype)
+  if weights:
+    setattr(module, compute_weights.COMPUTE_WEIGHTS, weights)
   image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32,
                              name="x")
 

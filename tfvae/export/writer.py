@@ -42,8 +42,11 @@ def export_model(model, export_dir, part="full", version=None,
       `tfvae-generate --label=NAME` reads).
     verify: Optional extra `verify(loaded, path)` run last (see `publish`).
     dtype: The compute dtype of the networks inside the signatures
-      (`precision.DTYPES`); inputs and outputs stay float32. Another than
-      float32 is verified against the float32 model: every warmup request's
+      (`precision.DTYPES`); inputs and outputs stay float32. For another
+      than float32 the networks' weights are held in that dtype too, cast
+      once at export (`compute_weights`), while the SavedModel keeps the
+      float32 model's variables as well; it is verified against the
+      float32 model: every warmup request's
       outputs must be within `precision.EXPORT_TOLERANCES[dtype]` (|got -
       want| / (1 + |want|)) of the float32 model's.
 
@@ -65,15 +68,15 @@ def export_model(model, export_dir, part="full", version=None,
               for name, function in signature_map.items()]
   expected_functions = signature_map
   if dtype != "float32":
-    # The float32 model's answers, computed before the networks switch:
-    # the functions trace on their first call, in the dtype of that time.
+    # The float32 model's answers; the export's signatures then run on a
+    # copy whose networks hold their weights in `dtype`
+    # (`compute_weights.lowered_copy`), and the model stays as it is.
     wanted = {name: {key: value.numpy() for key, value in signature_map[name](
         **{k: tf.constant(v) for k, v in inputs.items()}).items()}
               for name, inputs in requests}
     expected_functions = {name: (lambda name=name, **_: wanted[name])
                           for name in wanted}
-    precision.set_compute_dtype(model, dtype)
-    module = signature_functions.export_module(model, part)
+    module = signature_functions.export_module(model, part, dtype)
     signature_map = signature_functions.signatures(module)
   can_generate, conditional = signature_functions.capabilities(model)
   kind_info = {"generative": can_generate, "conditional": conditional}
@@ -106,11 +109,8 @@ def export_model(model, export_dir, part="full", version=None,
     if verify is not None:
       verify(loaded, path)
 
-  try:
-    return versions.publish(module, export_dir, version,
-                            signatures=signature_map, verify=check)
-  finally:
-    precision.set_compute_dtype(model, "float32")
+  return versions.publish(module, export_dir, version,
+                          signatures=signature_map, verify=check)
 
 
 def export_run(run_dir, export_dir, checkpoint=None, version=None,
