@@ -144,6 +144,8 @@ class ExportDtypeTest(tf.test.TestCase, parameterized.TestCase):
     served = loaded["serving_default"](z=tf.constant(self.z))
     self.assertEqual(list(served), ["mean"])
     self.assertIn("bfloat16", _op_dtypes(path, "MatMul"))
+    # As tfvae-export's: the weights are held in bfloat16, no per-call casts.
+    self.assertEqual(_op_count(path, "serving_default", "Cast"), 2)
     with open(os.path.join(path, "assets.extra", "tfvae_source.json")) as f:
       self.assertEqual(json.load(f)["dtype"], "bfloat16")
 

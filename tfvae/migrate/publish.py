@@ -17,6 +17,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from tfvae import errors
 from tfvae import export
+from tfvae.export import compute_weights
 from tfvae import precision
 from tfvae import rng
 from tfvae.migrate._messages import first_line
@@ -31,21 +32,28 @@ class DecoderGenerator(tf.Module):
   """A native decoder on its own, with the generator signatures.
 
   Only the decoder is tracked, so an encoder's variables never reach the
-  SavedModel.
+  SavedModel. In another dtype than float32 the signatures compute on a
+  copy of the decoder whose network weights are held in that dtype
+  (`compute_weights.lowered_copy`), as `tfvae-export --dtype` does; the
+  float32 decoder stays as it is.
 
   Args:
     decoder: A `models.Decoder`.
+    dtype: Compute dtype inside the signatures (`precision.DTYPES`).
     name: Module name.
   """
 
-  def __init__(self, decoder, name=None):
+  def __init__(self, decoder, dtype="float32", name=None):
     super().__init__(name=name)
     self.decoder = decoder
     self.latent_size = decoder.latent_size
     self.image_shape = decoder.image_shape
+    compute, weights = compute_weights.lowered_copy(decoder, dtype)
+    if weights:
+      setattr(self, compute_weights.COMPUTE_WEIGHTS, weights)
     self.decode, self.generate = export.generator_functions(
-        decoder.outputs, decoder.latent_size)
-    self.serve = export.serving_function(decoder.outputs, decoder.latent_size)
+        compute.outputs, decoder.latent_size)
+    self.serve = export.serving_function(compute.outputs, decoder.latent_size)
 
 
 def _node_defs(saved_model):
@@ -257,9 +265,8 @@ def publish_decoder(decoder, export_dir, version, device_name, source_name,
     expected = {k: v.numpy() for k, v in decoder.outputs(z).items()}
   tolerance = None
   if dtype != "float32":
-    precision.set_compute_dtype(decoder, dtype)
     tolerance = precision.EXPORT_TOLERANCES[dtype]
-  module = DecoderGenerator(decoder)
+  module = DecoderGenerator(decoder, dtype)
   return publish_verified(
       module, export_dir, version, device_name, z, expected,
       subject="the reloaded generator",
