@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TF_CPP_MIN_LOG_LEVEL=2
-python3 -m pytest -q -ra tests "$@"
+python3 -m pytest -q -ra --durations=25 tests "$@"
