@@ -85,6 +85,10 @@ class Anatomy:
       squashing: a Gaussian mean; its scale is read from the loss).
     loss: The graph's training loss (a scalar) or None.
     per_example_loss: The [B] tensor the loss averages, or None.
+    loss_sign: -1 when the loss is -mean(per_example_loss) (a per-example
+      ELBO), else 1.
+    targets: Other image placeholders the loss reads (a denoising graph's
+      clean images), fed the input's images.
     feeds: {placeholder: value} for inference (dropout off, switches False).
     decoder_conv: For a conv decoder (dense, reshape, stride-2 transposed
       convolution, convolution; `decoder` then holds these three layers,
@@ -109,6 +113,8 @@ class Anatomy:
   per_example_loss: tf.Tensor = None
   feeds: dict = dataclasses.field(default_factory=dict)
   decoder_conv: tuple = None
+  loss_sign: float = 1.0
+  targets: tuple = ()
   encoder_conv: bool = False
 
   @property
@@ -155,7 +161,8 @@ class Anatomy:
         ("Decoder layers: " + (layers(self.decoder) if not self.decoder_conv
                                else self._conv_text())
          + f" -> {self.likelihood} ({self.output.name})"),
-        "Loss: " + (f"{self.per_example_loss.name} per example"
+        "Loss: " + (f"{'-' if self.loss_sign < 0 else ''}"
+                    f"{self.per_example_loss.name} per example"
                     if self.per_example_loss is not None else
                     (self.loss.name if self.loss is not None else "none")),
     ]
@@ -296,6 +303,33 @@ def _trunk(tensor):
   return _to_input(tensor), layers[::-1]
 
 
+def _sliced_halves(loc, raw):
+  """The tensor p when loc = p[:, :n] and raw = p[:, n:] (p [B, 2n]), else
+  None."""
+  if not (loc.op.type == raw.op.type == "StridedSlice"
+          and loc.op.inputs[0] is raw.op.inputs[0]):
+    return None
+  value = loc.op.inputs[0]
+  width = value.shape.as_list()[-1] if value.shape.rank == 2 else None
+  starts = []
+  for tensor in (loc, raw):
+    op = tensor.op
+    begin, strides = _constant(op.inputs[1]), _constant(op.inputs[3])
+    masks = [op.get_attr(k) for k in ("ellipsis_mask", "new_axis_mask",
+                                      "shrink_axis_mask")]
+    if (begin is None or strides is None or np.size(begin) != 2
+        or np.any(strides != 1) or any(masks) or width is None
+        or tensor.shape.as_list()[-1] != width // 2):
+      raise _unsupported(tensor, "slices the posterior's parameters in a way "
+                         "native models do not (they take [:, :n] as the "
+                         "mean and [:, n:] as the scale)")
+    starts.append(0 if op.get_attr("begin_mask") & 2 else int(begin[1]))
+  if starts != [0, width // 2] or width % 2:
+    raise _unsupported(raw, "slices the posterior's parameters in another "
+                       "order than mean first, then scale")
+  return value
+
+
 def _heads(loc, raw):
   """The dense head(s) computing loc and raw: (loc_head, scale_head, h)."""
   loc, raw = _strip(loc), _strip(raw)
@@ -308,6 +342,12 @@ def _heads(loc, raw):
     if axis not in (1, -1) or loc is not split.outputs[0]:
       raise _unsupported(loc, "splits the posterior's parameters in an "
                          "order or along an axis native models do not")
+    head, h = dense_back(value)
+    if head.activation != "linear":
+      raise _unsupported(value, "activates the posterior's parameters")
+    return head, None, h
+  value = _sliced_halves(loc, raw)
+  if value is not None:
     head, h = dense_back(value)
     if head.activation != "linear":
       raise _unsupported(value, "activates the posterior's parameters")
@@ -416,9 +456,34 @@ def _sampler(meta):
   return eps, loc, scale, add.outputs[0]
 
 
+def _unclipped(tensor):
+  """`tensor` before a clip to [a, 1 - a] with a <= 1e-6 (clip_by_value, or
+  Maximum/Minimum with constants), which only keeps log(p) finite."""
+  tensor = _strip(tensor)
+  while True:
+    op = tensor.op
+    if op.type == "ClipByValue":
+      low, high = _constant(op.inputs[1]), _constant(op.inputs[2])
+      bounds = (low, high)
+      inner = op.inputs[0]
+    elif op.type in ("Maximum", "Minimum"):
+      value = _constant(op.inputs[1])
+      bounds = (value, None) if op.type == "Maximum" else (None, value)
+      inner = op.inputs[0]
+    else:
+      return tensor
+    low, high = bounds
+    if ((low is not None and (np.size(low) != 1 or not 0 <= low <= 1e-6))
+        or (high is not None and (np.size(high) != 1
+                                  or not 1 - 1e-6 <= high <= 1))
+        or (low is None and high is None)):
+      return tensor
+    tensor = _strip(inner)
+
+
 def _likelihood(output):
   """("bernoulli" | "gaussian_identity", the output layer's tensor)."""
-  tensor = _strip(output)
+  tensor = _unclipped(output)
   if tensor.op.type == "Sigmoid":
     return "bernoulli", tensor
   if tensor.op.type in _ADD_OPS or tensor.op.type == "MatMul":
@@ -524,7 +589,8 @@ def _decoder(output, latent):
 
 
 def _loss(meta):
-  """(loss, per-example loss or None): what the optimizer minimises.
+  """(loss, per-example tensor or None, its sign): what the optimizer
+  minimises; the per-example loss is sign * the tensor.
 
   TF1's gradients start from `gradients/grad_ys_0` (ones shaped like the
   loss), consumed in the name scope `gradients/<loss op>_grad/`.
@@ -546,12 +612,29 @@ def _loss(meta):
       if loss_op not in found:
         found.append(loss_op)
   if len(found) != 1 or found[0].outputs[0].shape.rank != 0:
-    return None, None
+    return None, None, 1.0
   loss = found[0].outputs[0]
   stripped = _strip(loss)
+  sign = 1.0
+  if stripped.op.type == "Neg":
+    # -mean(elbo): the per-example loss is -elbo.
+    stripped, sign = _strip(stripped.op.inputs[0]), -1.0
   if stripped.op.type == "Mean" and stripped.op.inputs[0].shape.rank == 1:
-    return loss, stripped.op.inputs[0]
-  return loss, None
+    return loss, stripped.op.inputs[0], sign
+  return loss, None, 1.0
+
+
+def _targets(meta, placeholder, loss):
+  """Other image placeholders the loss reads (a denoising graph's clean
+  target beside its input): fed the same images in verification."""
+  if not loss:
+    return ()
+  return tuple(
+      op.outputs[0] for op in meta.ancestors(loss)
+      if op.type == "Placeholder" and op is not placeholder.op
+      and op.outputs[0].dtype.is_floating
+      and op.outputs[0].shape.rank == placeholder.shape.rank
+      and op.outputs[0].shape.as_list()[1:] == placeholder.shape.as_list()[1:])
 
 
 def read_anatomy(meta):
@@ -596,11 +679,13 @@ def read_anatomy(meta):
   if np.prod(image_shape) != pixels:
     raise _unsupported(output, f"has {pixels} pixels but the input "
                        f"{placeholder.name} takes images {list(image_shape)}")
-  loss, per_example = _loss(meta)
+  loss, per_example, sign = _loss(meta)
+  targets = _targets(meta, placeholder, [loss] if loss is not None else [])
   return Anatomy(
       input=placeholder, image_shape=image_shape, encoder=encoder,
       loc_head=loc_head, scale_head=scale_head,
       posterior_scale=posterior_scale, scale_floor=floor, noise=eps,
       loc=loc, scale=scale, latent=latent, decoder=decoder, output=output,
       likelihood=likelihood, loss=loss, per_example_loss=per_example,
+      loss_sign=sign, targets=targets,
       feeds=dict(meta.inference_feeds()), decoder_conv=conv)

@@ -210,6 +210,8 @@ def tf1_reference(meta, prefix, anatomy, images, noise):
   eps_shape = _feed_shape(anatomy.noise, batch, noise.shape[1:])
   feeds = {anatomy.input.name: images.reshape(x_shape),
            anatomy.noise.name: noise.reshape(eps_shape)}
+  feeds.update({t.name: images.reshape(_feed_shape(t, batch, images.shape[1:]))
+                for t in anatomy.targets})
   feeds.update({t.name: v for t, v in anatomy.feeds.items()})
   with tf.Graph().as_default() as g:
     v1.train.import_meta_graph(meta.meta_graph_def, clear_devices=True)
@@ -222,11 +224,14 @@ def tf1_reference(meta, prefix, anatomy, images, noise):
     with v1.Session(graph=g) as sess:
       try:
         v1.train.Saver(var_list=var_list).restore(sess, prefix)
-        return sess.run([t.name for t in fetches], feeds)
+        values = sess.run([t.name for t in fetches], feeds)
       except (tf.errors.OpError, ValueError) as e:
         raise errors.TfvaeError(
             f"the TF1 graph {meta.path} failed to run with checkpoint "
             f"{prefix}: {first_line(e)}") from e
+  if anatomy.per_example_loss is not None and anatomy.loss_sign != 1.0:
+    values[-1] = anatomy.loss_sign * np.asarray(values[-1])
+  return values
 
 
 def native_values(model, images, noise, with_loss):
@@ -402,7 +407,8 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
   if optimizer is None and tf1_type:
     lines.append(f"Optimizer: {tf1_type} has no tfvae counterpart; the run "
                  "trains with adam")
-  static = anatomy.noise.shape.as_list()[0] if anatomy.noise.shape.rank else (
+  # eps is [B, latent], or [1, B, latent] from tf.distributions' sample().
+  static = anatomy.noise.shape.as_list()[-2] if anatomy.noise.shape.rank else (
       None)
   batch = static or verify_images
   config = config_for(anatomy, dataset, data_dir, optimizer, learning_rate,
