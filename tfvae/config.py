@@ -157,6 +157,17 @@ def _parse_layer_activations(config):
         raise errors.TfvaeError(f"--{name}: {e}") from None
 
 
+def _parse_conv_layers(config, name):
+  from tfvae import nets  # pylint: disable=g-import-not-at-top
+  text = getattr(config, name)
+  if text is None:
+    return
+  try:
+    nets.parse_conv_layers(text)
+  except ValueError as e:
+    raise errors.TfvaeError(f"{name}: {e}") from None
+
+
 def _parse_kl_schedule(config):
   from tfvae import objectives  # pylint: disable=g-import-not-at-top
   objectives.KlSchedule.parse(config.kl_schedule)
@@ -401,6 +412,18 @@ class Config:
       "default: the decoder follows --network.", on_command_line=False,
       length=2, check=Check(lambda c: c is None or all(w > 0 for w in c),
                             "channels must be positive"))
+  encoder_conv_layers: str | None = _field(
+      None, "A migrated TF1 conv encoder: its convolutions, comma-separated "
+      "conv:CHANNELS:KERNEL:STRIDE:ACTIVATION (SAME padding), then flatten "
+      "and the dense heads; default: the encoder follows --network.",
+      on_command_line=False, parse=lambda c: _parse_conv_layers(
+          c, "encoder_conv_layers"))
+  decoder_conv_layers: str | None = _field(
+      None, "A migrated TF1 conv decoder: dense:HxWxC:ACTIVATION, then "
+      "(conv|conv_transpose):CHANNELS:KERNEL:STRIDE:ACTIVATION layers, the "
+      "last giving the likelihood's parameters; default: the decoder "
+      "follows --network.", on_command_line=False,
+      parse=lambda c: _parse_conv_layers(c, "decoder_conv_layers"))
   posterior_scale: str = _field(
       "softplus", "How the encoder's second half of outputs r becomes the "
       "posterior scale: softplus (softplus(r)), log_variance (exp(r / 2)) "

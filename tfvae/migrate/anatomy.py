@@ -51,8 +51,9 @@ class Dense:
     bias: Checkpoint name of b [out], or None (no bias: zeros).
     activation: A `nets.ACTIVATIONS` name, or "linear".
     units: out (channels, for a convolution).
-    kind: "dense", "conv" or "conv_transpose" (3x3, SAME; Keras models).
+    kind: "dense", "conv" or "conv_transpose" (SAME padding).
     stride: A convolution's stride.
+    kernel: A convolution's kernel side.
   """
   weight: str
   bias: str
@@ -60,6 +61,7 @@ class Dense:
   units: int
   kind: str = "dense"
   stride: int = 1
+  kernel: int = 3
 
 
 @dataclasses.dataclass
@@ -89,6 +91,10 @@ class Anatomy:
       ELBO), else 1.
     targets: Other image placeholders the loss reads (a denoising graph's
       clean images), fed the input's images.
+    encoder_conv_layers: For a chain of convolutions under the heads (then
+      `encoder` holds them), its `nets.parse_conv_layers` text; else None.
+    decoder_conv_layers: The same for a conv decoder other than the classic
+      one of `decoder_conv` (`decoder`: dense, then the convolutions).
     feeds: {placeholder: value} for inference (dropout off, switches False).
     decoder_conv: For a conv decoder (dense, reshape, stride-2 transposed
       convolution, convolution; `decoder` then holds these three layers,
@@ -115,6 +121,8 @@ class Anatomy:
   decoder_conv: tuple = None
   loss_sign: float = 1.0
   targets: tuple = ()
+  encoder_conv_layers: str = None
+  decoder_conv_layers: str = None
   encoder_conv: bool = False
 
   @property
@@ -155,11 +163,14 @@ class Anatomy:
     return [
         f"Input: {self.input.name} {candidates.shape_text(self.input.shape)} "
         f"as images {list(self.image_shape)}",
-        f"Encoder hidden layers: {layers(self.encoder)}; heads {heads}",
+        f"Encoder hidden layers: "
+        f"{self.encoder_conv_layers or layers(self.encoder)}; heads {heads}",
         f"Posterior scale: {self.posterior_scale} + {self.scale_floor:g} "
         f"({self.scale.name}); noise {self.noise.name}; z {self.latent.name}",
-        ("Decoder layers: " + (layers(self.decoder) if not self.decoder_conv
-                               else self._conv_text())
+        ("Decoder layers: " + (self.decoder_conv_layers
+                               or (layers(self.decoder)
+                                   if not self.decoder_conv
+                                   else self._conv_text()))
          + f" -> {self.likelihood} ({self.output.name})"),
         "Loss: " + (f"{'-' if self.loss_sign < 0 else ''}"
                     f"{self.per_example_loss.name} per example"
@@ -290,17 +301,120 @@ def _to_input(tensor):
   return tensor if _is_input(tensor) else None
 
 
-def _trunk(tensor):
-  """Hidden layers from the input up to `tensor`: (input, [Dense])."""
+_CONV_OPS = {"Conv2D": "conv", "Conv2DBackpropInput": "conv_transpose"}
+
+
+def _activation_back(tensor):
+  """(activation name, the tensor before it) of an activated `tensor`."""
+  tensor = _strip(tensor)
+  if tensor.op.type not in ACTIVATION_OPS:
+    return "linear", tensor
+  if tensor.op.type == "LeakyRelu":
+    alpha = tensor.op.get_attr("alpha")
+    if abs(alpha - _LEAKY_SLOPE) > 1e-7:
+      raise _unsupported(tensor, f"has slope {alpha:g}; native leaky_relu "
+                         f"has {_LEAKY_SLOPE}")
+  return ACTIVATION_OPS[tensor.op.type], _strip(tensor.op.inputs[0])
+
+
+def conv_back(tensor):
+  """Reads act(conv(x, W) + b), a convolution or transposed convolution.
+
+  Returns:
+    (`Dense` of kind "conv" or "conv_transpose", x), or None when
+    `tensor` is not computed by a convolution.
+
+  Raises:
+    UnsupportedGraphError: For a convolution native nets do not have
+      (VALID padding, NCHW, dilation, unequal strides or kernel sides).
+  """
+  activation, inner = _activation_back(tensor)
+  bias = None
+  if inner.op.type in _ADD_OPS:
+    left, right = inner.op.inputs[0], inner.op.inputs[1]
+    if variable_name(right) is not None:
+      bias, inner = variable_name(right), _strip(left)
+    elif variable_name(left) is not None:
+      bias, inner = variable_name(left), _strip(right)
+  conv = inner.op
+  if conv.type not in _CONV_OPS:
+    return None
+  kind = _CONV_OPS[conv.type]
+  weight = variable_name(conv.inputs[1])
+  shape = conv.inputs[1].shape.as_list()
+  strides = list(conv.get_attr("strides"))
+  dilations = list(conv.get_attr("dilations"))
+  if weight is None:
+    raise _unsupported(inner, "convolves with a filter that is not a "
+                       "variable")
+  if conv.get_attr("data_format") != b"NHWC":
+    raise _unsupported(inner, "is an NCHW convolution; native nets are NHWC")
+  if conv.get_attr("padding") != b"SAME":
+    raise _unsupported(inner, f"has {conv.get_attr('padding').decode()} "
+                       "padding; native conv nets pad SAME")
+  if (strides[0] != 1 or strides[3] != 1 or strides[1] != strides[2]
+      or dilations != [1, 1, 1, 1] or shape[0] != shape[1]):
+    raise _unsupported(inner, f"has strides {strides}, dilations "
+                       f"{dilations}, kernel {shape[:2]}; native conv nets "
+                       "take square kernels and equal strides")
+  units = shape[3] if kind == "conv" else shape[2]
+  data = conv.inputs[0] if kind == "conv" else conv.inputs[2]
+  return Dense(weight, bias, activation, int(units), kind=kind,
+               stride=int(strides[1]), kernel=int(shape[0])), data
+
+
+def layers_text(layers, first_map=None):
+  """The `nets.parse_conv_layers` text of conv `Dense`s (after a dense
+  layer to the map `first_map` (H, W, C) when given)."""
+  items = []
+  if first_map is not None:
+    items.append(f"dense:{'x'.join(str(n) for n in first_map)}:"
+                 f"{layers[0].activation}")
+    layers = layers[1:]
+  items += [f"{d.kind}:{d.units}:{d.kernel}:{d.stride}:{d.activation}"
+            for d in layers]
+  return ",".join(items)
+
+
+def _conv_trunk(tensor):
+  """Convolutions from the input up to the flattened map `tensor`:
+  (input, [conv Dense]) or None when `tensor` is no flattened map."""
+  flat = _strip(tensor)
+  if flat.op.type != "Reshape" or _strip(flat.op.inputs[0]).shape.rank != 4:
+    return None
+  tensor = flat.op.inputs[0]
   layers = []
   while _to_input(tensor) is None:
+    found = conv_back(tensor)
+    if found is None:
+      raise _unsupported(_strip(tensor), "is not a convolution, where the "
+                         "encoder's chain of convolutions was expected")
+    layers.append(found[0])
+    tensor = found[1]
+  if not layers:
+    return None
+  return _to_input(tensor), layers[::-1]
+
+
+def _trunk(tensor):
+  """Hidden layers from the input up to `tensor`: (input, [Dense], conv
+  text or None)."""
+  convs = _conv_trunk(tensor)
+  if convs is not None:
+    return convs[0], convs[1], layers_text(convs[1])
+  layers = []
+  while _to_input(tensor) is None:
+    if _conv_trunk(tensor) is not None:
+      raise _unsupported(_strip(tensor), "flattens convolutions into dense "
+                         "hidden layers; native conv encoders go straight "
+                         "from the flattened map to the posterior's heads")
     dense, tensor = dense_back(tensor)
     if dense.activation == "linear":
       raise _unsupported(tensor, "feeds a hidden layer without an "
                          "activation; native MLPs activate every hidden "
                          "layer")
     layers.append(dense)
-  return _to_input(tensor), layers[::-1]
+  return _to_input(tensor), layers[::-1], None
 
 
 def _sliced_halves(loc, raw):
@@ -557,6 +671,43 @@ def _conv_decoder(logits, latent):
   return [dense, upsample, out], (hidden, upsample.units, image)
 
 
+def _conv_chain_decoder(logits, latent):
+  """Any conv decoder: dense, reshape, convolutions and transposed
+  convolutions. Returns ([dense, *convs], conv text)."""
+  layers = []
+  tensor = logits
+  while True:
+    found = conv_back(tensor)
+    if found is None:
+      break
+    layers.append(found[0])
+    tensor = found[1]
+  layers = layers[::-1]
+  grid = _strip(tensor)
+  if grid.op.type != "Reshape" or grid.shape.rank != 4:
+    raise _unsupported(grid, "does not reshape a dense layer into the conv "
+                       "decoder's first map")
+  dense, source = dense_back(grid.op.inputs[0])
+  if _before_reshapes(source) is not _before_reshapes(latent):
+    raise _unsupported(source, f"feeds the conv decoder instead of z "
+                       f"{latent.name}")
+  if layers[-1].activation != "linear":
+    raise _unsupported(logits, "activates the decoder's output layer twice")
+  first = grid.shape.as_list()[1:]
+  if None in first:
+    raise _unsupported(grid, "has no static map shape")
+  size = first[:2]
+  for layer in layers:
+    stride = layer.stride
+    size = ([n * stride for n in size] if layer.kind == "conv_transpose"
+            else [-(-n // stride) for n in size])
+  shape = _strip(logits).shape.as_list()
+  if len(shape) != 4 or shape[1:3] != size:
+    raise _unsupported(logits, f"has maps {shape[1:3]} where SAME "
+                       f"convolutions from {first[:2]} give {size}")
+  return [dense, *layers], layers_text([dense, *layers], tuple(first))
+
+
 def _decoder(output, latent):
   """Dense layers from `latent` up to `output`: ([Dense], likelihood,
   conv tuple or None; see `Anatomy.decoder_conv`)."""
@@ -564,10 +715,13 @@ def _decoder(output, latent):
   if likelihood == "bernoulli":
     tensor = _strip(tensor.op.inputs[0])
   stripped = _strip(tensor)
-  if stripped.op.type in _ADD_OPS and any(
-      _strip(t).op.type == "Conv2D" for t in stripped.op.inputs):
-    layers, conv = _conv_decoder(tensor, latent)
-    return layers, likelihood, conv
+  if conv_back(tensor) is not None:
+    try:
+      layers, conv = _conv_decoder(tensor, latent)
+      return layers, likelihood, conv
+    except UnsupportedGraphError:
+      layers, text = _conv_chain_decoder(tensor, latent)
+      return layers, likelihood, text
   layers = []
   target = _before_reshapes(latent)
   while True:
@@ -654,18 +808,28 @@ def read_anatomy(meta):
   eps, loc, scale, sampled = _sampler(meta)
   posterior_scale, floor, raw = _scale_parametrisation(scale)
   loc_head, scale_head, h = _heads(loc, raw)
-  placeholder, encoder = _trunk(h)
+  placeholder, encoder, encoder_convs = _trunk(h)
   if scale_head is not None and loc_head.units != scale_head.units:
     raise _unsupported(raw, "has another width than the posterior mean")
   # The decoder the sampler feeds (a generation path built again on a
   # latent placeholder shares its weights but is not what the loss sees).
   latent, output = candidates.find_ends(meta, latent_tensor=sampled.name)
   decoder, likelihood, conv = _decoder(output, latent)
+  decoder_convs = None
+  if isinstance(conv, str):
+    decoder_convs, conv = conv, None
   pixels = decoder[-1].units
   shape = placeholder.shape
+  if decoder_convs is not None:
+    image_shape = tuple(_strip(output).shape.as_list()[1:])
+    pixels = int(np.prod(image_shape))
   if conv is not None:
     image_shape = conv[2]
     pixels = int(np.prod(image_shape))
+    if shape.rank == 2 and shape[-1] != pixels:
+      raise _unsupported(output, f"has images {list(image_shape)} but the "
+                         f"input {placeholder.name} takes {shape[-1]} values")
+  elif decoder_convs is not None:
     if shape.rank == 2 and shape[-1] != pixels:
       raise _unsupported(output, f"has images {list(image_shape)} but the "
                          f"input {placeholder.name} takes {shape[-1]} values")
@@ -688,4 +852,5 @@ def read_anatomy(meta):
       loc=loc, scale=scale, latent=latent, decoder=decoder, output=output,
       likelihood=likelihood, loss=loss, per_example_loss=per_example,
       loss_sign=sign, targets=targets,
-      feeds=dict(meta.inference_feeds()), decoder_conv=conv)
+      feeds=dict(meta.inference_feeds()), decoder_conv=conv,
+      encoder_conv_layers=encoder_convs, decoder_conv_layers=decoder_convs)

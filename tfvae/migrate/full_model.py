@@ -123,6 +123,21 @@ def config_for(anatomy, dataset, data_dir, optimizer, learning_rate,
   if anatomy.encoder_conv:
     fields["hidden_sizes"] = config_lib.Config().hidden_sizes
     fields.pop("encoder_activations", None)
+  if anatomy.encoder_conv_layers:
+    fields.update(network="conv", hidden_sizes=(1,),
+                  encoder_conv_layers=anatomy.encoder_conv_layers)
+    fields.pop("encoder_activations", None)
+    fields["activation"] = activation = _uniform(decoder) or (
+        decoder[0] if decoder else "relu")
+    if anatomy.decoder_conv_layers is None:
+      fields["decoder_hidden_sizes"] = decoder_hidden
+    hidden = (1,)
+  if anatomy.decoder_conv_layers:
+    fields["decoder_conv_layers"] = anatomy.decoder_conv_layers
+    for name in ("decoder_hidden_sizes", "decoder_activations"):
+      fields.pop(name, None)
+  if anatomy.encoder_conv_layers and anatomy.decoder_conv_layers:
+    fields["activation"] = encoder[0]
   if not hidden:
     raise anatomy_lib.UnsupportedGraphError(
         "the encoder has no hidden layer; native MLPs have at least one")
@@ -148,6 +163,7 @@ def load_weights(model, anatomy, values):
   used = {}
   net = model.encoder.net
   enc_layers = ([*net.convs, net.dense, net.out] if anatomy.encoder_conv
+                else [*net.convs, net.out] if anatomy.encoder_conv_layers
                 else net.layers)
   heads = [anatomy.loc_head] + ([anatomy.scale_head] if anatomy.scale_head
                                 else [])
@@ -165,7 +181,9 @@ def load_weights(model, anatomy, values):
   used[last.b.name] = [h.bias for h in heads]
   net = model.decoder.net
   decoder_layers = ([net.dense, net.upsample, net.out]
-                    if anatomy.decoder_conv is not None else net.layers)
+                    if anatomy.decoder_conv is not None else
+                    [net.dense, *net.upsamples, net.out]
+                    if anatomy.decoder_conv_layers else net.layers)
   for layer, dense in zip(decoder_layers, anatomy.decoder):
     layer.w.assign(array(dense.weight, None))
     layer.b.assign(array(dense.bias, layer.b.shape))
