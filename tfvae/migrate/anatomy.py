@@ -791,6 +791,31 @@ def _targets(meta, placeholder, loss):
       and op.outputs[0].shape.as_list()[1:] == placeholder.shape.as_list()[1:])
 
 
+def _refuse_two_heads(meta, sampled):
+  """Names a decoder with two output heads on one hidden layer (a Gaussian
+  with a learned per-pixel variance); returns if there is none."""
+  outputs = [t for t, _ in candidates.Candidates(meta).output_candidates()
+             if sampled.op in meta.ancestors([t])]
+  for tensor in outputs:
+    try:
+      head, source = dense_back(_unclipped(tensor))
+    except UnsupportedGraphError:
+      continue
+    heads = [c for c in _strip(source).consumers()
+             if c.type == "MatMul" and variable_name(c.inputs[1])
+             and c.outputs[0].shape[-1] == head.units]
+    if len(heads) >= 2:
+      names = ", ".join(f"{c.name} ({variable_name(c.inputs[1])})"
+                        for c in heads)
+      raise UnsupportedGraphError(
+          f"{tensor.name} ({_strip(tensor).op.type}) is one of "
+          f"{len(heads)} decoder output heads on the same layer ({names}): "
+          "a Gaussian with a learned per-pixel variance, which native "
+          "likelihoods do not parametrise as TF1 graphs do (tfvae's "
+          "gaussian_learned takes softplus(r) + 0.01, not exp(r / 2))"
+          f"{_GENERATOR_ROUTE}")
+
+
 def read_anatomy(meta):
   """Reads the whole VAE out of a TF1 meta graph.
 
@@ -813,7 +838,11 @@ def read_anatomy(meta):
     raise _unsupported(raw, "has another width than the posterior mean")
   # The decoder the sampler feeds (a generation path built again on a
   # latent placeholder shares its weights but is not what the loss sees).
-  latent, output = candidates.find_ends(meta, latent_tensor=sampled.name)
+  try:
+    latent, output = candidates.find_ends(meta, latent_tensor=sampled.name)
+  except errors.TfvaeError:
+    _refuse_two_heads(meta, sampled)
+    raise
   decoder, likelihood, conv = _decoder(output, latent)
   decoder_convs = None
   if isinstance(conv, str):
