@@ -313,6 +313,16 @@ class Config:
       "adam", "Optimizer: adam or rmsprop (tf_keras' optimizers with one "
       "fused update per variable, see tfvae/optimizers.py).",
       choices=OPTIMIZERS, check=_one_of(OPTIMIZERS))
+  optimizer_rho: float | None = _field(
+      None, "RMSProp's decay of its mean square (rho); default: tf_keras' "
+      "0.9. tfvae-migrate sets it from a TF1 RMSPropOptimizer's decay.",
+      on_command_line=False, check=Check(
+          lambda r: r is None or 0 <= r < 1, "must lie in [0, 1)"))
+  optimizer_epsilon: float | None = _field(
+      None, "The optimizer's epsilon; default: tf_keras' 1e-7. "
+      "tfvae-migrate sets it from the TF1 optimizer's.",
+      on_command_line=False, check=Check(
+          lambda e: e is None or e > 0, "must be positive"))
   strategy: str = _field(
       "default", "tf.distribute strategy: default (one device), mirrored "
       "(all GPUs, or all logical CPUs; see --cpu_devices) or multi_worker "

@@ -84,6 +84,27 @@ def _tf1_optimizer(meta):
   return None, None, kinds_seen[0] if kinds_seen else None, None
 
 
+def tf1_optimizer_options(meta):
+  """{config field: value} of the TF1 optimizer's hyper-parameters that
+  tfvae's optimizers take: RMSProp's decay (rho) and either's epsilon."""
+  for op in meta.graph.get_operations():
+    name = _OPTIMIZERS.get(op.type)
+    if name is None:
+      continue
+    # ApplyRMSProp(var, ms, mom, lr, rho, momentum, epsilon, grad);
+    # ApplyAdam(var, m, v, beta1_power, beta2_power, lr, beta1, beta2,
+    # epsilon, grad).
+    indices = ({"optimizer_rho": 4, "optimizer_epsilon": 6}
+               if name == "rmsprop" else {"optimizer_epsilon": 8})
+    found = {}
+    for field, index in indices.items():
+      value = anatomy_lib._constant(op.inputs[index])  # pylint: disable=protected-access
+      if value is not None and np.size(value) == 1:
+        found[field] = float(f"{float(value):.7g}")  # float32 digits
+    return found
+  return {}
+
+
 def _uniform(names):
   return names[0] if names and len(set(names)) == 1 else None
 
@@ -430,7 +451,8 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
       None)
   batch = static or verify_images
   config = config_for(anatomy, dataset, data_dir, optimizer, learning_rate,
-                      static)
+                      static).replace(**tf1_optimizer_options(meta))
+  config.validate()
   model = kinds.build_model(config)
   values = reader.read_all(source, anatomy.variables())
   for name, value in sorted(values.items()):
