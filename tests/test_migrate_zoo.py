@@ -38,8 +38,9 @@ def _bias(name, size):
 
 
 def _conv_style(x):
-  """Conv encoder (4x4/2 leaky_relu, 3x3/1 elu) and decoder (dense, 4x4/2
-  transposed relu, 3x3/1 conv tanh, 3x3/2 transposed linear), logits loss."""
+  """Conv encoder (4x4/2 leaky_relu, 3x3/1 elu, flatten, dense relu) and
+  decoder (dense, 4x4/2 transposed relu, 3x3/1 conv tanh, 3x3/2 transposed
+  linear), a sigmoid_cross_entropy_with_logits loss."""
   h = tf.reshape(x, [-1, 28, 28, 1])
   h = tf.nn.leaky_relu(tf.nn.conv2d(h, _var("e0", [4, 4, 1, 3]), 2, "SAME")
                        + _bias("eb0", 3))
@@ -47,8 +48,9 @@ def _conv_style(x):
       tf.nn.conv2d(h, _var("e1", [3, 3, 3, 4]), [1, 1, 1, 1], "SAME"),
       _bias("eb1", 4)))
   h = tf.reshape(h, [-1, 14 * 14 * 4])
-  loc = tf.matmul(h, _var("wm", [784, _LATENT])) + _bias("bm", _LATENT)
-  log_var = tf.matmul(h, _var("wv", [784, _LATENT])) + _bias("bv", _LATENT)
+  h = tf.nn.relu(tf.matmul(h, _var("f0", [784, 8])) + _bias("fb0", 8))
+  loc = tf.matmul(h, _var("wm", [8, _LATENT])) + _bias("bm", _LATENT)
+  log_var = tf.matmul(h, _var("wv", [8, _LATENT])) + _bias("bv", _LATENT)
   scale = tf.exp(0.5 * log_var)
   eps = tf.random.normal(tf.shape(loc))
   z = loc + scale * eps
@@ -236,7 +238,7 @@ class MigrateZooTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(native_loss, loss, atol=0, rtol=1e-5)
     if style == "conv":
       self.assertEqual(config.encoder_conv_layers,
-                       "conv:3:4:2:leaky_relu,conv:4:3:1:elu")
+                       "conv:3:4:2:leaky_relu,conv:4:3:1:elu,dense:8:relu")
       self.assertEqual(
           config.decoder_conv_layers,
           "dense:7x7x4:relu,conv_transpose:3:4:2:relu,conv:2:3:1:tanh,"

@@ -222,7 +222,9 @@ def parse_conv_layers(text):
   Each comma-separated item is KIND:CHANNELS:KERNEL:STRIDE:ACTIVATION with
   KIND one of `CONV_KINDS` (SAME padding, square kernels) or, first in a
   decoder's list, dense:HxWxC:ACTIVATION, the dense layer from z to the
-  first map. ACTIVATION is an `ACTIVATIONS` name or "linear".
+  first map, or, after an encoder's convolutions, dense:UNITS:ACTIVATION,
+  a dense hidden layer on the flattened map. ACTIVATION is an
+  `ACTIVATIONS` name or "linear".
 
   Returns:
     [(kind, channels or (H, W, C), kernel, stride, activation)].
@@ -236,7 +238,7 @@ def parse_conv_layers(text):
     try:
       if parts[0] == "dense" and len(parts) == 3:
         shape = tuple(int(n) for n in parts[1].split("x"))
-        if len(shape) != 3 or min(shape) <= 0:
+        if len(shape) not in (1, 3) or min(shape) <= 0:
           raise ValueError
         layers.append(("dense", shape, None, None, parts[2]))
       elif parts[0] in CONV_KINDS and len(parts) == 5:
@@ -251,8 +253,8 @@ def parse_conv_layers(text):
     except ValueError:
       raise ValueError(
           f"conv layer {item!r} is not KIND:CHANNELS:KERNEL:STRIDE:ACTIVATION "
-          f"(KIND one of {', '.join(CONV_KINDS)}) or dense:HxWxC:ACTIVATION"
-      ) from None
+          f"(KIND one of {', '.join(CONV_KINDS)}) or dense:HxWxC:ACTIVATION "
+          "or dense:UNITS:ACTIVATION") from None
   return layers
 
 
@@ -364,10 +366,16 @@ class ConvStackEncoderNet(tf.Module):
     strides: k strides; default 2 each.
     activations: k activation names ("linear" for none); default
       `activation` each.
+    dense_sizes: Widths of dense hidden layers between the flattened map
+      and the output (a migrated TF1 encoder's); default none.
+    dense_activations: Their activation names.
   """
 
+  denses = ()
+
   def __init__(self, image_shape, output_size, channels, activation="relu",
-               name=None, kernel_sizes=None, strides=None, activations=None):
+               name=None, kernel_sizes=None, strides=None, activations=None,
+               dense_sizes=(), dense_activations=()):
     super().__init__(name=name)
     height, width, in_ch = image_shape
     depth = len(channels)
@@ -382,25 +390,44 @@ class ConvStackEncoderNet(tf.Module):
         self.convs.append(Conv2D(in_ch, out_ch, k, stride, name=f"conv_{i}"))
         in_ch = out_ch
         height, width = math.ceil(height / stride), math.ceil(width / stride)
-      self.out = Linear(height * width * in_ch, output_size, name="out")
+      width = height * width * in_ch
+      denses = []
+      for i, units in enumerate(dense_sizes):
+        denses.append(Linear(width, units, name=f"dense_{i}"))
+        width = units
+      if denses:
+        # Set only when there are some: a run's checkpoint then holds the
+        # same objects as before dense layers existed.
+        self.denses = denses
+      self.out = Linear(width, output_size, name="out")
+    self._dense_activations = [_activation_or_none(a)
+                               for a in dense_activations]
 
   @tf.Module.with_name_scope
   def __call__(self, images):
     """Maps images [B, H, W, C] to [B, output_size]."""
     x = conv_chain(images, self.convs, self._activations)
     x = tf.reshape(x, [tf.shape(x)[0], -1])
+    x = conv_chain(x, self.denses, self._dense_activations)
     return self.out(x)
 
 
 def conv_stack_encoder(image_shape, output_size, layers):
-  """A `ConvStackEncoderNet` from `parse_conv_layers` output (all "conv")."""
-  if not layers or any(kind != "conv" for kind, *_ in layers):
-    raise ValueError("an encoder's conv layers must all be conv:...")
+  """A `ConvStackEncoderNet` from `parse_conv_layers` output: conv layers,
+  then any dense:UNITS layers."""
+  convs = [layer for layer in layers if layer[0] == "conv"]
+  denses = layers[len(convs):]
+  if (not convs or any(kind != "dense" or len(shape) != 1
+                       for kind, shape, *_ in denses)):
+    raise ValueError("an encoder's layers must be conv:... layers, then any "
+                     "dense:UNITS:ACTIVATION layers")
   return ConvStackEncoderNet(
-      image_shape, output_size, [c for _, c, _, _, _ in layers],
-      kernel_sizes=[k for _, _, k, _, _ in layers],
-      strides=[s for _, _, _, s, _ in layers],
-      activations=[a for *_, a in layers], name="conv")
+      image_shape, output_size, [c for _, c, _, _, _ in convs],
+      kernel_sizes=[k for _, _, k, _, _ in convs],
+      strides=[s for _, _, _, s, _ in convs],
+      activations=[a for *_, a in convs],
+      dense_sizes=[shape[0] for _, shape, *_ in denses],
+      dense_activations=[a for *_, a in denses], name="conv")
 
 
 class ConvStackDecoderNet(tf.Module):

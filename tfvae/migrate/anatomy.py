@@ -371,7 +371,8 @@ def layers_text(layers, first_map=None):
     items.append(f"dense:{'x'.join(str(n) for n in first_map)}:"
                  f"{layers[0].activation}")
     layers = layers[1:]
-  items += [f"{d.kind}:{d.units}:{d.kernel}:{d.stride}:{d.activation}"
+  items += [f"dense:{d.units}:{d.activation}" if d.kind == "dense" else
+            f"{d.kind}:{d.units}:{d.kernel}:{d.stride}:{d.activation}"
             for d in layers]
   return ",".join(items)
 
@@ -399,15 +400,13 @@ def _conv_trunk(tensor):
 def _trunk(tensor):
   """Hidden layers from the input up to `tensor`: (input, [Dense], conv
   text or None)."""
-  convs = _conv_trunk(tensor)
-  if convs is not None:
-    return convs[0], convs[1], layers_text(convs[1])
   layers = []
   while _to_input(tensor) is None:
-    if _conv_trunk(tensor) is not None:
-      raise _unsupported(_strip(tensor), "flattens convolutions into dense "
-                         "hidden layers; native conv encoders go straight "
-                         "from the flattened map to the posterior's heads")
+    convs = _conv_trunk(tensor)
+    if convs is not None:
+      # Dense hidden layers on the flattened map of a conv encoder.
+      convs[1].extend(layers[::-1])
+      return convs[0], convs[1], layers_text(convs[1])
     dense, tensor = dense_back(tensor)
     if dense.activation == "linear":
       raise _unsupported(tensor, "feeds a hidden layer without an "

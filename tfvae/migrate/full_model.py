@@ -184,7 +184,8 @@ def load_weights(model, anatomy, values):
   used = {}
   net = model.encoder.net
   enc_layers = ([*net.convs, net.dense, net.out] if anatomy.encoder_conv
-                else [*net.convs, net.out] if anatomy.encoder_conv_layers
+                else [*net.convs, *net.denses, net.out]
+                if anatomy.encoder_conv_layers
                 else net.layers)
   heads = [anatomy.loc_head] + ([anatomy.scale_head] if anatomy.scale_head
                                 else [])
