@@ -38,28 +38,28 @@ def _bias(name, size):
 
 
 def _conv_style(x):
-  """Conv encoder (4x4/2 leaky_relu, 3x3/1 elu, flatten, dense relu) and
-  decoder (dense, 4x4/2 transposed relu, 3x3/1 conv tanh, 3x3/2 transposed
-  linear), a sigmoid_cross_entropy_with_logits loss."""
+  """Conv encoder (4x4/2 leaky_relu, 3x3/1 VALID elu, flatten, dense relu)
+  and decoder (dense, 4x4/2 VALID transposed relu, 3x3/1 conv tanh, 3x3/2
+  transposed linear), a sigmoid_cross_entropy_with_logits loss."""
   h = tf.reshape(x, [-1, 28, 28, 1])
   h = tf.nn.leaky_relu(tf.nn.conv2d(h, _var("e0", [4, 4, 1, 3]), 2, "SAME")
                        + _bias("eb0", 3))
   h = tf.nn.elu(tf.nn.bias_add(
-      tf.nn.conv2d(h, _var("e1", [3, 3, 3, 4]), [1, 1, 1, 1], "SAME"),
+      tf.nn.conv2d(h, _var("e1", [3, 3, 3, 4]), [1, 1, 1, 1], "VALID"),
       _bias("eb1", 4)))
-  h = tf.reshape(h, [-1, 14 * 14 * 4])
-  h = tf.nn.relu(tf.matmul(h, _var("f0", [784, 8])) + _bias("fb0", 8))
+  h = tf.reshape(h, [-1, 12 * 12 * 4])
+  h = tf.nn.relu(tf.matmul(h, _var("f0", [576, 8])) + _bias("fb0", 8))
   loc = tf.matmul(h, _var("wm", [8, _LATENT])) + _bias("bm", _LATENT)
   log_var = tf.matmul(h, _var("wv", [8, _LATENT])) + _bias("bv", _LATENT)
   scale = tf.exp(0.5 * log_var)
   eps = tf.random.normal(tf.shape(loc))
   z = loc + scale * eps
-  g = tf.nn.relu(tf.matmul(z, _var("d0", [_LATENT, 7 * 7 * 4]))
-                 + _bias("db0", 196))
-  g = tf.reshape(g, [-1, 7, 7, 4])
+  g = tf.nn.relu(tf.matmul(z, _var("d0", [_LATENT, 6 * 6 * 4]))
+                 + _bias("db0", 144))
+  g = tf.reshape(g, [-1, 6, 6, 4])
   batch = tf.shape(g)[0]
   g = tf.nn.relu(tf.nn.conv2d_transpose(
-      g, _var("d1", [4, 4, 3, 4]), tf.stack([batch, 14, 14, 3]), 2, "SAME")
+      g, _var("d1", [4, 4, 3, 4]), tf.stack([batch, 14, 14, 3]), 2, "VALID")
                  + _bias("db1", 3))
   g = tf.tanh(tf.nn.conv2d(g, _var("d2", [3, 3, 3, 2]), 1, "SAME")
               + _bias("db2", 2))
@@ -238,10 +238,12 @@ class MigrateZooTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(native_loss, loss, atol=0, rtol=1e-5)
     if style == "conv":
       self.assertEqual(config.encoder_conv_layers,
-                       "conv:3:4:2:leaky_relu,conv:4:3:1:elu,dense:8:relu")
+                       "conv:3:4:2:leaky_relu,conv:4:3:1:elu:valid,"
+                       "dense:8:relu")
       self.assertEqual(
           config.decoder_conv_layers,
-          "dense:7x7x4:relu,conv_transpose:3:4:2:relu,conv:2:3:1:tanh,"
+          "dense:6x6x4:relu,conv_transpose:3:4:2:relu:valid,"
+          "conv:2:3:1:tanh,"
           "conv_transpose:1:3:2:linear")
     if style == "distributions":
       optimizer = launch.make_optimizer(config)

@@ -4,8 +4,8 @@
   tfvae-migrate --checkpoint=vae_mlp.h5 --run_dir=checkpoints/from_keras
 
 The graph beside the checkpoint (`PREFIX.meta`) is read: the input
-placeholder, the encoder's dense layers or chain of SAME convolutions (any
-kernel and stride) and their activations, the posterior's parametrisation
+placeholder, the encoder's dense layers or chain of convolutions (any
+kernel and stride, SAME or VALID) and their activations, the posterior's parametrisation
 (log-variance, sqrt(exp(.)), exp(log sigma), softplus(.) + c,
 tf.distributions.Normal; two heads, or one split or sliced), the decoder
 (dense layers, or dense -> reshape -> any chain of conv2d_transpose and

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import errors
+from tfvae import nets
 from tfvae.migrate import candidates
 from tfvae.migrate import ops
 
@@ -51,9 +52,10 @@ class Dense:
     bias: Checkpoint name of b [out], or None (no bias: zeros).
     activation: A `nets.ACTIVATIONS` name, or "linear".
     units: out (channels, for a convolution).
-    kind: "dense", "conv" or "conv_transpose" (SAME padding).
+    kind: "dense", "conv" or "conv_transpose".
     stride: A convolution's stride.
     kernel: A convolution's kernel side.
+    padding: A convolution's padding, "SAME" or "VALID".
   """
   weight: str
   bias: str
@@ -62,6 +64,7 @@ class Dense:
   kind: str = "dense"
   stride: int = 1
   kernel: int = 3
+  padding: str = "SAME"
 
 
 @dataclasses.dataclass
@@ -326,7 +329,7 @@ def conv_back(tensor):
 
   Raises:
     UnsupportedGraphError: For a convolution native nets do not have
-      (VALID padding, NCHW, dilation, unequal strides or kernel sides).
+      (explicit padding, NCHW, dilation, unequal strides or kernel sides).
   """
   activation, inner = _activation_back(tensor)
   bias = None
@@ -349,9 +352,10 @@ def conv_back(tensor):
                        "variable")
   if conv.get_attr("data_format") != b"NHWC":
     raise _unsupported(inner, "is an NCHW convolution; native nets are NHWC")
-  if conv.get_attr("padding") != b"SAME":
-    raise _unsupported(inner, f"has {conv.get_attr('padding').decode()} "
-                       "padding; native conv nets pad SAME")
+  padding = conv.get_attr("padding").decode()
+  if padding not in ("SAME", "VALID"):
+    raise _unsupported(inner, f"has {padding} padding; native conv nets pad "
+                       "SAME or VALID")
   if (strides[0] != 1 or strides[3] != 1 or strides[1] != strides[2]
       or dilations != [1, 1, 1, 1] or shape[0] != shape[1]):
     raise _unsupported(inner, f"has strides {strides}, dilations "
@@ -360,7 +364,8 @@ def conv_back(tensor):
   units = shape[3] if kind == "conv" else shape[2]
   data = conv.inputs[0] if kind == "conv" else conv.inputs[2]
   return Dense(weight, bias, activation, int(units), kind=kind,
-               stride=int(strides[1]), kernel=int(shape[0])), data
+               stride=int(strides[1]), kernel=int(shape[0]),
+               padding=padding), data
 
 
 def layers_text(layers, first_map=None):
@@ -373,6 +378,7 @@ def layers_text(layers, first_map=None):
     layers = layers[1:]
   items += [f"dense:{d.units}:{d.activation}" if d.kind == "dense" else
             f"{d.kind}:{d.units}:{d.kernel}:{d.stride}:{d.activation}"
+            + (":valid" if d.padding == "VALID" else "")
             for d in layers]
   return ",".join(items)
 
@@ -673,15 +679,16 @@ def _conv_decoder(logits, latent):
 def _conv_chain_decoder(logits, latent):
   """Any conv decoder: dense, reshape, convolutions and transposed
   convolutions. Returns ([dense, *convs], conv text)."""
-  layers = []
+  layers, outputs = [], []
   tensor = logits
   while True:
     found = conv_back(tensor)
     if found is None:
       break
     layers.append(found[0])
+    outputs.append(_strip(tensor))
     tensor = found[1]
-  layers = layers[::-1]
+  layers, outputs = layers[::-1], outputs[::-1]
   grid = _strip(tensor)
   if grid.op.type != "Reshape" or grid.shape.rank != 4:
     raise _unsupported(grid, "does not reshape a dense layer into the conv "
@@ -696,14 +703,15 @@ def _conv_chain_decoder(logits, latent):
   if None in first:
     raise _unsupported(grid, "has no static map shape")
   size = first[:2]
-  for layer in layers:
-    stride = layer.stride
-    size = ([n * stride for n in size] if layer.kind == "conv_transpose"
-            else [-(-n // stride) for n in size])
-  shape = _strip(logits).shape.as_list()
-  if len(shape) != 4 or shape[1:3] != size:
-    raise _unsupported(logits, f"has maps {shape[1:3]} where SAME "
-                       f"convolutions from {first[:2]} give {size}")
+  for layer, output in zip(layers, outputs):
+    spec = nets.ConvLayer(layer.kind, layer.units, layer.kernel, layer.stride,
+                          layer.activation, layer.padding)
+    size = [nets.conv_output_size(n, spec) for n in size]
+    shape = output.shape.as_list()
+    if len(shape) != 4 or shape[1:3] != size:
+      raise _unsupported(output, f"has maps {shape[1:3]} where native "
+                         f"{layer.padding} {layer.kind} layers from "
+                         f"{first[:2]} give {size}")
   return [dense, *layers], layers_text([dense, *layers], tuple(first))
 
 
