@@ -12,6 +12,7 @@ unit by a random offset at step 0; with tanh or sigmoid that pushes units
 towards saturation before training has begun and adds no useful symmetry
 breaking, which the random weights already provide.
 """
+import collections
 import math
 
 import tensorflow as tf
@@ -123,7 +124,7 @@ class MLP(tf.Module):
 
 
 class Conv2D(tf.Module):
-  """A 2-D convolution with SAME padding, NHWC.
+  """A 2-D convolution, NHWC.
 
   Args:
     input_channels: Channels of the input.
@@ -131,12 +132,14 @@ class Conv2D(tf.Module):
     kernel_size: Side of the square kernel.
     stride: Stride in both spatial dimensions.
     name: Module name.
+    padding: "SAME" or "VALID".
   """
 
   def __init__(self, input_channels, output_channels, kernel_size=3, stride=1,
-               name=None):
+               name=None, padding="SAME"):
     super().__init__(name=name)
     self.stride = stride
+    self.padding = padding
     k = kernel_size
     with self.name_scope:
       self.w = tf.Variable(
@@ -147,14 +150,15 @@ class Conv2D(tf.Module):
 
   @tf.Module.with_name_scope
   def __call__(self, x):
-    """Maps x [B, H, W, C_in] to [B, ceil(H/s), ceil(W/s), C_out], in x's
-    dtype."""
-    return (tf.nn.conv2d(x, tf.cast(self.w, x.dtype), self.stride, "SAME")
+    """Maps x [B, H, W, C_in] to [B, ceil(H/s), ceil(W/s), C_out] (SAME;
+    VALID: ceil((H - k + 1) / s)), in x's dtype."""
+    return (tf.nn.conv2d(x, tf.cast(self.w, x.dtype), self.stride,
+                         self.padding)
             + tf.cast(self.b, x.dtype))
 
 
 class Conv2DTranspose(tf.Module):
-  """A transposed 2-D convolution with SAME padding, NHWC.
+  """A transposed 2-D convolution, NHWC.
 
   Args:
     input_channels: Channels of the input.
@@ -162,12 +166,14 @@ class Conv2DTranspose(tf.Module):
     kernel_size: Side of the square kernel.
     stride: Upsampling factor in both spatial dimensions.
     name: Module name.
+    padding: "SAME" or "VALID".
   """
 
   def __init__(self, input_channels, output_channels, kernel_size=3, stride=1,
-               name=None):
+               name=None, padding="SAME"):
     super().__init__(name=name)
     self.stride = stride
+    self.padding = padding
     k = kernel_size
     with self.name_scope:
       # conv2d_transpose's filter is [k, k, out, in].
@@ -185,8 +191,98 @@ class Conv2DTranspose(tf.Module):
     output_shape = tf.stack(
         [batch, output_hw[0], output_hw[1], self.w.shape[2]])
     return tf.nn.conv2d_transpose(x, tf.cast(self.w, x.dtype), output_shape,
-                                  self.stride, "SAME") + tf.cast(self.b,
-                                                                 x.dtype)
+                                  self.stride, self.padding) + tf.cast(
+                                      self.b, x.dtype)
+
+
+def conv_chain(x, convs, activations):
+  """Applies each convolution of `convs` and then its activation.
+
+  Args:
+    x: [B, H, W, C] maps.
+    convs: `Conv2D` modules (or any x -> x' callables).
+    activations: One function per convolution; None leaves its output
+      linear.
+
+  Returns:
+    The last convolution's activated output.
+  """
+  for conv, activation in zip(convs, activations):
+    x = conv(x)
+    if activation is not None:
+      x = activation(x)
+  return x
+
+
+def _activation_or_none(name):
+  return None if name == "linear" else get_activation(name)
+
+
+# One layer of a `conv_layers` text: conv or conv_transpose.
+CONV_KINDS = ("conv", "conv_transpose")
+
+
+class ConvLayer(collections.namedtuple(
+    "ConvLayer", "kind channels kernel stride activation padding")):
+  """One layer of `parse_conv_layers`: kind "dense" (channels the map
+  (H, W, C) or (units,)) or one of `CONV_KINDS`; padding "SAME" or
+  "VALID"."""
+
+
+def conv_output_size(size, layer):
+  """The side a layer of `layer`'s kind, kernel, stride and padding makes
+  of a map of side `size`."""
+  k, s = layer.kernel, layer.stride
+  if layer.kind == "conv_transpose":
+    return size * s if layer.padding == "SAME" else (size - 1) * s + k
+  return math.ceil((size if layer.padding == "SAME" else size - k + 1) / s)
+
+
+def parse_conv_layers(text):
+  """Reads a conv layer list such as "conv:32:4:2:leaky_relu,...".
+
+  Each comma-separated item is KIND:CHANNELS:KERNEL:STRIDE:ACTIVATION with
+  KIND one of `CONV_KINDS` (square kernels, SAME padding; :valid after the
+  activation for VALID) or, first in a
+  decoder's list, dense:HxWxC:ACTIVATION, the dense layer from z to the
+  first map, or, after an encoder's convolutions, dense:UNITS:ACTIVATION,
+  a dense hidden layer on the flattened map. ACTIVATION is an
+  `ACTIVATIONS` name or "linear".
+
+  Returns:
+    [`ConvLayer`].
+
+  Raises:
+    ValueError: Naming the item that does not parse.
+  """
+  layers = []
+  for item in text.split(","):
+    parts = item.strip().split(":")
+    try:
+      if parts[0] == "dense" and len(parts) == 3:
+        shape = tuple(int(n) for n in parts[1].split("x"))
+        if len(shape) not in (1, 3) or min(shape) <= 0:
+          raise ValueError
+        layers.append(ConvLayer("dense", shape, None, None, parts[2], None))
+      elif parts[0] in CONV_KINDS and len(parts) in (5, 6):
+        channels, kernel, stride = (int(n) for n in parts[1:4])
+        padding = parts[5].upper() if len(parts) == 6 else "SAME"
+        if min(channels, kernel, stride) <= 0 or padding not in ("SAME",
+                                                                 "VALID"):
+          raise ValueError
+        layers.append(ConvLayer(parts[0], channels, kernel, stride, parts[4],
+                                padding))
+      else:
+        raise ValueError
+      if layers[-1].activation != "linear":
+        get_activation(layers[-1].activation)
+    except ValueError:
+      raise ValueError(
+          f"conv layer {item!r} is not KIND:CHANNELS:KERNEL:STRIDE:ACTIVATION"
+          "[:valid] "
+          f"(KIND one of {', '.join(CONV_KINDS)}) or dense:HxWxC:ACTIVATION "
+          "or dense:UNITS:ACTIVATION") from None
+  return layers
 
 
 class ConvEncoderNet(tf.Module):
@@ -223,9 +319,7 @@ class ConvEncoderNet(tf.Module):
   @tf.Module.with_name_scope
   def __call__(self, images):
     """Maps images [B, H, W, C] to [B, output_size]."""
-    x = images
-    for conv in self.convs:
-      x = self._activation(conv(x))
+    x = conv_chain(images, self.convs, [self._activation] * len(self.convs))
     x = tf.reshape(x, [tf.shape(x)[0], -1])
     return self.out(self._activation(self.dense(x)))
 
@@ -281,11 +375,13 @@ def halvings(size, count):
 
 
 class ConvStackEncoderNet(tf.Module):
-  """A stack of stride-2 convolutions for images of any size (--conv_channels).
+  """A stack of convolutions for images of any size (--conv_channels).
 
-  conv channels[0] /2 -> ... -> conv channels[-1] /2 -> flatten -> dense
-  output_size; 3x3 kernels, SAME padding, so an H x W input leaves
-  ceil(H / 2^k) x ceil(W / 2^k) after k layers.
+  conv channels[0] /s_0 -> ... -> conv channels[-1] /s_k -> flatten -> dense
+  output_size; SAME padding, so an H x W input leaves ceil(H / prod(s)) x
+  ceil(W / prod(s)). By default every kernel is 3x3, every stride 2 and
+  every activation `activation`; a migrated TF1 network gives its own per
+  layer.
 
   Args:
     image_shape: (H, W, C) of the input images.
@@ -293,30 +389,78 @@ class ConvStackEncoderNet(tf.Module):
     channels: Output channels of each convolution, k >= 1 of them.
     activation: Activation name between layers.
     name: Module name.
+    kernel_sizes: k kernel sides; default 3 each.
+    strides: k strides; default 2 each.
+    activations: k activation names ("linear" for none); default
+      `activation` each.
+    dense_sizes: Widths of dense hidden layers between the flattened map
+      and the output (a migrated TF1 encoder's); default none.
+    dense_activations: Their activation names.
+    paddings: k paddings, "SAME" or "VALID"; default "SAME" each.
   """
 
+  denses = ()
+
   def __init__(self, image_shape, output_size, channels, activation="relu",
-               name=None):
+               name=None, kernel_sizes=None, strides=None, activations=None,
+               dense_sizes=(), dense_activations=(), paddings=None):
     super().__init__(name=name)
     height, width, in_ch = image_shape
-    self._activation = get_activation(activation)
+    depth = len(channels)
+    kernel_sizes = kernel_sizes or (3,) * depth
+    strides = strides or (2,) * depth
+    paddings = paddings or ("SAME",) * depth
+    self._activations = [_activation_or_none(a) for a in
+                         (activations or (activation,) * depth)]
     with self.name_scope:
       self.convs = []
-      for i, out_ch in enumerate(channels):
-        self.convs.append(Conv2D(in_ch, out_ch, 3, 2, name=f"conv_{i}"))
+      for i, (out_ch, k, stride, padding) in enumerate(
+          zip(channels, kernel_sizes, strides, paddings)):
+        self.convs.append(Conv2D(in_ch, out_ch, k, stride, name=f"conv_{i}",
+                                 padding=padding))
         in_ch = out_ch
-      flat = (halvings(height, len(channels))[-1]
-              * halvings(width, len(channels))[-1] * in_ch)
-      self.out = Linear(flat, output_size, name="out")
+        layer = ConvLayer("conv", out_ch, k, stride, None, padding)
+        height = conv_output_size(height, layer)
+        width = conv_output_size(width, layer)
+      width = height * width * in_ch
+      denses = []
+      for i, units in enumerate(dense_sizes):
+        denses.append(Linear(width, units, name=f"dense_{i}"))
+        width = units
+      if denses:
+        # Set only when there are some: a run's checkpoint then holds the
+        # same objects as before dense layers existed.
+        self.denses = denses
+      self.out = Linear(width, output_size, name="out")
+    self._dense_activations = [_activation_or_none(a)
+                               for a in dense_activations]
 
   @tf.Module.with_name_scope
   def __call__(self, images):
     """Maps images [B, H, W, C] to [B, output_size]."""
-    x = images
-    for conv in self.convs:
-      x = self._activation(conv(x))
+    x = conv_chain(images, self.convs, self._activations)
     x = tf.reshape(x, [tf.shape(x)[0], -1])
+    x = conv_chain(x, self.denses, self._dense_activations)
     return self.out(x)
+
+
+def conv_stack_encoder(image_shape, output_size, layers):
+  """A `ConvStackEncoderNet` from `parse_conv_layers` output: conv layers,
+  then any dense:UNITS layers."""
+  convs = [layer for layer in layers if layer.kind == "conv"]
+  denses = layers[len(convs):]
+  if (not convs or any(d.kind != "dense" or len(d.channels) != 1
+                       for d in denses)):
+    raise ValueError("an encoder's layers must be conv:... layers, then any "
+                     "dense:UNITS:ACTIVATION layers")
+  return ConvStackEncoderNet(
+      image_shape, output_size, [c.channels for c in convs],
+      kernel_sizes=[c.kernel for c in convs],
+      strides=[c.stride for c in convs],
+      activations=[c.activation for c in convs],
+      paddings=[c.padding for c in convs],
+      dense_sizes=[d.channels[0] for d in denses],
+      dense_activations=[d.activation for d in denses], name="conv")
 
 
 class ConvStackDecoderNet(tf.Module):
@@ -324,7 +468,11 @@ class ConvStackDecoderNet(tf.Module):
 
   dense to (ceil(H / 2^k), ceil(W / 2^k), channels[-1]) -> transposed convs
   /2 with channels[-2], ..., channels[0], channels[0], each to the size of
-  the encoder's map at that depth -> conv 3x3 to `output_channels`.
+  the encoder's map at that depth -> conv 3x3 to `output_channels`. Or, with
+  `layers` (a migrated TF1 decoder), any chain: dense to a map, then
+  convolutions and transposed convolutions with their own channels, kernel,
+  stride, activation and padding (`conv_output_size`), the last one giving
+  `output_channels`.
 
   Args:
     latent_size: Width of z.
@@ -334,41 +482,76 @@ class ConvStackDecoderNet(tf.Module):
     channels: The encoder's channels, k >= 1 of them (in encoder order).
     activation: Activation name between layers.
     name: Module name.
+    layers: `parse_conv_layers` output, dense first; overrides `channels`
+      and `activation` (the last layer's channels become
+      `output_channels`).
   """
 
-  def __init__(self, latent_size, image_shape, output_channels, channels,
-               activation="relu", name=None):
+  def __init__(self, latent_size, image_shape, output_channels, channels=(),
+               activation="relu", name=None, layers=None):
     super().__init__(name=name)
     height, width, _ = image_shape
-    depth = len(channels)
-    self._activation = get_activation(activation)
-    self._heights = halvings(height, depth)
-    self._widths = halvings(width, depth)
-    self._hidden_shape = (self._heights[-1], self._widths[-1], channels[-1])
+    if layers is None:
+      depth = len(channels)
+      heights, widths = halvings(height, depth), halvings(width, depth)
+      outs = [channels[j - 1] if j > 0 else channels[0]
+              for j in range(depth - 1, -1, -1)]
+      layers = [ConvLayer("dense", (heights[-1], widths[-1], channels[-1]),
+                          None, None, activation, None)]
+      layers += [ConvLayer("conv_transpose", c, 3, 2, activation, "SAME")
+                 for c in outs]
+      layers.append(ConvLayer("conv", output_channels, 3, 1, "linear",
+                              "SAME"))
+      sizes = [(heights[j], widths[j]) for j in range(depth - 1, -1, -1)]
+      sizes.append((height, width))
+    else:
+      sizes, (h, w) = [], layers[0].channels[:2]
+      for layer in layers[1:]:
+        h, w = conv_output_size(h, layer), conv_output_size(w, layer)
+        sizes.append((h, w))
+      if sizes[-1] != (height, width):
+        raise ValueError(f"conv layers {layers} end at {sizes[-1]}, not the "
+                         f"image's {(height, width)}")
+    self._hidden_shape = layers[0].channels
+    self._sizes = sizes
+    self._dense_activation = _activation_or_none(layers[0].activation)
+    self._activations = [_activation_or_none(layer.activation)
+                         for layer in layers[1:]]
     with self.name_scope:
       self.dense = Linear(latent_size, math.prod(self._hidden_shape),
                           name="dense")
       self.upsamples = []
-      outs = [channels[j - 1] if j > 0 else channels[0]
-              for j in range(depth - 1, -1, -1)]
-      in_ch = channels[-1]
-      for i, out_ch in enumerate(outs):
-        self.upsamples.append(
-            Conv2DTranspose(in_ch, out_ch, 3, 2, name=f"upsample_{i}"))
+      in_ch = self._hidden_shape[-1]
+      # The last layer gives the likelihood's parameters: output_channels.
+      last = len(layers) - 2
+      for i, spec in enumerate(layers[1:]):
+        out_ch = output_channels if i == last else spec.channels
+        kind = spec.kind
+        cls = Conv2DTranspose if kind == "conv_transpose" else Conv2D
+        layer = cls(in_ch, out_ch, spec.kernel, spec.stride,
+                    name="out" if i == last else
+                    (f"upsample_{i}" if kind == "conv_transpose"
+                     else f"conv_{i}"), padding=spec.padding)
+        if i == last:
+          self.out = layer
+        else:
+          self.upsamples.append(layer)
         in_ch = out_ch
-      self.out = Conv2D(in_ch, output_channels, 3, 1, name="out")
 
   @tf.Module.with_name_scope
   def __call__(self, z):
     """Maps z [B, latent_size] to [B, H, W, output_channels]."""
-    x = self._activation(self.dense(z))
+    x = self.dense(z)
+    if self._dense_activation is not None:
+      x = self._dense_activation(x)
     x = tf.reshape(x, [-1, *self._hidden_shape])
-    depth = len(self.upsamples)
-    for i, upsample in enumerate(self.upsamples):
-      level = depth - 1 - i
-      x = self._activation(
-          upsample(x, (self._heights[level], self._widths[level])))
-    return self.out(x)
+    for layer, size, activation in zip([*self.upsamples, self.out],
+                                       self._sizes, self._activations):
+      x = (layer(x, size) if isinstance(layer, Conv2DTranspose)
+           else layer(x))
+      if activation is not None:
+        x = activation(x)
+    return x
 
 
 def _check_network(network):
