@@ -115,9 +115,10 @@ class FieldsTest(absltest.TestCase):
     # tfvae-migrate (issue 14), not chosen by hand.
     self.assertEqual(
         [f.name for f in config_lib.fields() if not f.on_command_line],
-        ["image_shape", "decoder_hidden_sizes", "encoder_activations",
-         "decoder_activations", "decoder_conv_channels", "posterior_scale",
-         "posterior_scale_floor"])
+        ["optimizer_rho", "optimizer_epsilon", "image_shape",
+         "decoder_hidden_sizes", "encoder_activations", "decoder_activations",
+         "decoder_conv_channels", "encoder_conv_layers",
+         "decoder_conv_layers", "posterior_scale", "posterior_scale_floor"])
 
   def test_differences_ignore_resumable_fields(self):
     a = config_lib.Config()

@@ -157,6 +157,17 @@ def _parse_layer_activations(config):
         raise errors.TfvaeError(f"--{name}: {e}") from None
 
 
+def _parse_conv_layers(config, name):
+  from tfvae import nets  # pylint: disable=g-import-not-at-top
+  text = getattr(config, name)
+  if text is None:
+    return
+  try:
+    nets.parse_conv_layers(text)
+  except ValueError as e:
+    raise errors.TfvaeError(f"{name}: {e}") from None
+
+
 def _parse_kl_schedule(config):
   from tfvae import objectives  # pylint: disable=g-import-not-at-top
   objectives.KlSchedule.parse(config.kl_schedule)
@@ -302,6 +313,16 @@ class Config:
       "adam", "Optimizer: adam or rmsprop (tf_keras' optimizers with one "
       "fused update per variable, see tfvae/optimizers.py).",
       choices=OPTIMIZERS, check=_one_of(OPTIMIZERS))
+  optimizer_rho: float | None = _field(
+      None, "RMSProp's decay of its mean square (rho); default: tf_keras' "
+      "0.9. tfvae-migrate sets it from a TF1 RMSPropOptimizer's decay.",
+      on_command_line=False, check=Check(
+          lambda r: r is None or 0 <= r < 1, "must lie in [0, 1)"))
+  optimizer_epsilon: float | None = _field(
+      None, "The optimizer's epsilon; default: tf_keras' 1e-7. "
+      "tfvae-migrate sets it from the TF1 optimizer's.",
+      on_command_line=False, check=Check(
+          lambda e: e is None or e > 0, "must be positive"))
   strategy: str = _field(
       "default", "tf.distribute strategy: default (one device), mirrored "
       "(all GPUs, or all logical CPUs; see --cpu_devices) or multi_worker "
@@ -401,6 +422,18 @@ class Config:
       "default: the decoder follows --network.", on_command_line=False,
       length=2, check=Check(lambda c: c is None or all(w > 0 for w in c),
                             "channels must be positive"))
+  encoder_conv_layers: str | None = _field(
+      None, "A migrated TF1 conv encoder: its convolutions, comma-separated "
+      "conv:CHANNELS:KERNEL:STRIDE:ACTIVATION (SAME padding), then flatten "
+      "and the dense heads; default: the encoder follows --network.",
+      on_command_line=False, parse=lambda c: _parse_conv_layers(
+          c, "encoder_conv_layers"))
+  decoder_conv_layers: str | None = _field(
+      None, "A migrated TF1 conv decoder: dense:HxWxC:ACTIVATION, then "
+      "(conv|conv_transpose):CHANNELS:KERNEL:STRIDE:ACTIVATION layers, the "
+      "last giving the likelihood's parameters; default: the decoder "
+      "follows --network.", on_command_line=False,
+      parse=lambda c: _parse_conv_layers(c, "decoder_conv_layers"))
   posterior_scale: str = _field(
       "softplus", "How the encoder's second half of outputs r becomes the "
       "posterior scale: softplus (softplus(r)), log_variance (exp(r / 2)) "

@@ -154,7 +154,9 @@ def _vae(config):
                         config.decoder_activations),
                     posterior_scale=config.posterior_scale,
                     posterior_scale_floor=config.posterior_scale_floor,
-                    decoder_conv_channels=config.decoder_conv_channels)
+                    decoder_conv_channels=config.decoder_conv_channels,
+                    encoder_conv_layers=config.encoder_conv_layers,
+                    decoder_conv_layers=config.decoder_conv_layers)
 
 
 def _cvae(config):

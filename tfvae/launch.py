@@ -71,9 +71,14 @@ def make_optimizer(config):
   in dynamic loss scaling (`precision.loss_scale_optimizer`)."""
   clip = config.clip_norm if config.clip_norm > 0 else None
   if config.optimizer in ("adam", "rmsprop"):
+    options = {}
+    if config.optimizer_epsilon is not None:
+      options["epsilon"] = config.optimizer_epsilon
+    if config.optimizer == "rmsprop" and config.optimizer_rho is not None:
+      options["rho"] = config.optimizer_rho
     optimizer = (optimizers.Adam if config.optimizer == "adam"
                  else optimizers.RMSProp)(config.learning_rate,
-                                          global_clipnorm=clip)
+                                          global_clipnorm=clip, **options)
     if precision.needs_loss_scaling(config.precision):
       optimizer = precision.loss_scale_optimizer(optimizer)
     return optimizer

@@ -4,6 +4,8 @@
   approx_posterior q(z | x)  = N(mu(x), diag(sigma(x)^2))   (the encoder)
   likelihood       p(x | z)  = a pixel-wise distribution     (the decoder)
 """
+import math
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -162,6 +164,11 @@ class VAE(tf.Module):
     decoder_activations: The same for the decoder, from z upwards.
     posterior_scale: See `GaussianEncoder`.
     posterior_scale_floor: See `GaussianEncoder`'s `scale_floor`.
+    encoder_conv_layers: A `nets.parse_conv_layers` text: the encoder is
+      that chain of convolutions (a migrated TF1 conv encoder); None: as
+      `network` says.
+    decoder_conv_layers: The same for the decoder (dense first); None: as
+      `network` says, or an MLP under `encoder_conv_layers`.
     decoder_conv_channels: (channels after the dense layer, after the
       transposed convolution) of a `nets.ConvDecoderNet` decoder under an
       mlp encoder; None: the decoder follows `network`.
@@ -173,7 +180,8 @@ class VAE(tf.Module):
                decoder_hidden_sizes=None, encoder_activations=None,
                decoder_activations=None, posterior_scale="softplus",
                posterior_scale_floor=_MIN_POSTERIOR_SCALE,
-               decoder_conv_channels=None):
+               decoder_conv_channels=None, encoder_conv_layers=None,
+               decoder_conv_layers=None):
     super().__init__(name=name)
     self.image_shape = tuple(int(d) for d in image_shape)
     self.latent_size = int(latent_size)
@@ -182,15 +190,33 @@ class VAE(tf.Module):
     if decoder_hidden_sizes is None:
       decoder_hidden_sizes = tuple(reversed(hidden_sizes))
     with self.name_scope:
+      net = None
+      if encoder_conv_layers:
+        with tf.name_scope("encoder"):
+          net = nets.conv_stack_encoder(
+              self.image_shape, 2 * self.latent_size,
+              nets.parse_conv_layers(encoder_conv_layers))
       self.encoder = GaussianEncoder(self.image_shape, self.latent_size,
                                      network, hidden_sizes,
                                      encoder_activations or activation,
-                                     name="encoder",
+                                     name="encoder", net=net,
                                      conv_channels=conv_channels,
                                      posterior_scale=posterior_scale,
                                      scale_floor=posterior_scale_floor)
       net = None
-      if decoder_conv_channels is not None:
+      if decoder_conv_layers:
+        with tf.name_scope("decoder"):
+          net = nets.ConvStackDecoderNet(
+              self.latent_size, self.image_shape,
+              self.image_shape[-1] * likelihood.num_params,
+              layers=nets.parse_conv_layers(decoder_conv_layers), name="conv")
+      elif encoder_conv_layers:
+        with tf.name_scope("decoder"):
+          net = nets.MLP(self.latent_size,
+                         [*decoder_hidden_sizes,
+                          math.prod(self.image_shape) * likelihood.num_params],
+                         decoder_activations or activation, name="mlp")
+      if decoder_conv_channels is not None and net is None:
         channels = self.image_shape[-1]
         with tf.name_scope("decoder"):
           net = nets.ConvDecoderNet(

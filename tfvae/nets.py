@@ -189,6 +189,75 @@ class Conv2DTranspose(tf.Module):
                                                                  x.dtype)
 
 
+def conv_chain(x, convs, activations):
+  """Applies each convolution of `convs` and then its activation.
+
+  Args:
+    x: [B, H, W, C] maps.
+    convs: `Conv2D` modules (or any x -> x' callables).
+    activations: One function per convolution; None leaves its output
+      linear.
+
+  Returns:
+    The last convolution's activated output.
+  """
+  for conv, activation in zip(convs, activations):
+    x = conv(x)
+    if activation is not None:
+      x = activation(x)
+  return x
+
+
+def _activation_or_none(name):
+  return None if name == "linear" else get_activation(name)
+
+
+# One layer of a `conv_layers` text: conv or conv_transpose.
+CONV_KINDS = ("conv", "conv_transpose")
+
+
+def parse_conv_layers(text):
+  """Reads a conv layer list such as "conv:32:4:2:leaky_relu,...".
+
+  Each comma-separated item is KIND:CHANNELS:KERNEL:STRIDE:ACTIVATION with
+  KIND one of `CONV_KINDS` (SAME padding, square kernels) or, first in a
+  decoder's list, dense:HxWxC:ACTIVATION, the dense layer from z to the
+  first map, or, after an encoder's convolutions, dense:UNITS:ACTIVATION,
+  a dense hidden layer on the flattened map. ACTIVATION is an
+  `ACTIVATIONS` name or "linear".
+
+  Returns:
+    [(kind, channels or (H, W, C), kernel, stride, activation)].
+
+  Raises:
+    ValueError: Naming the item that does not parse.
+  """
+  layers = []
+  for item in text.split(","):
+    parts = item.strip().split(":")
+    try:
+      if parts[0] == "dense" and len(parts) == 3:
+        shape = tuple(int(n) for n in parts[1].split("x"))
+        if len(shape) not in (1, 3) or min(shape) <= 0:
+          raise ValueError
+        layers.append(("dense", shape, None, None, parts[2]))
+      elif parts[0] in CONV_KINDS and len(parts) == 5:
+        channels, kernel, stride = (int(n) for n in parts[1:4])
+        if min(channels, kernel, stride) <= 0:
+          raise ValueError
+        layers.append((parts[0], channels, kernel, stride, parts[4]))
+      else:
+        raise ValueError
+      if parts[-1] != "linear":
+        get_activation(parts[-1])
+    except ValueError:
+      raise ValueError(
+          f"conv layer {item!r} is not KIND:CHANNELS:KERNEL:STRIDE:ACTIVATION "
+          f"(KIND one of {', '.join(CONV_KINDS)}) or dense:HxWxC:ACTIVATION "
+          "or dense:UNITS:ACTIVATION") from None
+  return layers
+
+
 class ConvEncoderNet(tf.Module):
   """The convolutional encoder body of the classic Keras conv VAE.
 
@@ -223,9 +292,7 @@ class ConvEncoderNet(tf.Module):
   @tf.Module.with_name_scope
   def __call__(self, images):
     """Maps images [B, H, W, C] to [B, output_size]."""
-    x = images
-    for conv in self.convs:
-      x = self._activation(conv(x))
+    x = conv_chain(images, self.convs, [self._activation] * len(self.convs))
     x = tf.reshape(x, [tf.shape(x)[0], -1])
     return self.out(self._activation(self.dense(x)))
 
@@ -281,11 +348,13 @@ def halvings(size, count):
 
 
 class ConvStackEncoderNet(tf.Module):
-  """A stack of stride-2 convolutions for images of any size (--conv_channels).
+  """A stack of convolutions for images of any size (--conv_channels).
 
-  conv channels[0] /2 -> ... -> conv channels[-1] /2 -> flatten -> dense
-  output_size; 3x3 kernels, SAME padding, so an H x W input leaves
-  ceil(H / 2^k) x ceil(W / 2^k) after k layers.
+  conv channels[0] /s_0 -> ... -> conv channels[-1] /s_k -> flatten -> dense
+  output_size; SAME padding, so an H x W input leaves ceil(H / prod(s)) x
+  ceil(W / prod(s)). By default every kernel is 3x3, every stride 2 and
+  every activation `activation`; a migrated TF1 network gives its own per
+  layer.
 
   Args:
     image_shape: (H, W, C) of the input images.
@@ -293,30 +362,72 @@ class ConvStackEncoderNet(tf.Module):
     channels: Output channels of each convolution, k >= 1 of them.
     activation: Activation name between layers.
     name: Module name.
+    kernel_sizes: k kernel sides; default 3 each.
+    strides: k strides; default 2 each.
+    activations: k activation names ("linear" for none); default
+      `activation` each.
+    dense_sizes: Widths of dense hidden layers between the flattened map
+      and the output (a migrated TF1 encoder's); default none.
+    dense_activations: Their activation names.
   """
 
+  denses = ()
+
   def __init__(self, image_shape, output_size, channels, activation="relu",
-               name=None):
+               name=None, kernel_sizes=None, strides=None, activations=None,
+               dense_sizes=(), dense_activations=()):
     super().__init__(name=name)
     height, width, in_ch = image_shape
-    self._activation = get_activation(activation)
+    depth = len(channels)
+    kernel_sizes = kernel_sizes or (3,) * depth
+    strides = strides or (2,) * depth
+    self._activations = [_activation_or_none(a) for a in
+                         (activations or (activation,) * depth)]
     with self.name_scope:
       self.convs = []
-      for i, out_ch in enumerate(channels):
-        self.convs.append(Conv2D(in_ch, out_ch, 3, 2, name=f"conv_{i}"))
+      for i, (out_ch, k, stride) in enumerate(zip(channels, kernel_sizes,
+                                                  strides)):
+        self.convs.append(Conv2D(in_ch, out_ch, k, stride, name=f"conv_{i}"))
         in_ch = out_ch
-      flat = (halvings(height, len(channels))[-1]
-              * halvings(width, len(channels))[-1] * in_ch)
-      self.out = Linear(flat, output_size, name="out")
+        height, width = math.ceil(height / stride), math.ceil(width / stride)
+      width = height * width * in_ch
+      denses = []
+      for i, units in enumerate(dense_sizes):
+        denses.append(Linear(width, units, name=f"dense_{i}"))
+        width = units
+      if denses:
+        # Set only when there are some: a run's checkpoint then holds the
+        # same objects as before dense layers existed.
+        self.denses = denses
+      self.out = Linear(width, output_size, name="out")
+    self._dense_activations = [_activation_or_none(a)
+                               for a in dense_activations]
 
   @tf.Module.with_name_scope
   def __call__(self, images):
     """Maps images [B, H, W, C] to [B, output_size]."""
-    x = images
-    for conv in self.convs:
-      x = self._activation(conv(x))
+    x = conv_chain(images, self.convs, self._activations)
     x = tf.reshape(x, [tf.shape(x)[0], -1])
+    x = conv_chain(x, self.denses, self._dense_activations)
     return self.out(x)
+
+
+def conv_stack_encoder(image_shape, output_size, layers):
+  """A `ConvStackEncoderNet` from `parse_conv_layers` output: conv layers,
+  then any dense:UNITS layers."""
+  convs = [layer for layer in layers if layer[0] == "conv"]
+  denses = layers[len(convs):]
+  if (not convs or any(kind != "dense" or len(shape) != 1
+                       for kind, shape, *_ in denses)):
+    raise ValueError("an encoder's layers must be conv:... layers, then any "
+                     "dense:UNITS:ACTIVATION layers")
+  return ConvStackEncoderNet(
+      image_shape, output_size, [c for _, c, _, _, _ in convs],
+      kernel_sizes=[k for _, _, k, _, _ in convs],
+      strides=[s for _, _, _, s, _ in convs],
+      activations=[a for *_, a in convs],
+      dense_sizes=[shape[0] for _, shape, *_ in denses],
+      dense_activations=[a for *_, a in denses], name="conv")
 
 
 class ConvStackDecoderNet(tf.Module):
@@ -324,7 +435,11 @@ class ConvStackDecoderNet(tf.Module):
 
   dense to (ceil(H / 2^k), ceil(W / 2^k), channels[-1]) -> transposed convs
   /2 with channels[-2], ..., channels[0], channels[0], each to the size of
-  the encoder's map at that depth -> conv 3x3 to `output_channels`.
+  the encoder's map at that depth -> conv 3x3 to `output_channels`. Or, with
+  `layers` (a migrated TF1 decoder), any chain: dense to a map, then
+  convolutions and transposed convolutions with their own channels, kernel,
+  stride and activation, SAME padding (a transposed convolution multiplies
+  the size by its stride), the last one giving `output_channels`.
 
   Args:
     latent_size: Width of z.
@@ -334,41 +449,73 @@ class ConvStackDecoderNet(tf.Module):
     channels: The encoder's channels, k >= 1 of them (in encoder order).
     activation: Activation name between layers.
     name: Module name.
+    layers: `parse_conv_layers` output, dense first; overrides `channels`
+      and `activation` (the last layer's channels become
+      `output_channels`).
   """
 
-  def __init__(self, latent_size, image_shape, output_channels, channels,
-               activation="relu", name=None):
+  def __init__(self, latent_size, image_shape, output_channels, channels=(),
+               activation="relu", name=None, layers=None):
     super().__init__(name=name)
     height, width, _ = image_shape
-    depth = len(channels)
-    self._activation = get_activation(activation)
-    self._heights = halvings(height, depth)
-    self._widths = halvings(width, depth)
-    self._hidden_shape = (self._heights[-1], self._widths[-1], channels[-1])
+    if layers is None:
+      depth = len(channels)
+      heights, widths = halvings(height, depth), halvings(width, depth)
+      outs = [channels[j - 1] if j > 0 else channels[0]
+              for j in range(depth - 1, -1, -1)]
+      layers = [("dense", (heights[-1], widths[-1], channels[-1]), None,
+                 None, activation)]
+      layers += [("conv_transpose", c, 3, 2, activation) for c in outs]
+      layers.append(("conv", output_channels, 3, 1, "linear"))
+      sizes = [(heights[j], widths[j]) for j in range(depth - 1, -1, -1)]
+      sizes.append((height, width))
+    else:
+      sizes, (h, w) = [], layers[0][1][:2]
+      for kind, _, _, stride, _ in layers[1:]:
+        h, w = ((h * stride, w * stride) if kind == "conv_transpose" else
+                (math.ceil(h / stride), math.ceil(w / stride)))
+        sizes.append((h, w))
+      if sizes[-1] != (height, width):
+        raise ValueError(f"conv layers {layers} end at {sizes[-1]}, not the "
+                         f"image's {(height, width)}")
+    self._hidden_shape = layers[0][1]
+    self._sizes = sizes
+    self._dense_activation = _activation_or_none(layers[0][4])
+    self._activations = [_activation_or_none(a) for *_, a in layers[1:]]
     with self.name_scope:
       self.dense = Linear(latent_size, math.prod(self._hidden_shape),
                           name="dense")
       self.upsamples = []
-      outs = [channels[j - 1] if j > 0 else channels[0]
-              for j in range(depth - 1, -1, -1)]
-      in_ch = channels[-1]
-      for i, out_ch in enumerate(outs):
-        self.upsamples.append(
-            Conv2DTranspose(in_ch, out_ch, 3, 2, name=f"upsample_{i}"))
+      in_ch = self._hidden_shape[-1]
+      # The last layer gives the likelihood's parameters: output_channels.
+      last = len(layers) - 2
+      for i, (kind, out_ch, k, stride, _) in enumerate(layers[1:]):
+        out_ch = output_channels if i == last else out_ch
+        cls = Conv2DTranspose if kind == "conv_transpose" else Conv2D
+        layer = cls(in_ch, out_ch, k, stride,
+                    name="out" if i == last else
+                    (f"upsample_{i}" if kind == "conv_transpose"
+                     else f"conv_{i}"))
+        if i == last:
+          self.out = layer
+        else:
+          self.upsamples.append(layer)
         in_ch = out_ch
-      self.out = Conv2D(in_ch, output_channels, 3, 1, name="out")
 
   @tf.Module.with_name_scope
   def __call__(self, z):
     """Maps z [B, latent_size] to [B, H, W, output_channels]."""
-    x = self._activation(self.dense(z))
+    x = self.dense(z)
+    if self._dense_activation is not None:
+      x = self._dense_activation(x)
     x = tf.reshape(x, [-1, *self._hidden_shape])
-    depth = len(self.upsamples)
-    for i, upsample in enumerate(self.upsamples):
-      level = depth - 1 - i
-      x = self._activation(
-          upsample(x, (self._heights[level], self._widths[level])))
-    return self.out(x)
+    for layer, size, activation in zip([*self.upsamples, self.out],
+                                       self._sizes, self._activations):
+      x = (layer(x, size) if isinstance(layer, Conv2DTranspose)
+           else layer(x))
+      if activation is not None:
+        x = activation(x)
+    return x
 
 
 def _check_network(network):

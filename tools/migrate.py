@@ -6,10 +6,15 @@ r"""Migrates a whole TF1 or Keras 2 VAE (encoder, sampler, decoder) into a run.
       --run_dir=checkpoints/faces
 
 The graph beside the checkpoint (`PREFIX.meta`) is read: the input
-placeholder, the encoder's dense layers and activations, the posterior's
-parametrisation (log-variance, sqrt(exp(.)), exp(log sigma), softplus(.) + c,
-tf.distributions.Normal), the decoder and its likelihood (sigmoid:
-Bernoulli by logits; identity: Gaussian mean). A native tfvae VAE of that
+placeholder, the encoder's dense layers or chain of SAME convolutions (any
+kernel and stride) and their activations, the posterior's parametrisation
+(log-variance, sqrt(exp(.)), exp(log sigma), softplus(.) + c,
+tf.distributions.Normal; two heads, or one split or sliced), the decoder
+(dense layers, or dense -> reshape -> any chain of conv2d_transpose and
+conv2d) and its likelihood (sigmoid, clipped or not: Bernoulli by logits;
+identity: Gaussian mean; two output heads, a learned variance: refused),
+the optimizer (Adam, RMSProp with its decay and epsilon). A native tfvae VAE
+of that
 architecture gets the checkpoint's weights and is checked against the TF1
 session on a fixed batch of real test images with fixed noise (posterior mean
 and scale, decoded output and the per-example loss the graph computes, to

@@ -51,8 +51,9 @@ class Dense:
     bias: Checkpoint name of b [out], or None (no bias: zeros).
     activation: A `nets.ACTIVATIONS` name, or "linear".
     units: out (channels, for a convolution).
-    kind: "dense", "conv" or "conv_transpose" (3x3, SAME; Keras models).
+    kind: "dense", "conv" or "conv_transpose" (SAME padding).
     stride: A convolution's stride.
+    kernel: A convolution's kernel side.
   """
   weight: str
   bias: str
@@ -60,6 +61,7 @@ class Dense:
   units: int
   kind: str = "dense"
   stride: int = 1
+  kernel: int = 3
 
 
 @dataclasses.dataclass
@@ -85,6 +87,14 @@ class Anatomy:
       squashing: a Gaussian mean; its scale is read from the loss).
     loss: The graph's training loss (a scalar) or None.
     per_example_loss: The [B] tensor the loss averages, or None.
+    loss_sign: -1 when the loss is -mean(per_example_loss) (a per-example
+      ELBO), else 1.
+    targets: Other image placeholders the loss reads (a denoising graph's
+      clean images), fed the input's images.
+    encoder_conv_layers: For a chain of convolutions under the heads (then
+      `encoder` holds them), its `nets.parse_conv_layers` text; else None.
+    decoder_conv_layers: The same for a conv decoder other than the classic
+      one of `decoder_conv` (`decoder`: dense, then the convolutions).
     feeds: {placeholder: value} for inference (dropout off, switches False).
     decoder_conv: For a conv decoder (dense, reshape, stride-2 transposed
       convolution, convolution; `decoder` then holds these three layers,
@@ -109,6 +119,10 @@ class Anatomy:
   per_example_loss: tf.Tensor = None
   feeds: dict = dataclasses.field(default_factory=dict)
   decoder_conv: tuple = None
+  loss_sign: float = 1.0
+  targets: tuple = ()
+  encoder_conv_layers: str = None
+  decoder_conv_layers: str = None
   encoder_conv: bool = False
 
   @property
@@ -149,13 +163,17 @@ class Anatomy:
     return [
         f"Input: {self.input.name} {candidates.shape_text(self.input.shape)} "
         f"as images {list(self.image_shape)}",
-        f"Encoder hidden layers: {layers(self.encoder)}; heads {heads}",
+        f"Encoder hidden layers: "
+        f"{self.encoder_conv_layers or layers(self.encoder)}; heads {heads}",
         f"Posterior scale: {self.posterior_scale} + {self.scale_floor:g} "
         f"({self.scale.name}); noise {self.noise.name}; z {self.latent.name}",
-        ("Decoder layers: " + (layers(self.decoder) if not self.decoder_conv
-                               else self._conv_text())
+        ("Decoder layers: " + (self.decoder_conv_layers
+                               or (layers(self.decoder)
+                                   if not self.decoder_conv
+                                   else self._conv_text()))
          + f" -> {self.likelihood} ({self.output.name})"),
-        "Loss: " + (f"{self.per_example_loss.name} per example"
+        "Loss: " + (f"{'-' if self.loss_sign < 0 else ''}"
+                    f"{self.per_example_loss.name} per example"
                     if self.per_example_loss is not None else
                     (self.loss.name if self.loss is not None else "none")),
     ]
@@ -283,17 +301,146 @@ def _to_input(tensor):
   return tensor if _is_input(tensor) else None
 
 
-def _trunk(tensor):
-  """Hidden layers from the input up to `tensor`: (input, [Dense])."""
+_CONV_OPS = {"Conv2D": "conv", "Conv2DBackpropInput": "conv_transpose"}
+
+
+def _activation_back(tensor):
+  """(activation name, the tensor before it) of an activated `tensor`."""
+  tensor = _strip(tensor)
+  if tensor.op.type not in ACTIVATION_OPS:
+    return "linear", tensor
+  if tensor.op.type == "LeakyRelu":
+    alpha = tensor.op.get_attr("alpha")
+    if abs(alpha - _LEAKY_SLOPE) > 1e-7:
+      raise _unsupported(tensor, f"has slope {alpha:g}; native leaky_relu "
+                         f"has {_LEAKY_SLOPE}")
+  return ACTIVATION_OPS[tensor.op.type], _strip(tensor.op.inputs[0])
+
+
+def conv_back(tensor):
+  """Reads act(conv(x, W) + b), a convolution or transposed convolution.
+
+  Returns:
+    (`Dense` of kind "conv" or "conv_transpose", x), or None when
+    `tensor` is not computed by a convolution.
+
+  Raises:
+    UnsupportedGraphError: For a convolution native nets do not have
+      (VALID padding, NCHW, dilation, unequal strides or kernel sides).
+  """
+  activation, inner = _activation_back(tensor)
+  bias = None
+  if inner.op.type in _ADD_OPS:
+    left, right = inner.op.inputs[0], inner.op.inputs[1]
+    if variable_name(right) is not None:
+      bias, inner = variable_name(right), _strip(left)
+    elif variable_name(left) is not None:
+      bias, inner = variable_name(left), _strip(right)
+  conv = inner.op
+  if conv.type not in _CONV_OPS:
+    return None
+  kind = _CONV_OPS[conv.type]
+  weight = variable_name(conv.inputs[1])
+  shape = conv.inputs[1].shape.as_list()
+  strides = list(conv.get_attr("strides"))
+  dilations = list(conv.get_attr("dilations"))
+  if weight is None:
+    raise _unsupported(inner, "convolves with a filter that is not a "
+                       "variable")
+  if conv.get_attr("data_format") != b"NHWC":
+    raise _unsupported(inner, "is an NCHW convolution; native nets are NHWC")
+  if conv.get_attr("padding") != b"SAME":
+    raise _unsupported(inner, f"has {conv.get_attr('padding').decode()} "
+                       "padding; native conv nets pad SAME")
+  if (strides[0] != 1 or strides[3] != 1 or strides[1] != strides[2]
+      or dilations != [1, 1, 1, 1] or shape[0] != shape[1]):
+    raise _unsupported(inner, f"has strides {strides}, dilations "
+                       f"{dilations}, kernel {shape[:2]}; native conv nets "
+                       "take square kernels and equal strides")
+  units = shape[3] if kind == "conv" else shape[2]
+  data = conv.inputs[0] if kind == "conv" else conv.inputs[2]
+  return Dense(weight, bias, activation, int(units), kind=kind,
+               stride=int(strides[1]), kernel=int(shape[0])), data
+
+
+def layers_text(layers, first_map=None):
+  """The `nets.parse_conv_layers` text of conv `Dense`s (after a dense
+  layer to the map `first_map` (H, W, C) when given)."""
+  items = []
+  if first_map is not None:
+    items.append(f"dense:{'x'.join(str(n) for n in first_map)}:"
+                 f"{layers[0].activation}")
+    layers = layers[1:]
+  items += [f"dense:{d.units}:{d.activation}" if d.kind == "dense" else
+            f"{d.kind}:{d.units}:{d.kernel}:{d.stride}:{d.activation}"
+            for d in layers]
+  return ",".join(items)
+
+
+def _conv_trunk(tensor):
+  """Convolutions from the input up to the flattened map `tensor`:
+  (input, [conv Dense]) or None when `tensor` is no flattened map."""
+  flat = _strip(tensor)
+  if flat.op.type != "Reshape" or _strip(flat.op.inputs[0]).shape.rank != 4:
+    return None
+  tensor = flat.op.inputs[0]
   layers = []
   while _to_input(tensor) is None:
+    found = conv_back(tensor)
+    if found is None:
+      raise _unsupported(_strip(tensor), "is not a convolution, where the "
+                         "encoder's chain of convolutions was expected")
+    layers.append(found[0])
+    tensor = found[1]
+  if not layers:
+    return None
+  return _to_input(tensor), layers[::-1]
+
+
+def _trunk(tensor):
+  """Hidden layers from the input up to `tensor`: (input, [Dense], conv
+  text or None)."""
+  layers = []
+  while _to_input(tensor) is None:
+    convs = _conv_trunk(tensor)
+    if convs is not None:
+      # Dense hidden layers on the flattened map of a conv encoder.
+      convs[1].extend(layers[::-1])
+      return convs[0], convs[1], layers_text(convs[1])
     dense, tensor = dense_back(tensor)
     if dense.activation == "linear":
       raise _unsupported(tensor, "feeds a hidden layer without an "
                          "activation; native MLPs activate every hidden "
                          "layer")
     layers.append(dense)
-  return _to_input(tensor), layers[::-1]
+  return _to_input(tensor), layers[::-1], None
+
+
+def _sliced_halves(loc, raw):
+  """The tensor p when loc = p[:, :n] and raw = p[:, n:] (p [B, 2n]), else
+  None."""
+  if not (loc.op.type == raw.op.type == "StridedSlice"
+          and loc.op.inputs[0] is raw.op.inputs[0]):
+    return None
+  value = loc.op.inputs[0]
+  width = value.shape.as_list()[-1] if value.shape.rank == 2 else None
+  starts = []
+  for tensor in (loc, raw):
+    op = tensor.op
+    begin, strides = _constant(op.inputs[1]), _constant(op.inputs[3])
+    masks = [op.get_attr(k) for k in ("ellipsis_mask", "new_axis_mask",
+                                      "shrink_axis_mask")]
+    if (begin is None or strides is None or np.size(begin) != 2
+        or np.any(strides != 1) or any(masks) or width is None
+        or tensor.shape.as_list()[-1] != width // 2):
+      raise _unsupported(tensor, "slices the posterior's parameters in a way "
+                         "native models do not (they take [:, :n] as the "
+                         "mean and [:, n:] as the scale)")
+    starts.append(0 if op.get_attr("begin_mask") & 2 else int(begin[1]))
+  if starts != [0, width // 2] or width % 2:
+    raise _unsupported(raw, "slices the posterior's parameters in another "
+                       "order than mean first, then scale")
+  return value
 
 
 def _heads(loc, raw):
@@ -308,6 +455,12 @@ def _heads(loc, raw):
     if axis not in (1, -1) or loc is not split.outputs[0]:
       raise _unsupported(loc, "splits the posterior's parameters in an "
                          "order or along an axis native models do not")
+    head, h = dense_back(value)
+    if head.activation != "linear":
+      raise _unsupported(value, "activates the posterior's parameters")
+    return head, None, h
+  value = _sliced_halves(loc, raw)
+  if value is not None:
     head, h = dense_back(value)
     if head.activation != "linear":
       raise _unsupported(value, "activates the posterior's parameters")
@@ -416,9 +569,34 @@ def _sampler(meta):
   return eps, loc, scale, add.outputs[0]
 
 
+def _unclipped(tensor):
+  """`tensor` before a clip to [a, 1 - a] with a <= 1e-6 (clip_by_value, or
+  Maximum/Minimum with constants), which only keeps log(p) finite."""
+  tensor = _strip(tensor)
+  while True:
+    op = tensor.op
+    if op.type == "ClipByValue":
+      low, high = _constant(op.inputs[1]), _constant(op.inputs[2])
+      bounds = (low, high)
+      inner = op.inputs[0]
+    elif op.type in ("Maximum", "Minimum"):
+      value = _constant(op.inputs[1])
+      bounds = (value, None) if op.type == "Maximum" else (None, value)
+      inner = op.inputs[0]
+    else:
+      return tensor
+    low, high = bounds
+    if ((low is not None and (np.size(low) != 1 or not 0 <= low <= 1e-6))
+        or (high is not None and (np.size(high) != 1
+                                  or not 1 - 1e-6 <= high <= 1))
+        or (low is None and high is None)):
+      return tensor
+    tensor = _strip(inner)
+
+
 def _likelihood(output):
   """("bernoulli" | "gaussian_identity", the output layer's tensor)."""
-  tensor = _strip(output)
+  tensor = _unclipped(output)
   if tensor.op.type == "Sigmoid":
     return "bernoulli", tensor
   if tensor.op.type in _ADD_OPS or tensor.op.type == "MatMul":
@@ -492,6 +670,43 @@ def _conv_decoder(logits, latent):
   return [dense, upsample, out], (hidden, upsample.units, image)
 
 
+def _conv_chain_decoder(logits, latent):
+  """Any conv decoder: dense, reshape, convolutions and transposed
+  convolutions. Returns ([dense, *convs], conv text)."""
+  layers = []
+  tensor = logits
+  while True:
+    found = conv_back(tensor)
+    if found is None:
+      break
+    layers.append(found[0])
+    tensor = found[1]
+  layers = layers[::-1]
+  grid = _strip(tensor)
+  if grid.op.type != "Reshape" or grid.shape.rank != 4:
+    raise _unsupported(grid, "does not reshape a dense layer into the conv "
+                       "decoder's first map")
+  dense, source = dense_back(grid.op.inputs[0])
+  if _before_reshapes(source) is not _before_reshapes(latent):
+    raise _unsupported(source, f"feeds the conv decoder instead of z "
+                       f"{latent.name}")
+  if layers[-1].activation != "linear":
+    raise _unsupported(logits, "activates the decoder's output layer twice")
+  first = grid.shape.as_list()[1:]
+  if None in first:
+    raise _unsupported(grid, "has no static map shape")
+  size = first[:2]
+  for layer in layers:
+    stride = layer.stride
+    size = ([n * stride for n in size] if layer.kind == "conv_transpose"
+            else [-(-n // stride) for n in size])
+  shape = _strip(logits).shape.as_list()
+  if len(shape) != 4 or shape[1:3] != size:
+    raise _unsupported(logits, f"has maps {shape[1:3]} where SAME "
+                       f"convolutions from {first[:2]} give {size}")
+  return [dense, *layers], layers_text([dense, *layers], tuple(first))
+
+
 def _decoder(output, latent):
   """Dense layers from `latent` up to `output`: ([Dense], likelihood,
   conv tuple or None; see `Anatomy.decoder_conv`)."""
@@ -499,10 +714,13 @@ def _decoder(output, latent):
   if likelihood == "bernoulli":
     tensor = _strip(tensor.op.inputs[0])
   stripped = _strip(tensor)
-  if stripped.op.type in _ADD_OPS and any(
-      _strip(t).op.type == "Conv2D" for t in stripped.op.inputs):
-    layers, conv = _conv_decoder(tensor, latent)
-    return layers, likelihood, conv
+  if conv_back(tensor) is not None:
+    try:
+      layers, conv = _conv_decoder(tensor, latent)
+      return layers, likelihood, conv
+    except UnsupportedGraphError:
+      layers, text = _conv_chain_decoder(tensor, latent)
+      return layers, likelihood, text
   layers = []
   target = _before_reshapes(latent)
   while True:
@@ -524,7 +742,8 @@ def _decoder(output, latent):
 
 
 def _loss(meta):
-  """(loss, per-example loss or None): what the optimizer minimises.
+  """(loss, per-example tensor or None, its sign): what the optimizer
+  minimises; the per-example loss is sign * the tensor.
 
   TF1's gradients start from `gradients/grad_ys_0` (ones shaped like the
   loss), consumed in the name scope `gradients/<loss op>_grad/`.
@@ -546,12 +765,54 @@ def _loss(meta):
       if loss_op not in found:
         found.append(loss_op)
   if len(found) != 1 or found[0].outputs[0].shape.rank != 0:
-    return None, None
+    return None, None, 1.0
   loss = found[0].outputs[0]
   stripped = _strip(loss)
+  sign = 1.0
+  if stripped.op.type == "Neg":
+    # -mean(elbo): the per-example loss is -elbo.
+    stripped, sign = _strip(stripped.op.inputs[0]), -1.0
   if stripped.op.type == "Mean" and stripped.op.inputs[0].shape.rank == 1:
-    return loss, stripped.op.inputs[0]
-  return loss, None
+    return loss, stripped.op.inputs[0], sign
+  return loss, None, 1.0
+
+
+def _targets(meta, placeholder, loss):
+  """Other image placeholders the loss reads (a denoising graph's clean
+  target beside its input): fed the same images in verification."""
+  if not loss:
+    return ()
+  return tuple(
+      op.outputs[0] for op in meta.ancestors(loss)
+      if op.type == "Placeholder" and op is not placeholder.op
+      and op.outputs[0].dtype.is_floating
+      and op.outputs[0].shape.rank == placeholder.shape.rank
+      and op.outputs[0].shape.as_list()[1:] == placeholder.shape.as_list()[1:])
+
+
+def _refuse_two_heads(meta, sampled):
+  """Names a decoder with two output heads on one hidden layer (a Gaussian
+  with a learned per-pixel variance); returns if there is none."""
+  outputs = [t for t, _ in candidates.Candidates(meta).output_candidates()
+             if sampled.op in meta.ancestors([t])]
+  for tensor in outputs:
+    try:
+      head, source = dense_back(_unclipped(tensor))
+    except UnsupportedGraphError:
+      continue
+    heads = [c for c in _strip(source).consumers()
+             if c.type == "MatMul" and variable_name(c.inputs[1])
+             and c.outputs[0].shape[-1] == head.units]
+    if len(heads) >= 2:
+      names = ", ".join(f"{c.name} ({variable_name(c.inputs[1])})"
+                        for c in heads)
+      raise UnsupportedGraphError(
+          f"{tensor.name} ({_strip(tensor).op.type}) is one of "
+          f"{len(heads)} decoder output heads on the same layer ({names}): "
+          "a Gaussian with a learned per-pixel variance, which native "
+          "likelihoods do not parametrise as TF1 graphs do (tfvae's "
+          "gaussian_learned takes softplus(r) + 0.01, not exp(r / 2))"
+          f"{_GENERATOR_ROUTE}")
 
 
 def read_anatomy(meta):
@@ -571,18 +832,32 @@ def read_anatomy(meta):
   eps, loc, scale, sampled = _sampler(meta)
   posterior_scale, floor, raw = _scale_parametrisation(scale)
   loc_head, scale_head, h = _heads(loc, raw)
-  placeholder, encoder = _trunk(h)
+  placeholder, encoder, encoder_convs = _trunk(h)
   if scale_head is not None and loc_head.units != scale_head.units:
     raise _unsupported(raw, "has another width than the posterior mean")
   # The decoder the sampler feeds (a generation path built again on a
   # latent placeholder shares its weights but is not what the loss sees).
-  latent, output = candidates.find_ends(meta, latent_tensor=sampled.name)
+  try:
+    latent, output = candidates.find_ends(meta, latent_tensor=sampled.name)
+  except errors.TfvaeError:
+    _refuse_two_heads(meta, sampled)
+    raise
   decoder, likelihood, conv = _decoder(output, latent)
+  decoder_convs = None
+  if isinstance(conv, str):
+    decoder_convs, conv = conv, None
   pixels = decoder[-1].units
   shape = placeholder.shape
+  if decoder_convs is not None:
+    image_shape = tuple(_strip(output).shape.as_list()[1:])
+    pixels = int(np.prod(image_shape))
   if conv is not None:
     image_shape = conv[2]
     pixels = int(np.prod(image_shape))
+    if shape.rank == 2 and shape[-1] != pixels:
+      raise _unsupported(output, f"has images {list(image_shape)} but the "
+                         f"input {placeholder.name} takes {shape[-1]} values")
+  elif decoder_convs is not None:
     if shape.rank == 2 and shape[-1] != pixels:
       raise _unsupported(output, f"has images {list(image_shape)} but the "
                          f"input {placeholder.name} takes {shape[-1]} values")
@@ -596,11 +871,14 @@ def read_anatomy(meta):
   if np.prod(image_shape) != pixels:
     raise _unsupported(output, f"has {pixels} pixels but the input "
                        f"{placeholder.name} takes images {list(image_shape)}")
-  loss, per_example = _loss(meta)
+  loss, per_example, sign = _loss(meta)
+  targets = _targets(meta, placeholder, [loss] if loss is not None else [])
   return Anatomy(
       input=placeholder, image_shape=image_shape, encoder=encoder,
       loc_head=loc_head, scale_head=scale_head,
       posterior_scale=posterior_scale, scale_floor=floor, noise=eps,
       loc=loc, scale=scale, latent=latent, decoder=decoder, output=output,
       likelihood=likelihood, loss=loss, per_example_loss=per_example,
-      feeds=dict(meta.inference_feeds()), decoder_conv=conv)
+      loss_sign=sign, targets=targets,
+      feeds=dict(meta.inference_feeds()), decoder_conv=conv,
+      encoder_conv_layers=encoder_convs, decoder_conv_layers=decoder_convs)

@@ -84,6 +84,27 @@ def _tf1_optimizer(meta):
   return None, None, kinds_seen[0] if kinds_seen else None, None
 
 
+def tf1_optimizer_options(meta):
+  """{config field: value} of the TF1 optimizer's hyper-parameters that
+  tfvae's optimizers take: RMSProp's decay (rho) and either's epsilon."""
+  for op in meta.graph.get_operations():
+    name = _OPTIMIZERS.get(op.type)
+    if name is None:
+      continue
+    # ApplyRMSProp(var, ms, mom, lr, rho, momentum, epsilon, grad);
+    # ApplyAdam(var, m, v, beta1_power, beta2_power, lr, beta1, beta2,
+    # epsilon, grad).
+    indices = ({"optimizer_rho": 4, "optimizer_epsilon": 6}
+               if name == "rmsprop" else {"optimizer_epsilon": 8})
+    found = {}
+    for field, index in indices.items():
+      value = anatomy_lib._constant(op.inputs[index])  # pylint: disable=protected-access
+      if value is not None and np.size(value) == 1:
+        found[field] = float(f"{float(value):.7g}")  # float32 digits
+    return found
+  return {}
+
+
 def _uniform(names):
   return names[0] if names and len(set(names)) == 1 else None
 
@@ -124,6 +145,21 @@ def config_for(anatomy, dataset, data_dir, optimizer, learning_rate,
   if anatomy.encoder_conv:
     fields["hidden_sizes"] = config_lib.Config().hidden_sizes
     fields.pop("encoder_activations", None)
+  if anatomy.encoder_conv_layers:
+    fields.update(network="conv", hidden_sizes=(1,),
+                  encoder_conv_layers=anatomy.encoder_conv_layers)
+    fields.pop("encoder_activations", None)
+    fields["activation"] = activation = _uniform(decoder) or (
+        decoder[0] if decoder else "relu")
+    if anatomy.decoder_conv_layers is None:
+      fields["decoder_hidden_sizes"] = decoder_hidden
+    hidden = (1,)
+  if anatomy.decoder_conv_layers:
+    fields["decoder_conv_layers"] = anatomy.decoder_conv_layers
+    for name in ("decoder_hidden_sizes", "decoder_activations"):
+      fields.pop(name, None)
+  if anatomy.encoder_conv_layers and anatomy.decoder_conv_layers:
+    fields["activation"] = encoder[0]
   if not hidden:
     raise anatomy_lib.UnsupportedGraphError(
         "the encoder has no hidden layer; native MLPs have at least one")
@@ -149,6 +185,8 @@ def load_weights(model, anatomy, values):
   used = {}
   net = model.encoder.net
   enc_layers = ([*net.convs, net.dense, net.out] if anatomy.encoder_conv
+                else [*net.convs, *net.denses, net.out]
+                if anatomy.encoder_conv_layers
                 else net.layers)
   heads = [anatomy.loc_head] + ([anatomy.scale_head] if anatomy.scale_head
                                 else [])
@@ -166,7 +204,9 @@ def load_weights(model, anatomy, values):
   used[last.b.name] = [h.bias for h in heads]
   net = model.decoder.net
   decoder_layers = ([net.dense, net.upsample, net.out]
-                    if anatomy.decoder_conv is not None else net.layers)
+                    if anatomy.decoder_conv is not None else
+                    [net.dense, *net.upsamples, net.out]
+                    if anatomy.decoder_conv_layers else net.layers)
   for layer, dense in zip(decoder_layers, anatomy.decoder):
     layer.w.assign(array(dense.weight, None))
     layer.b.assign(array(dense.bias, layer.b.shape))
@@ -211,6 +251,8 @@ def tf1_reference(meta, prefix, anatomy, images, noise):
   eps_shape = _feed_shape(anatomy.noise, batch, noise.shape[1:])
   feeds = {anatomy.input.name: images.reshape(x_shape),
            anatomy.noise.name: noise.reshape(eps_shape)}
+  feeds.update({t.name: images.reshape(_feed_shape(t, batch, images.shape[1:]))
+                for t in anatomy.targets})
   feeds.update({t.name: v for t, v in anatomy.feeds.items()})
   with tf.Graph().as_default() as g:
     v1.train.import_meta_graph(meta.meta_graph_def, clear_devices=True)
@@ -223,11 +265,14 @@ def tf1_reference(meta, prefix, anatomy, images, noise):
     with v1.Session(graph=g) as sess:
       try:
         v1.train.Saver(var_list=var_list).restore(sess, prefix)
-        return sess.run([t.name for t in fetches], feeds)
+        values = sess.run([t.name for t in fetches], feeds)
       except (tf.errors.OpError, ValueError) as e:
         raise errors.TfvaeError(
             f"the TF1 graph {meta.path} failed to run with checkpoint "
             f"{prefix}: {first_line(e)}") from e
+  if anatomy.per_example_loss is not None and anatomy.loss_sign != 1.0:
+    values[-1] = anatomy.loss_sign * np.asarray(values[-1])
+  return values
 
 
 def native_values(model, images, noise, with_loss):
@@ -395,11 +440,14 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
   if optimizer is None and tf1_type:
     lines.append(f"Optimizer: {tf1_type} has no tfvae counterpart; the run "
                  "trains with adam")
-  static = anatomy.noise.shape.as_list()[0] if anatomy.noise.shape.rank else (
+  # eps is [B, latent], or [1, B, latent] from tf.distributions' sample().
+  static = anatomy.noise.shape.as_list()[-2] if anatomy.noise.shape.rank else (
       None)
   batch = static or verify_images
   config = config_for(anatomy, dataset, data_dir, optimizer, learning_rate,
-                      static, data_fields)
+                      static, data_fields).replace(
+                          **tf1_optimizer_options(meta))
+  config.validate()
   model = kinds.build_model(config)
   values = reader.read_all(source, anatomy.variables())
   for name, value in sorted(values.items()):
