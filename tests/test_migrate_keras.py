@@ -313,8 +313,10 @@ class MigrateKerasStylesTest(tf.test.TestCase, parameterized.TestCase):
                                                       "dense/bias"})
     fields, lines = keras_optimizer.config_fields(optimizer)
     self.assertEqual(fields, {"optimizer": "rmsprop",
-                              "learning_rate": np.float32(0.01)})
-    self.assertIn("rho=0.8", " ".join(lines))
+                              "learning_rate": np.float32(0.01),
+                              "optimizer_rho": 0.8,
+                              "optimizer_epsilon": 1e-7})
+    self.assertIn("rho=0.8 -> optimizer_rho", " ".join(lines))
     slots = keras_optimizer.slots_for(
         optimizer, {"w": ["dense/kernel"], "b": ["dense/bias"]}, {})
     self.assertEqual(slots["iterations"], 17)
