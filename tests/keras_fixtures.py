@@ -328,6 +328,60 @@ def gaussian_vae(directory, pixels=784, hidden=8, latent=2, steps=3,
   return path, encoder, decoder
 
 
+def conv_stack_vae(path, side=8, latent=2, steps=2, seed=7):
+  """A small conv VAE unlike the classic one, saved with `model.save(path)`.
+
+  Encoder: Conv2D(3, kernel 4, stride 2, relu), Conv2D(4, 3, elu), flatten,
+  Dense(6, tanh), z_mean, z_log_var, the sampling Lambda. Decoder: Dense to
+  (side / 4)^2 x 3 (relu), reshape, Conv2DTranspose(4, kernel 4, stride 2,
+  relu), Conv2D(3, kernel 2, softplus), Conv2DTranspose(2, 3, stride 2,
+  elu), Conv2DTranspose(1, kernel 4, stride 1, sigmoid). Trained `steps`
+  steps with RMSprop(rho=0.8, epsilon=1e-5) on random images.
+
+  Returns:
+    (vae, encoder, decoder) Keras models.
+  """
+  keras.utils.set_random_seed(seed)
+  inputs = keras.Input(shape=(side, side, 1), name="encoder_input")
+  x = keras.layers.Conv2D(3, 4, strides=2, padding="same",
+                          activation="relu")(inputs)
+  x = keras.layers.Conv2D(4, 3, padding="same", activation="elu")(x)
+  x = keras.layers.Flatten()(x)
+  x = keras.layers.Dense(6, activation="tanh")(x)
+  z_mean = keras.layers.Dense(latent, name="z_mean")(x)
+  z_log_var = keras.layers.Dense(latent, name="z_log_var")(x)
+  z = keras.layers.Lambda(_sampling, output_shape=(latent,), name="z")(
+      [z_mean, z_log_var])
+  encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
+  latent_inputs = keras.Input(shape=(latent,), name="z_sampling")
+  quarter = side // 4
+  x = keras.layers.Dense(quarter * quarter * 3,
+                         activation="relu")(latent_inputs)
+  x = keras.layers.Reshape((quarter, quarter, 3))(x)
+  x = keras.layers.Conv2DTranspose(4, 4, strides=2, padding="same",
+                                   activation="relu")(x)
+  x = keras.layers.Conv2D(3, 2, padding="same", activation="softplus")(x)
+  x = keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same",
+                                   activation="elu")(x)
+  outputs = keras.layers.Conv2DTranspose(1, 4, padding="same",
+                                         activation="sigmoid",
+                                         name="decoder_output")(x)
+  decoder = keras.Model(latent_inputs, outputs, name="decoder")
+  outputs = decoder(encoder(inputs)[2])
+  vae = keras.Model(inputs, outputs, name="vae_conv_stack")
+  reconstruction = keras.backend.sum(
+      keras.losses.binary_crossentropy(inputs, outputs), axis=[1, 2])
+  kl = -0.5 * keras.backend.sum(
+      1 + z_log_var - keras.backend.square(z_mean)
+      - keras.backend.exp(z_log_var), axis=-1)
+  vae.add_loss(keras.backend.mean(reconstruction + kl))
+  vae.compile(optimizer=keras.optimizers.RMSprop(rho=0.8, epsilon=1e-5))
+  data = _random_images(seed, (16, side, side, 1))
+  vae.fit(data, epochs=steps, batch_size=8, verbose=0)
+  vae.save(path)
+  return vae, encoder, decoder
+
+
 def _define_flags():
   """The program's flags, defined only when it runs as a program (tests
   import this module beside programs with flags of the same names)."""

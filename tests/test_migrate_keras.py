@@ -258,6 +258,43 @@ class MigrateKerasStylesTest(tf.test.TestCase, parameterized.TestCase):
     self._check_model(run_dir, z_mean, np.exp(0.5 * z_log_var),
                       lambda z: decoder(z).numpy())
 
+  def test_conv_vae_of_any_kernels_strides_and_dense_layers(self):
+    # 8x8 images; kernels 4 and 2, a Dense hidden layer, a Conv2D between
+    # transposed ones and a stride-1 Conv2DTranspose (kernel 4) output.
+    root = os.path.join(self.root, "conv_stack")
+    os.makedirs(root)
+    path = os.path.join(root, "vae.h5")
+    _, encoder, decoder = keras_fixtures.conv_stack_vae(path)
+    images = tf.image.resize(self.images, [8, 8]).numpy()
+    data = {}
+    for name in ("data", "test_data"):
+      data[name] = os.path.join(root, f"{name}.npy")
+      np.save(data[name], images)
+    run_dir = os.path.join(root, "run")
+    result = full_model.migrate_model(path, run_dir, data_fields=data)
+    self.assertLess(max(result.agreement.values()), 1e-5)
+    self.assertEqual(result.config.encoder_conv_layers,
+                     "conv:3:4:2:relu,conv:4:3:1:elu,dense:6:tanh")
+    self.assertEqual(
+        result.config.decoder_conv_layers,
+        "dense:2x2x3:relu,conv_transpose:4:4:2:relu,conv:3:2:1:softplus,"
+        "conv_transpose:2:3:2:elu,conv_transpose:1:4:1:linear")
+    self.assertAllClose(
+        [result.config.optimizer_rho, result.config.optimizer_epsilon],
+        [0.8, 1e-5], rtol=1e-6, atol=0)
+    _, model, _ = runs.restore_model(run_dir)
+    z_mean, z_log_var, _ = encoder.predict(images, verbose=0)
+    posterior = model.approx_posterior(tf.constant(images))
+    self.assertAllClose(posterior.loc, z_mean, atol=1e-5, rtol=0)
+    self.assertAllClose(posterior.scale.diag_part(), np.exp(0.5 * z_log_var),
+                        atol=1e-5, rtol=0)
+    noise = np.random.RandomState(3).normal(size=(8, 2)).astype(np.float32)
+    z = objectives.reparameterize(posterior, tf.constant(noise))
+    self.assertAllClose(
+        model.decoder.outputs(z)["mean"],
+        decoder.predict(z_mean + np.exp(0.5 * z_log_var) * noise, verbose=0),
+        atol=1e-5, rtol=0)
+
   def test_legacy_optimizer_weight_names_are_read(self):
     # Graph-mode (legacy) tf_keras optimizers name their slots
     # training/RMSprop/LAYER/kernel/rms:0 and the step training/RMSprop/iter.
@@ -276,8 +313,10 @@ class MigrateKerasStylesTest(tf.test.TestCase, parameterized.TestCase):
                                                       "dense/bias"})
     fields, lines = keras_optimizer.config_fields(optimizer)
     self.assertEqual(fields, {"optimizer": "rmsprop",
-                              "learning_rate": np.float32(0.01)})
-    self.assertIn("rho=0.8", " ".join(lines))
+                              "learning_rate": np.float32(0.01),
+                              "optimizer_rho": 0.8,
+                              "optimizer_epsilon": 1e-7})
+    self.assertIn("rho=0.8 -> optimizer_rho", " ".join(lines))
     slots = keras_optimizer.slots_for(
         optimizer, {"w": ["dense/kernel"], "b": ["dense/bias"]}, {})
     self.assertEqual(slots["iterations"], 17)

@@ -526,6 +526,11 @@ def _migrate_keras(path, run_dir, dataset, data_dir, verify_images,
   config = config_for(anatomy, dataset, data_dir,
                       fields.get("optimizer", "adam"),
                       fields.get("learning_rate"), None, data_fields)
+  options = {k: v for k, v in fields.items()
+             if k in ("optimizer_rho", "optimizer_epsilon")}
+  if options:
+    config = config.replace(**options)
+    config.validate()
   if keras.gaussian_scale:
     config = config.replace(gaussian_scale=keras.gaussian_scale)
   model = kinds.build_model(config)

@@ -44,7 +44,8 @@ _PASSIVE = ("InputLayer", "Flatten", "Reshape", "Dropout", "AlphaDropout",
 _MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
            "Concatenate", "Dot", "TFOpLambda", "SlicingOpLambda", "AddLoss",
            "AddMetric", "Functional", "Model", "Sequential")
-# The classic Keras conv VAE's encoder, which `nets.ConvEncoderNet` is:
+# The classic Keras conv VAE's encoder, which `nets.ConvEncoderNet` is (3x3
+# kernels, one activation); other conv encoders become `encoder_conv_layers`:
 # (filters, stride) of its convolutions, then the dense layer's width.
 _CONV_ENCODER = ((32, 1), (64, 2), (64, 1), (64, 1))
 _CONV_ENCODER_DENSE = 32
@@ -140,22 +141,24 @@ def _conv(layers, name):
   kernel = list(config.get("kernel_size", []))
   strides = list(config.get("strides", []))
   activation = config.get("activation", "linear")
-  if (kernel != [3, 3] or config.get("padding") != "same"
+  if (len(set(kernel)) != 1 or config.get("padding") != "same"
       or len(set(strides)) != 1 or config.get("dilation_rate", [1, 1])
-      not in ([1, 1], (1, 1))
+      not in ([1, 1], (1, 1), 1)
+      or config.get("output_padding") is not None
       or config.get("data_format", "channels_last") != "channels_last"
       or activation not in _ACTIVATIONS):
     raise KerasModelError(
-        f"{layers.path}: layer {name} ({layer['class_name']}) is not a 3x3 "
-        "'same' channels-last convolution with a native activation, as "
-        f"native conv nets have{_GENERATOR_ROUTE}")
+        f"{layers.path}: layer {name} ({layer['class_name']}) is not a "
+        "square-kernel 'same' channels-last convolution (no dilation or "
+        "output padding) with a native activation, as native conv nets have"
+        f"{_GENERATOR_ROUTE}")
   kind = "conv" if layer["class_name"] == "Conv2D" else "conv_transpose"
   return anatomy_lib.Dense(
       weight=f"{name}/kernel", bias=(f"{name}/bias"
                                      if config.get("use_bias", True)
                                      else None),
       activation=activation, units=int(config["filters"]), kind=kind,
-      stride=int(strides[0]))
+      stride=int(strides[0]), kernel=int(kernel[0]))
 
 
 def _dense(layers, name):
@@ -795,14 +798,6 @@ def read_keras(path, config_path=None, posterior_scale=None,
         f"{label}: the decoder's output layer {last.weight.split('/')[0]} has "
         f"activation {last.activation}; native likelihoods take a sigmoid "
         "(Bernoulli, Gaussian mean) or linear (Gaussian mean) output")
-  if last.kind == "conv_transpose" and last.stride == 1:
-    name = last.weight.split("/kernel")[0]
-    arrays[f"{name}/kernel^conv"] = transposed_as_conv(arrays[last.weight])
-    derived[f"{name}/kernel^conv"] = (last.weight, "transposed to a conv")
-    last = dataclasses.replace(last, weight=f"{name}/kernel^conv",
-                               kind="conv")
-    notes.append(f"Decoder output {name}: a stride-1 Conv2DTranspose, "
-                 "migrated as the Conv2D of the flipped kernel (the same map)")
   if isinstance(batch_shape, dict):  # A SavedModel's tuple: {"items": ...}.
     batch_shape = batch_shape.get("items", [])
   pixels = int(np.prod([d for d in batch_shape[1:]]))
@@ -828,12 +823,9 @@ def read_keras(path, config_path=None, posterior_scale=None,
           f"{label}: the decoder's output {last.weight.split('/')[0]} is "
           "linear and no squared-error add_loss term tells the Gaussian's "
           f"scale{_GENERATOR_ROUTE}")
-  decoder[-1] = anatomy_lib.Dense(last.weight, last.bias, "linear",
-                                  last.units, last.kind, last.stride)
+  decoder[-1] = dataclasses.replace(last, activation="linear")
   if not encoder:
     raise KerasModelError(f"{label}: the encoder has no hidden Dense layer")
-  encoder_conv = _check_conv_encoder(label, encoder)
-  decoder_conv = _check_conv_decoder(label, layers, decoder)
   if any(d.activation == "linear" for d in encoder + decoder[:-1]):
     raise KerasModelError(f"{label}: a hidden Dense layer has no activation; "
                           "native MLPs activate every hidden layer")
@@ -845,6 +837,30 @@ def read_keras(path, config_path=None, posterior_scale=None,
   else:
     raise KerasModelError(f"{label}: input of {pixels} values is not a "
                           "square image")
+  conv_encoder = _conv_encoder(label, encoder)
+  first_map = _decoder_map(label, layers, decoder, image_shape)
+  classic_decoder = first_map is not None and _is_classic_decoder(
+      decoder, first_map, image_shape)
+  classic = conv_encoder != "general" and (first_map is None
+                                           or classic_decoder)
+  encoder_conv_layers = decoder_conv_layers = decoder_conv = None
+  if classic and first_map is not None:
+    last = decoder[-1]
+    if last.kind == "conv_transpose":
+      name = last.weight.split("/kernel")[0]
+      arrays[f"{name}/kernel^conv"] = transposed_as_conv(arrays[last.weight])
+      derived[f"{name}/kernel^conv"] = (last.weight, "transposed to a conv")
+      decoder[-1] = dataclasses.replace(last, weight=f"{name}/kernel^conv",
+                                        kind="conv")
+      notes.append(f"Decoder output {name}: a stride-1 Conv2DTranspose, "
+                   "migrated as the Conv2D of the flipped kernel (the same "
+                   "map)")
+    decoder_conv = (int(first_map[-1]), decoder[1].units, image_shape)
+  elif not classic:
+    if conv_encoder:
+      encoder_conv_layers = anatomy_lib.layers_text(encoder)
+    if first_map is not None:
+      decoder_conv_layers = anatomy_lib.layers_text(decoder, first_map)
   missing = [n for d in [*encoder, loc_head, scale_head, *decoder]
              for n in (d.weight, d.bias) if n and n not in arrays]
   if missing:
@@ -858,58 +874,93 @@ def read_keras(path, config_path=None, posterior_scale=None,
       loc_head=loc_head, scale_head=scale_head, posterior_scale=scale,
       scale_floor=0.0, noise=None, loc=None, scale=None, latent=None,
       decoder=decoder, output=None, likelihood=likelihood,
-      encoder_conv=encoder_conv)
-  if decoder_conv is not None:
-    anatomy.decoder_conv = (*decoder_conv, image_shape)
+      encoder_conv=classic and conv_encoder == "classic",
+      decoder_conv=decoder_conv, encoder_conv_layers=encoder_conv_layers,
+      decoder_conv_layers=decoder_conv_layers)
   return KerasModel(anatomy, arrays, step, files, derived, gaussian_scale,
                     notes)
 
 
-def _check_conv_encoder(path, encoder):
-  """Whether `encoder` is the classic conv encoder; raises if it is
-  another conv net."""
+def _conv_encoder(path, encoder):
+  """None for an MLP encoder; "classic" for the classic Keras conv encoder
+  (`nets.ConvEncoderNet`); "general" for any other chain of convolutions,
+  flatten and dense layers (`nets.ConvStackEncoderNet`). Raises for others.
+  """
   kinds = [d.kind for d in encoder]
   if "conv" not in kinds and "conv_transpose" not in kinds:
-    return False
-  shape = tuple((d.units, d.stride) for d in encoder[:-1])
-  if (shape != _CONV_ENCODER or encoder[-1].kind != "dense"
-      or encoder[-1].units != _CONV_ENCODER_DENSE
-      or len({d.activation for d in encoder}) != 1):
-    wanted = [*(("conv", *c) for c in _CONV_ENCODER),
-              ("dense", _CONV_ENCODER_DENSE, 1)]
-    got = [(d.kind, d.units, d.stride) for d in encoder]
-    at = next((i for i, (w, g) in enumerate(zip(wanted, got)) if w != g),
-              min(len(wanted), len(got)) - 1)
-    layer = encoder[at].weight.split("/kernel")[0]
+    return None
+  convs = kinds.index("dense") if "dense" in kinds else len(kinds)
+  if (convs == 0 or set(kinds[:convs]) != {"conv"}
+      or set(kinds[convs:]) - {"dense"}):
+    got = ", ".join(f"{d.kind} {d.units}" for d in encoder)
     raise KerasModelError(
-        f"{path}: the conv encoder's layer {layer} ({got[at][0]} "
-        f"{got[at][1]}, stride {got[at][2]}) is not layer {at + 1} of the "
-        "native conv encoder, the classic (filters, stride) "
-        f"{list(_CONV_ENCODER)} then dense {_CONV_ENCODER_DENSE} with one "
-        f"activation{_GENERATOR_ROUTE}")
-  return True
+        f"{path}: the conv encoder is {got}; native conv encoders are "
+        "Conv2D layers, then flatten and any Dense layers"
+        f"{_GENERATOR_ROUTE}")
+  shape = tuple((d.units, d.stride) for d in encoder[:-1])
+  if (shape == _CONV_ENCODER and encoder[-1].kind == "dense"
+      and encoder[-1].units == _CONV_ENCODER_DENSE
+      and all(d.kernel == 3 for d in encoder[:-1])
+      and len({d.activation for d in encoder}) == 1):
+    return "classic"
+  return "general"
 
 
-def _check_conv_decoder(path, layers, decoder):
-  """(channels after the dense layer, after the transposed convolution) of
-  a conv decoder, None for an MLP; raises for another conv net."""
+def _decoder_map(path, layers, decoder, image_shape):
+  """The map (H, W, C) the conv decoder's dense layer is reshaped to, None
+  for an MLP decoder; raises for a conv decoder with no native counterpart
+  (dense, reshape, then Conv2D / Conv2DTranspose layers back to the image).
+  """
   kinds = [d.kind for d in decoder]
   if kinds == ["dense"] * len(kinds):
     return None
-  if (kinds != ["dense", "conv_transpose", "conv"]
-      or decoder[1].stride != 2 or decoder[2].stride != 1
-      or decoder[0].activation != decoder[1].activation):
+  if kinds[0] != "dense" or "dense" in kinds[1:] or len(kinds) < 2:
     raise KerasModelError(
-        f"{path}: the conv decoder is {kinds}; the native one is dense, "
-        "reshape, stride-2 transposed conv, conv (one activation)"
+        f"{path}: the conv decoder is {', '.join(kinds)}; the native one is "
+        "one Dense layer, a reshape, then Conv2D / Conv2DTranspose layers"
         f"{_GENERATOR_ROUTE}")
-  reshapes = [l for l in layers.layers.values()
-              if l["class_name"] == "Reshape"
-              and len(l["config"].get("target_shape", [])) == 3]
-  channels = reshapes[0]["config"]["target_shape"][-1] if reshapes else None
-  if channels is None or decoder[0].units % channels:
-    raise KerasModelError(f"{path}: the conv decoder's reshape is not read")
-  return (int(channels), decoder[1].units)
+  name = decoder[1].weight.split("/kernel")[0]
+  stop = decoder[0].weight.split("/kernel")[0]
+  shapes = []
+  while name != stop:
+    feeding = layers.inbound(name)
+    if not feeding:
+      break
+    name = feeding[0]
+    if layers.layers[name]["class_name"] == "Reshape":
+      shapes.append(layers.layers[name]["config"].get("target_shape", []))
+  if (len(shapes) != 1 or len(shapes[0]) != 3
+      or int(np.prod(shapes[0])) != decoder[0].units):
+    raise KerasModelError(
+        f"{path}: the conv decoder's dense layer {stop} is not reshaped once "
+        f"to a map of its {decoder[0].units} units (found reshapes to "
+        f"{shapes}){_GENERATOR_ROUTE}")
+  first_map = tuple(int(n) for n in shapes[0])
+  height, width = first_map[:2]
+  for d in decoder[1:]:
+    height, width = ((height * d.stride, width * d.stride)
+                     if d.kind == "conv_transpose" else
+                     (-(-height // d.stride), -(-width // d.stride)))
+  if ((height, width) != tuple(image_shape[:2])
+      or decoder[-1].units != image_shape[-1]):
+    raise KerasModelError(
+        f"{path}: the conv decoder ends at maps {[height, width]} of "
+        f"{decoder[-1].units} channels, not the images "
+        f"{list(image_shape)}{_GENERATOR_ROUTE}")
+  return first_map
+
+
+def _is_classic_decoder(decoder, first_map, image_shape):
+  """Whether the conv decoder is the classic one (`nets.ConvDecoderNet`):
+  dense to half the image, stride-2 transposed conv, stride-1 output, 3x3
+  kernels, one activation."""
+  kinds = [d.kind for d in decoder]
+  height, width = image_shape[:2]
+  return (len(kinds) == 3 and kinds[1] == "conv_transpose"
+          and decoder[1].stride == 2 and decoder[2].stride == 1
+          and all(d.kernel == 3 for d in decoder[1:])
+          and decoder[0].activation == decoder[1].activation
+          and tuple(first_map[:2]) == (-(-height // 2), -(-width // 2)))
 
 
 def _containing(layers, name):
@@ -924,7 +975,9 @@ def describe(anatomy, path):
   def names(dense):
     kinds = {"dense": "", "conv": "conv ", "conv_transpose": "conv^T "}
     return ", ".join(
-        f"{kinds[d.kind]}{d.units}{'/%d' % d.stride if d.stride > 1 else ''}"
+        f"{kinds[d.kind]}{d.units}"
+        f"{'/%d' % d.stride if d.stride > 1 else ''}"
+        f"{' k%d' % d.kernel if d.kind != 'dense' and d.kernel != 3 else ''}"
         f" {d.activation}" for d in dense)
   return [
       f"Keras model: {path} as images {list(anatomy.image_shape)}",
@@ -966,7 +1019,7 @@ def reference_values(anatomy, arrays, images, noise):
     return _NUMPY[d.activation](out)
 
   h = np.asarray(images, np.float64)
-  if not anatomy.encoder_conv:
+  if not (anatomy.encoder_conv or anatomy.encoder_conv_layers):
     h = h.reshape(len(images), -1)
   for d in anatomy.encoder:
     h = layer(h, d)
@@ -974,7 +1027,15 @@ def reference_values(anatomy, arrays, images, noise):
   scale = _NUMPY_SCALES[anatomy.posterior_scale](
       layer(h, anatomy.scale_head)) + anatomy.scale_floor
   x = loc + scale * noise
-  if anatomy.decoder_conv is None:
+  if anatomy.decoder_conv_layers:
+    # Only the first map's shape is read from the text; each layer's size
+    # follows from its stride, as Keras' SAME layers compute it.
+    first = anatomy.decoder_conv_layers.split(",")[0].split(":")[1]
+    dense, *convs = anatomy.decoder
+    x = layer(x, dense).reshape(len(x), *(int(n) for n in first.split("x")))
+    for d in convs:
+      x = layer(x, d, (x.shape[1] * d.stride, x.shape[2] * d.stride))
+  elif anatomy.decoder_conv is None:
     for d in anatomy.decoder:
       x = layer(x, d)
   else:

@@ -27,11 +27,15 @@ _OPTIMIZERS = {"adam": "adam", "rmsprop": "rmsprop"}
 _SLOTS = {"adam": {"_momentums": ("m",), "_velocities": ("v",)},
           "rmsprop": {"_velocities": ("velocity", "rms")}}
 # Hyper-parameters tfvae's optimizers fix (tf_keras' defaults), which a
-# Keras optimizer may have set otherwise.
+# Keras optimizer may have set otherwise (but those in `_CARRIED`).
 _FIXED = {"adam": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7,
                    "amsgrad": False},
           "rmsprop": {"rho": 0.9, "epsilon": 1e-7, "momentum": 0.0,
                       "centered": False}}
+# Hyper-parameters carried into the run's config (`config.Config` fields).
+_CARRIED = {"adam": {"epsilon": "optimizer_epsilon"},
+            "rmsprop": {"rho": "optimizer_rho",
+                        "epsilon": "optimizer_epsilon"}}
 _STEP_NAMES = ("iteration", "iter", "iterations")
 
 
@@ -112,8 +116,15 @@ def config_fields(optimizer):
            + (f", learning rate {fields['learning_rate']:g}"
               if "learning_rate" in fields else
               " (its learning rate is a schedule: the run's default)")]
+  for key, field in _CARRIED[optimizer.name].items():
+    value = optimizer.hyper.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+      fields[field] = float(f"{float(value):.7g}")  # float32 digits
+      lines.append(f"Optimizer: Keras {key}={value:g} -> {field}")
   for key, fixed in _FIXED[optimizer.name].items():
     value = optimizer.hyper.get(key)
+    if key in _CARRIED[optimizer.name]:
+      continue
     if value is not None and not np.isclose(float(value), float(fixed),
                                             rtol=1e-6, atol=0):
       lines.append(f"Optimizer: Keras {key}={value:g} is not a tfvae "
