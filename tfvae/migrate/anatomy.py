@@ -844,17 +844,25 @@ def _layer_end(matmul, live):
   return tensor, out
 
 
-def _reaches_exp(tensor, live, depth=0):
-  """Whether `tensor` feeds an Exp, directly or times a scalar constant."""
-  for consumer in _live_consumers(tensor, live):
-    if consumer.type == "Exp":
-      return True
-    if (consumer.type in ("Mul", "RealDiv") and depth < 2 and any(
-        np.size(_constant(t)) == 1 for t in consumer.inputs
-        if t is not tensor and _constant(t) is not None)
-        and _reaches_exp(consumer.outputs[0], live, depth + 1)):
-      return True
-  return False
+def _scalar_factor(op, tensor):
+  """Whether `op` multiplies or divides `tensor` by a scalar constant."""
+  return op.type in ("Mul", "RealDiv") and any(
+      _constant(t) is not None and np.size(_constant(t)) == 1
+      for t in op.inputs if t is not tensor)
+
+
+def _path_to_exp(tensor, live, depth=3):
+  """The ops from `tensor` forward to the first Exp it feeds, within
+  `depth` ops (the Exp excluded), or None."""
+  todo = [(tensor, [])]
+  while todo:
+    tensor, path = todo.pop(0)
+    for consumer in _live_consumers(tensor, live):
+      if consumer.type == "Exp":
+        return path
+      if len(path) + 1 < depth:
+        todo.append((consumer.outputs[0], path + [consumer]))
+  return None
 
 
 def _check_log_variance_use(tensor, live, depth=0):
@@ -865,9 +873,7 @@ def _check_log_variance_use(tensor, live, depth=0):
       if consumer.type in _PASS_THROUGH:
         _check_log_variance_use(consumer.outputs[0], live, depth)
       continue
-    if consumer.type in ("Mul", "RealDiv") and depth < 2 and any(
-        np.size(_constant(t)) == 1 for t in consumer.inputs
-        if t is not tensor and _constant(t) is not None):
+    if _scalar_factor(consumer, tensor) and depth < 2:
       _check_log_variance_use(consumer.outputs[0], live, depth + 1)
       continue
     raise _unsupported(
@@ -903,8 +909,8 @@ def _two_heads(meta, sampled, live):
     names = ", ".join(f"{c.name} ({variable_name(c.inputs[1])})"
                       for c in heads)
     ends = [_layer_end(c, live) for c in heads]
-    variances = [i for i, (pre, out) in enumerate(ends)
-                 if _reaches_exp(out, live)]
+    paths = [_path_to_exp(out, live) for _, out in ends]
+    variances = [i for i, path in enumerate(paths) if path is not None]
     if len(heads) != 2 or len(variances) != 1:
       raise UnsupportedGraphError(
           f"{tensor.name} ({_strip(tensor).op.type}) is one of "
@@ -917,6 +923,15 @@ def _two_heads(meta, sampled, live):
       raise _unsupported(out, "activates the decoder's log-variance head; "
                          "native gaussian_log_variance takes its linear "
                          "output v as log sigma^2")
+    source = out
+    for op in paths[variances[0]]:
+      if op.type not in ("Neg", *_PASS_THROUGH) and not _scalar_factor(
+          op, source):
+        raise _unsupported(
+            out, f"is the decoder's log-variance head v, and goes through "
+            f"{op.name} ({op.type}) before exp; native "
+            "gaussian_log_variance takes exp(v) of the head's linear output")
+      source = op.outputs[0]
     _check_log_variance_use(out, live)
     variance_head, _ = dense_back(out)
     mean = ends[1 - variances[0]][1]
