@@ -47,7 +47,8 @@ class ValidateTest(parameterized.TestCase):
        "negative"),
       ("likelihood", "poisson", "--likelihood: unknown likelihood "
        "'poisson'; choose one of bernoulli, continuous_bernoulli, gaussian, "
-       "gaussian_learned, gaussian_identity"),
+       "gaussian_learned, gaussian_identity, gaussian_log_variance, "
+       "gaussian_log_variance_identity"),
       ("activation", "step", "--activation: unknown activation 'step'; "
        "choose one of elu, gelu, leaky_relu, relu, sigmoid, softplus, swish, "
        "tanh"),

@@ -34,7 +34,9 @@ class RegistryTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(kinds.names(), _ALL_KINDS)
     self.assertEqual(kinds.likelihood_names(),
                      ("bernoulli", "continuous_bernoulli", "gaussian",
-                      "gaussian_learned", "gaussian_identity"))
+                      "gaussian_learned", "gaussian_identity",
+                      "gaussian_log_variance",
+                      "gaussian_log_variance_identity"))
 
   def test_likelihood_names_are_the_registered_likelihoods(self):
     self.assertEqual(kinds.likelihood_names(), likelihoods.NAMES)

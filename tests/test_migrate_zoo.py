@@ -132,8 +132,12 @@ def _distributions_style(x):
               output=likelihood.probs, loss=-elbo, train=train)
 
 
-def _learned_variance_style(x):
-  """A Gaussian decoder with two heads: mean and per-pixel log-variance."""
+def _learned_variance_style(x, variant="exp"):
+  """A Gaussian decoder with two heads on one layer, mean and per-pixel
+  log-variance v. `variant`: "exp", a sigmoid mean and the loss
+  0.5 * sum(log 2pi + v + (x - mean)^2 / exp(v)); "normal", an unsquashed
+  mean and tf.distributions.Normal(mean, exp(0.5 * v)); "softplus", v taken
+  through softplus (refused)."""
   h = tf.nn.relu(tf.matmul(x, _var("w0", [784, 16])) + _bias("b0", 16))
   loc = tf.matmul(h, _var("wm", [16, _LATENT])) + _bias("bm", _LATENT)
   log_var = tf.matmul(h, _var("wv", [16, _LATENT])) + _bias("bv", _LATENT)
@@ -141,21 +145,34 @@ def _learned_variance_style(x):
   eps = tf.random.normal(tf.shape(loc))
   z = loc + scale * eps
   g = tf.nn.relu(tf.matmul(z, _var("v0", [_LATENT, 16])) + _bias("c0", 16))
-  mean = tf.sigmoid(tf.matmul(g, _var("vm", [16, 784])) + _bias("cm", 784))
+  mean = tf.matmul(g, _var("vm", [16, 784])) + _bias("cm", 784)
   x_log_var = tf.matmul(g, _var("vv", [16, 784])) + _bias("cv", 784)
-  per_example = 0.5 * tf.reduce_sum(
-      np.log(2 * np.pi) + x_log_var + tf.square(x - mean) / tf.exp(x_log_var),
-      1) - 0.5 * tf.reduce_sum(1 + log_var - tf.square(loc) - tf.exp(log_var),
-                               1)
+  kl = -0.5 * tf.reduce_sum(1 + log_var - tf.square(loc) - tf.exp(log_var),
+                            1)
+  if variant == "normal":
+    distortion = -tf.reduce_sum(v1.distributions.Normal(
+        mean, tf.exp(0.5 * x_log_var)).log_prob(x), 1)
+  else:
+    mean = tf.sigmoid(mean)
+    if variant == "softplus":
+      x_log_var = tf.nn.softplus(x_log_var)
+    distortion = 0.5 * tf.reduce_sum(
+        np.log(2 * np.pi) + x_log_var
+        + tf.square(x - mean) / tf.exp(x_log_var), 1)
+  per_example = distortion + kl
   train = v1.train.GradientDescentOptimizer(1e-4).minimize(
       tf.reduce_mean(per_example))
   return dict(feeds={}, loc=loc, scale=scale, eps=eps, output=mean,
-              loss=per_example, train=train)
+              loss=per_example, train=train, log_variance=x_log_var)
 
 
 _STYLES = {"conv": _conv_style, "denoising": _denoising_style,
            "distributions": _distributions_style,
-           "learned_variance": _learned_variance_style}
+           "learned_variance": _learned_variance_style,
+           "learned_variance_normal": lambda x: _learned_variance_style(
+               x, "normal"),
+           "learned_variance_softplus": lambda x: _learned_variance_style(
+               x, "softplus")}
 
 
 class MigrateZooTest(tf.test.TestCase, parameterized.TestCase):
@@ -193,12 +210,16 @@ class MigrateZooTest(tf.test.TestCase, parameterized.TestCase):
     names = {k: parts[k].name for k in ("loc", "scale", "eps", "output",
                                         "loss")}
     names["x"] = x.name
+    if "log_variance" in parts:
+      names["log_variance"] = parts["log_variance"].name
     names["feeds"] = {t.name: v for t, v in parts["feeds"].items()}
     names["targets"] = [t.name for t in parts.get("targets", ())]
     return directory, names
 
-  def _tf1(self, directory, names, images, noise):
-    """The graph's loc, scale, output and per-example loss, run here."""
+  def _tf1(self, directory, names, images, noise,
+           keys=("loc", "scale", "output", "loss")):
+    """The graph's tensors `keys` (default loc, scale, output and
+    per-example loss), run here."""
     flat = images.reshape(len(images), -1)
     with tf.Graph().as_default() as graph:
       saver = v1.train.import_meta_graph(os.path.join(directory,
@@ -211,8 +232,7 @@ class MigrateZooTest(tf.test.TestCase, parameterized.TestCase):
       feeds.update({t: flat for t in names["targets"]})
       with v1.Session(graph=graph) as sess:
         saver.restore(sess, os.path.join(directory, "model"))
-        return sess.run([names[k] for k in ("loc", "scale", "output",
-                                            "loss")], feeds)
+        return sess.run([names[k] for k in keys], feeds)
 
   @parameterized.named_parameters(("conv", "conv"), ("denoising", "denoising"),
                                   ("distributions", "distributions"))
@@ -251,12 +271,45 @@ class MigrateZooTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllClose(optimizer.rho, 0.8)
       self.assertAllClose(optimizer.epsilon, 1e-6)
 
-  def test_learned_variance_decoder_is_refused_naming_both_heads(self):
-    directory, _ = self._write("learned_variance")
+  @parameterized.named_parameters(
+      ("exp_sigmoid", "learned_variance", "gaussian_log_variance"),
+      ("normal_identity", "learned_variance_normal",
+       "gaussian_log_variance_identity"))
+  def test_learned_variance_decoder_agrees_with_the_tf1_session(
+      self, style, likelihood):
+    directory, names = self._write(style)
+    run_dir = os.path.join(self.get_temp_dir(), style + "_run")
+    full_model.migrate_model(directory, run_dir, data_dir=self.data_dir,
+                             verify_images=8)
+    config, model, _ = runs.restore_model(run_dir)
+    self.assertEqual(config.likelihood, likelihood)
+    images = self.images[16:28]
+    noise = np.random.RandomState(7).normal(
+        size=(12, _LATENT)).astype(np.float32)
+    loc, scale, output, log_variance, loss = self._tf1(
+        directory, names, images, noise,
+        ("loc", "scale", "output", "log_variance", "loss"))
+    posterior = model.approx_posterior(tf.constant(images))
+    self.assertAllClose(posterior.loc, loc, atol=1e-5, rtol=0)
+    self.assertAllClose(posterior.scale.diag_part(), scale, atol=1e-5,
+                        rtol=0)
+    z = objectives.reparameterize(posterior, tf.constant(noise))
+    outputs = model.decoder.outputs(z)
+    self.assertAllClose(outputs["loc"].numpy().reshape(12, -1), output,
+                        atol=1e-5, rtol=0)
+    self.assertAllClose(outputs["scale"].numpy().reshape(12, -1),
+                        np.exp(0.5 * log_variance.astype(np.float64)),
+                        atol=1e-5, rtol=0)
+    native_loss = -objectives.elbo(model, tf.constant(images),
+                                   noise=noise).elbo
+    self.assertAllClose(native_loss, loss, atol=0, rtol=1e-5)
+
+  def test_log_variance_head_through_softplus_is_refused_naming_it(self):
+    directory, _ = self._write("learned_variance_softplus")
     with self.assertRaisesRegex(
         anatomy.UnsupportedGraphError,
-        r"one of 2 decoder output heads.*MatMul\w* \(vm\).*MatMul\w* \(vv\).*"
-        r"learned per-pixel variance"):
+        r"^\S*Softplus\S* \(Softplus\) activates the decoder's "
+        r"log-variance head[^\n]*$"):
       full_model.migrate_model(directory,
                                os.path.join(self.get_temp_dir(), "lv_run"),
                                data_dir=self.data_dir)

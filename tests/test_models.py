@@ -32,6 +32,15 @@ def _mean_and_log_prob(likelihood, params, x):
       loc, scale = sigmoid(params), np.full_like(params, 0.1)
     elif likelihood == "gaussian_identity":
       loc, scale = params, np.full_like(params, 0.1)
+    elif likelihood.startswith("gaussian_log_variance"):
+      raw_loc, raw_log_variance = np.split(params, 2, axis=-1)
+      loc = (raw_loc if likelihood.endswith("identity")
+             else sigmoid(raw_loc))
+      log_variance = np.clip(raw_log_variance, -15, 15)
+      mean = loc
+      log_prob = -0.5 * (np.log(2 * np.pi) + log_variance
+                         + (x - loc) ** 2 / np.exp(log_variance))
+      return mean, log_prob.reshape(len(x), -1).sum(-1)
     else:
       raw_loc, raw_scale = np.split(params, 2, axis=-1)
       loc, scale = sigmoid(raw_loc), np.logaddexp(0, raw_scale) + 0.01
@@ -116,6 +125,28 @@ class ModelTest(tf.test.TestCase, parameterized.TestCase):
     out = lik.outputs(params)
     self.assertAllClose(out["scale"], np.full([1, 2, 2, 1], 0.01))
     self.assertAllClose(out["mean"], np.full([1, 2, 2, 1], 0.5))
+
+  @parameterized.named_parameters(
+      ("sigmoid", "gaussian_log_variance", lambda a: 1 / (1 + np.exp(-a))),
+      ("identity", "gaussian_log_variance_identity", lambda a: a))
+  def test_gaussian_log_variance_matches_numpy(self, name, mean_fn):
+    # r2 spans the clip: -40 and 30 fall outside [-15, 15].
+    raw_loc = np.array([[-2.0, 0.3], [1.5, 4.0]])
+    raw_log_variance = np.array([[-40.0, -3.0], [0.5, 30.0]])
+    params = np.stack([raw_loc, raw_log_variance], -1)[None]  # [1, 2, 2, 2]
+    x = np.array([[[[0.1], [0.6]], [[0.9], [0.0]]]])
+    lik = likelihoods.get(name)
+    got = lik.distribution(tf.constant(params, tf.float32)).log_prob(
+        tf.constant(x, tf.float32))
+    loc = mean_fn(raw_loc)
+    v = np.clip(raw_log_variance, -15, 15)
+    want = -0.5 * np.sum(np.log(2 * np.pi) + v
+                         + (x[0, ..., 0] - loc) ** 2 / np.exp(v))
+    self.assertAllClose(got, [want], rtol=1e-5)
+    out = lik.outputs(tf.constant(params, tf.float32))
+    self.assertAllClose(out["loc"][0, ..., 0], loc, rtol=1e-6)
+    self.assertAllClose(out["mean"][0, ..., 0], loc, rtol=1e-6)
+    self.assertAllClose(out["scale"][0, ..., 0], np.exp(0.5 * v), rtol=1e-5)
 
   def test_continuous_bernoulli_mean_is_not_sigmoid(self):
     out = likelihoods.ContinuousBernoulli().outputs(tf.fill([1, 1, 1, 1], 2.))

@@ -288,7 +288,13 @@ class Config:
       "continuous_bernoulli (grey-level), gaussian (fixed scale, see "
       "--gaussian_scale), gaussian_learned (per-pixel scale), "
       "gaussian_identity (fixed scale, the decoder's output unsquashed as "
-      "the mean; what tfvae-migrate makes of identity-output decoders).",
+      "the mean; what tfvae-migrate makes of identity-output decoders), "
+      "gaussian_log_variance (the decoder predicts a per-pixel "
+      "log-variance v beside the mean: sigmoid mean, scale exp(v / 2), v "
+      "clipped to "
+      "[-15, 15]; what tfvae-migrate makes of TF1 two-head Gaussian "
+      "decoders), gaussian_log_variance_identity (the same, mean "
+      "unsquashed).",
       choices=kinds.likelihood_names(), parse=_parse_likelihood)
   activation: str | None = _field(
       None, "Hidden activation (tanh, relu, elu, sigmoid, softplus, "

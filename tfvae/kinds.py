@@ -33,6 +33,11 @@ _LIKELIHOODS = {
     "gaussian_learned": "Gaussian with a per-pixel scale the decoder predicts",
     "gaussian_identity": "Gaussian with a fixed scale whose mean is the "
                          "decoder's output unsquashed (migrated models)",
+    "gaussian_log_variance": "Gaussian with a per-pixel log-variance the "
+                             "decoder predicts: sigmoid mean, scale "
+                             "exp(v / 2), v clipped to [-15, 15]",
+    "gaussian_log_variance_identity": "gaussian_log_variance with the mean "
+                                      "unsquashed (migrated models)",
 }
 
 

@@ -206,6 +206,67 @@ class GaussianIdentity(Gaussian):
     return cls(scale=gaussian_scale, mean_activation="identity")
 
 
+@register
+class GaussianLogVariance(Likelihood):
+  """Gaussian pixels with a per-pixel log-variance the decoder predicts.
+
+  The decoder emits two numbers per pixel, [r1 | r2] along the channels:
+  loc = sigmoid(r1) and log-variance v = clip(r2, MIN_LOG_VARIANCE,
+  MAX_LOG_VARIANCE), scale = exp(v / 2), so that
+
+    -log p(x | z) = 0.5 * sum(log(2 pi) + v + (x - loc)^2 / exp(v)),
+
+  the "Gaussian decoder with learned variance" of TF1 tutorials, whose two
+  heads (mean, linear log-variance) tfvae-migrate maps here. The clip keeps
+  the density finite and its gradient bounded: without it a pixel matched
+  exactly (a constant image border) drives v to -inf and -log p to -inf.
+  [-15, 15] is scale in [5.5e-4, 1.8e3]: a scale below 1/255 (v = -11.1),
+  the grid of 8-bit pixels, is already past any meaningful fit, and TF1
+  graphs trained with the unclipped loss keep v well inside it (the zoo's
+  Fashion-MNIST example: v in [-4.6, 1.4]), so a migrated graph computes
+  what its TF1 loss does (verification checks that on real images). Longer
+  training does reach the clip on constant pixels (image borders), where
+  each then gives at most 0.5 * (15 - log(2 pi)) = 6.58 nats.
+
+  Args:
+    mean_activation: "sigmoid" or "identity" (`GaussianLogVarianceIdentity`).
+  """
+  name = "gaussian_log_variance"
+  num_params = 2
+  MIN_LOG_VARIANCE = -15.0
+  MAX_LOG_VARIANCE = 15.0
+
+  def __init__(self, mean_activation="sigmoid"):
+    self.mean_activation = mean_activation
+    self._mean_fn = _mean_activation(mean_activation)
+
+  def _loc_log_variance(self, params):
+    raw_loc, raw_log_variance = tf.split(params, 2, axis=-1)
+    log_variance = tf.clip_by_value(raw_log_variance, self.MIN_LOG_VARIANCE,
+                                    self.MAX_LOG_VARIANCE)
+    return self._mean_fn(raw_loc), log_variance
+
+  def distribution(self, params):
+    """Returns p(x | z) with batch shape [B] and event shape [H, W, C]."""
+    loc, log_variance = self._loc_log_variance(params)
+    return _image(tfd.Normal(loc=loc, scale=tf.exp(0.5 * log_variance)))
+
+  def outputs(self, params):
+    """Returns {"mean", "loc", "scale"}, each [B, H, W, C]."""
+    loc, log_variance = self._loc_log_variance(params)
+    return {"mean": loc, "loc": loc, "scale": tf.exp(0.5 * log_variance)}
+
+
+@register
+class GaussianLogVarianceIdentity(GaussianLogVariance):
+  """`GaussianLogVariance` whose mean is the decoder's r1 itself (a TF1
+  mean head with no squashing activation); not kept in [0, 1]."""
+  name = "gaussian_log_variance_identity"
+
+  def __init__(self, mean_activation="identity"):
+    super().__init__(mean_activation)
+
+
 def _mean_activation(name):
   if name == "sigmoid":
     return tf.sigmoid

@@ -87,7 +87,10 @@ class Anatomy:
     decoder: `Dense` layers from z up, the last one the output layer.
     output: The decoder output tensor (pixel means).
     likelihood: "bernoulli" (sigmoid output) or "gaussian_identity" (no
-      squashing: a Gaussian mean; its scale is read from the loss).
+      squashing: a Gaussian mean; its scale is read from the loss), or for
+      a decoder with a second, log-variance head on the output layer's
+      input "gaussian_log_variance" (sigmoid mean) or
+      "gaussian_log_variance_identity" (unsquashed mean).
     loss: The graph's training loss (a scalar) or None.
     per_example_loss: The [B] tensor the loss averages, or None.
     loss_sign: -1 when the loss is -mean(per_example_loss) (a per-example
@@ -103,6 +106,10 @@ class Anatomy:
       convolution, convolution; `decoder` then holds these three layers,
       their `units` the channels), (channels after the dense layer, after
       the transposed convolution, image (H, W, C)); None for an MLP.
+    log_variance_head: For a two-head Gaussian decoder, the `Dense` giving
+      the per-pixel log-variance v (beside `decoder[-1]`, the mean head);
+      else None.
+    log_variance: Its output tensor v [B, pixels], or None.
   """
   input: tf.Tensor
   image_shape: tuple
@@ -127,6 +134,8 @@ class Anatomy:
   encoder_conv_layers: str = None
   decoder_conv_layers: str = None
   encoder_conv: bool = False
+  log_variance_head: Dense = None
+  log_variance: tf.Tensor = None
 
   @property
   def latent_size(self):
@@ -137,6 +146,8 @@ class Anatomy:
     layers = [*self.encoder, self.loc_head, *self.decoder]
     if self.scale_head:
       layers.append(self.scale_head)
+    if self.log_variance_head:
+      layers.append(self.log_variance_head)
     return sorted({n for d in layers for n in (d.weight, d.bias) if n})
 
   def _conv_text(self):
@@ -149,6 +160,8 @@ class Anatomy:
   def fetches(self):
     """Tensors verification reads from the TF1 session."""
     found = [self.loc, self.scale, self.output]
+    if self.log_variance is not None:
+      found.append(self.log_variance)
     if self.per_example_loss is not None:
       found.append(self.per_example_loss)
     elif self.loss is not None:
@@ -174,7 +187,9 @@ class Anatomy:
                                or (layers(self.decoder)
                                    if not self.decoder_conv
                                    else self._conv_text()))
-         + f" -> {self.likelihood} ({self.output.name})"),
+         + f" -> {self.likelihood} ({self.output.name}"
+         + (f", log-variance {self.log_variance.name}"
+            if self.log_variance is not None else "") + ")"),
         "Loss: " + (f"{'-' if self.loss_sign < 0 else ''}"
                     f"{self.per_example_loss.name} per example"
                     if self.per_example_loss is not None else
@@ -798,9 +813,87 @@ def _targets(meta, placeholder, loss):
       and op.outputs[0].shape.as_list()[1:] == placeholder.shape.as_list()[1:])
 
 
-def _refuse_two_heads(meta, sampled):
-  """Names a decoder with two output heads on one hidden layer (a Gaussian
-  with a learned per-pixel variance); returns if there is none."""
+# Ops through which a log-variance head v may reach the loss: exp(v) (or
+# exp(c * v)), and the additive log term (log 2pi + v + ...).
+_LOG_VARIANCE_TERMS = ("Add", "AddV2", "Sub", "Neg", "Sum")
+
+
+def _live_consumers(tensor, live):
+  """Consumers of `tensor` among the ops `live` (None: any op outside the
+  gradients' name scopes)."""
+  if live is None:
+    return [c for c in tensor.consumers()
+            if not c.name.split("/")[0].startswith("gradients")]
+  return [c for c in tensor.consumers() if c in live]
+
+
+def _layer_end(matmul, live):
+  """(pre-activation tensor, layer output) of the dense layer whose
+  MatMul is `matmul`: its bias add and activation, followed forwards."""
+  tensor = matmul.outputs[0]
+  for consumer in _live_consumers(tensor, live):
+    if consumer.type in _ADD_OPS and any(
+        variable_name(t) for t in consumer.inputs if t is not tensor):
+      tensor = consumer.outputs[0]
+      break
+  out = tensor
+  for consumer in _live_consumers(tensor, live):
+    if consumer.type in ACTIVATION_OPS:
+      out = consumer.outputs[0]
+      break
+  return tensor, out
+
+
+def _scalar_factor(op, tensor):
+  """Whether `op` multiplies or divides `tensor` by a scalar constant."""
+  return op.type in ("Mul", "RealDiv") and any(
+      _constant(t) is not None and np.size(_constant(t)) == 1
+      for t in op.inputs if t is not tensor)
+
+
+def _path_to_exp(tensor, live, depth=3):
+  """The ops from `tensor` forward to the first Exp it feeds, within
+  `depth` ops (the Exp excluded), or None."""
+  todo = [(tensor, [])]
+  while todo:
+    tensor, path = todo.pop(0)
+    for consumer in _live_consumers(tensor, live):
+      if consumer.type == "Exp":
+        return path
+      if len(path) + 1 < depth:
+        todo.append((consumer.outputs[0], path + [consumer]))
+  return None
+
+
+def _check_log_variance_use(tensor, live, depth=0):
+  """Raises naming the first op that takes the log-variance `tensor` into
+  anything but exp(c * v) and the additive log term."""
+  for consumer in _live_consumers(tensor, live):
+    if consumer.type in ("Exp", *_LOG_VARIANCE_TERMS, *_PASS_THROUGH):
+      if consumer.type in _PASS_THROUGH:
+        _check_log_variance_use(consumer.outputs[0], live, depth)
+      continue
+    if _scalar_factor(consumer, tensor) and depth < 2:
+      _check_log_variance_use(consumer.outputs[0], live, depth + 1)
+      continue
+    raise _unsupported(
+        tensor, f"is the decoder's log-variance head v, and goes through "
+        f"{consumer.name} ({consumer.type}); native gaussian_log_variance "
+        "takes the head's linear output v as log sigma^2 (scale exp(v / 2))")
+
+
+def _two_heads(meta, sampled, live):
+  """Reads a decoder with a mean head and a log-variance head on one hidden
+  layer (a Gaussian with a learned per-pixel variance).
+
+  Returns:
+    None if the decoder has no two heads; else (mean output tensor, the
+    likelihood name, the log-variance head's `Dense`, its output v).
+
+  Raises:
+    UnsupportedGraphError: Naming the op, for two or more heads that are
+      not a mean and a linear log-variance used as exp(v).
+  """
   outputs = [t for t, _ in candidates.Candidates(meta).output_candidates()
              if sampled.op in meta.ancestors([t])]
   for tensor in outputs:
@@ -811,16 +904,45 @@ def _refuse_two_heads(meta, sampled):
     heads = [c for c in _strip(source).consumers()
              if c.type == "MatMul" and variable_name(c.inputs[1])
              and c.outputs[0].shape[-1] == head.units]
-    if len(heads) >= 2:
-      names = ", ".join(f"{c.name} ({variable_name(c.inputs[1])})"
-                        for c in heads)
+    if len(heads) < 2:
+      continue
+    names = ", ".join(f"{c.name} ({variable_name(c.inputs[1])})"
+                      for c in heads)
+    ends = [_layer_end(c, live) for c in heads]
+    paths = [_path_to_exp(out, live) for _, out in ends]
+    variances = [i for i, path in enumerate(paths) if path is not None]
+    if len(heads) != 2 or len(variances) != 1:
       raise UnsupportedGraphError(
           f"{tensor.name} ({_strip(tensor).op.type}) is one of "
-          f"{len(heads)} decoder output heads on the same layer ({names}): "
-          "a Gaussian with a learned per-pixel variance, which native "
-          "likelihoods do not parametrise as TF1 graphs do (tfvae's "
-          "gaussian_learned takes softplus(r) + 0.01, not exp(r / 2))"
-          f"{_GENERATOR_ROUTE}")
+          f"{len(heads)} decoder output heads on the same layer ({names}), "
+          "not a mean head beside one log-variance head v used as exp(v) "
+          "(a Gaussian with a learned per-pixel variance, "
+          f"gaussian_log_variance){_GENERATOR_ROUTE}")
+    pre, out = ends[variances[0]]
+    if out is not pre:
+      raise _unsupported(out, "activates the decoder's log-variance head; "
+                         "native gaussian_log_variance takes its linear "
+                         "output v as log sigma^2")
+    source = out
+    for op in paths[variances[0]]:
+      if op.type not in ("Neg", *_PASS_THROUGH) and not _scalar_factor(
+          op, source):
+        raise _unsupported(
+            out, f"is the decoder's log-variance head v, and goes through "
+            f"{op.name} ({op.type}) before exp; native "
+            "gaussian_log_variance takes exp(v) of the head's linear output")
+      source = op.outputs[0]
+    _check_log_variance_use(out, live)
+    variance_head, _ = dense_back(out)
+    mean = ends[1 - variances[0]][1]
+    if mean.op.type not in ("Sigmoid", *_ADD_OPS, "MatMul"):
+      raise _unsupported(mean, "ends the decoder's mean head; native "
+                         "gaussian_log_variance takes a sigmoid or no "
+                         "activation")
+    likelihood = ("gaussian_log_variance" if mean.op.type == "Sigmoid"
+                  else "gaussian_log_variance_identity")
+    return mean, likelihood, variance_head, out
+  return None
 
 
 def read_anatomy(meta):
@@ -843,14 +965,23 @@ def read_anatomy(meta):
   placeholder, encoder, encoder_convs = _trunk(h)
   if scale_head is not None and loc_head.units != scale_head.units:
     raise _unsupported(raw, "has another width than the posterior mean")
+  loss, per_example, sign = _loss(meta)
   # The decoder the sampler feeds (a generation path built again on a
   # latent placeholder shares its weights but is not what the loss sees).
+  variance_head = log_variance = None
   try:
     latent, output = candidates.find_ends(meta, latent_tensor=sampled.name)
   except errors.TfvaeError:
-    _refuse_two_heads(meta, sampled)
-    raise
-  decoder, likelihood, conv = _decoder(output, latent)
+    two = _two_heads(meta, sampled, set(meta.ancestors([loss])) if loss
+                     is not None else None)
+    if two is None:
+      raise
+    output, likelihood, variance_head, log_variance = two
+    latent = sampled
+  if variance_head is None:
+    decoder, likelihood, conv = _decoder(output, latent)
+  else:
+    decoder, _, conv = _decoder(output, latent)
   decoder_convs = None
   if isinstance(conv, str):
     decoder_convs, conv = conv, None
@@ -879,7 +1010,6 @@ def read_anatomy(meta):
   if np.prod(image_shape) != pixels:
     raise _unsupported(output, f"has {pixels} pixels but the input "
                        f"{placeholder.name} takes images {list(image_shape)}")
-  loss, per_example, sign = _loss(meta)
   targets = _targets(meta, placeholder, [loss] if loss is not None else [])
   return Anatomy(
       input=placeholder, image_shape=image_shape, encoder=encoder,
@@ -889,4 +1019,5 @@ def read_anatomy(meta):
       likelihood=likelihood, loss=loss, per_example_loss=per_example,
       loss_sign=sign, targets=targets,
       feeds=dict(meta.inference_feeds()), decoder_conv=conv,
-      encoder_conv_layers=encoder_convs, decoder_conv_layers=decoder_convs)
+      encoder_conv_layers=encoder_convs, decoder_conv_layers=decoder_convs,
+      log_variance_head=variance_head, log_variance=log_variance)

@@ -172,7 +172,10 @@ def load_weights(model, anatomy, values):
   """Copies the checkpoint arrays `values` into the native VAE.
 
   The encoder's two heads (mean and raw scale) become its last layer's two
-  halves, [hidden, 2 * latent].
+  halves, [hidden, 2 * latent]. A decoder's mean and log-variance heads
+  (`Anatomy.log_variance_head`), each [hidden, H * W * C], become its output
+  layer [hidden, H * W * 2C]: per pixel the C mean channels, then the C
+  log-variance channels, as `likelihoods.GaussianLogVariance` splits them.
 
   Returns:
     {native variable path: [checkpoint names]}, for the report.
@@ -208,11 +211,32 @@ def load_weights(model, anatomy, values):
                     [net.dense, *net.upsamples, net.out]
                     if anatomy.decoder_conv_layers else net.layers)
   for layer, dense in zip(decoder_layers, anatomy.decoder):
+    if dense is anatomy.decoder[-1] and anatomy.log_variance_head:
+      _load_two_heads(layer, dense, anatomy, array, used)
+      continue
     layer.w.assign(array(dense.weight, None))
     layer.b.assign(array(dense.bias, layer.b.shape))
     used[layer.w.name] = [dense.weight]
     used[layer.b.name] = [dense.bias]
   return used
+
+
+def _load_two_heads(layer, mean_head, anatomy, array, used):
+  """Interleaves the mean and log-variance heads into `layer` per pixel."""
+  variance_head = anatomy.log_variance_head
+  channels = anatomy.image_shape[-1]
+  pixels = mean_head.units // channels
+  weights = [array(d.weight, None) for d in (mean_head, variance_head)]
+  hidden = weights[0].shape[0]
+  layer.w.assign(np.concatenate(
+      [w.reshape(hidden, pixels, channels) for w in weights],
+      -1).reshape(hidden, -1))
+  biases = [array(d.bias, (mean_head.units,))
+            for d in (mean_head, variance_head)]
+  layer.b.assign(np.concatenate(
+      [b.reshape(pixels, channels) for b in biases], -1).reshape(-1))
+  used[layer.w.name] = [mean_head.weight, variance_head.weight]
+  used[layer.b.name] = [mean_head.bias, variance_head.bias]
 
 
 def _feed_shape(tensor, batch, event):
@@ -275,14 +299,17 @@ def tf1_reference(meta, prefix, anatomy, images, noise):
   return values
 
 
-def native_values(model, images, noise, with_loss):
-  """The native model's [loc, scale, output mean, (per-example loss)]."""
+def native_values(model, images, noise, with_loss, with_scale=False):
+  """The native model's [loc, scale, output mean, (decoded scale),
+  (per-example loss)]."""
   x = tf.constant(images)
   posterior = model.approx_posterior(x)
   z = objectives.reparameterize(posterior, tf.constant(noise))
-  out = model.decoder.outputs(z)["mean"]
+  outputs = model.decoder.outputs(z)
   values = [posterior.loc.numpy(), posterior.scale.diag_part().numpy(),
-            out.numpy()]
+            outputs["mean"].numpy()]
+  if with_scale:
+    values.append(outputs["scale"].numpy())
   if with_loss:
     values.append(-objectives.elbo(model, x, noise=noise).elbo.numpy())
   return values
@@ -476,10 +503,18 @@ def migrate_model(checkpoint, run_dir, *, meta_graph=None,
     expected[3] = expected[3] + offset
     lines.append(f"Gaussian likelihood: the graph's loss is -log N(x | "
                  f"mean, {scale:.6g}^2) less {offset:.6g} nats")
-  got = native_values(model, images, noise, with_loss)
+  with_scale = anatomy.log_variance is not None
+  if with_scale:
+    expected[3] = np.exp(0.5 * np.asarray(expected[3], np.float64))
+    lines.append(f"Gaussian likelihood: per-pixel scale exp(v / 2) of the "
+                 f"log-variance head {anatomy.log_variance.name}")
+  got = native_values(model, images, noise, with_loss, with_scale)
   quantities = [("posterior mean", anatomy.loc.name),
                 ("posterior scale", anatomy.scale.name),
                 ("decoded output", anatomy.output.name)]
+  if with_scale:
+    quantities.append(("decoded scale",
+                       f"exp(0.5 * {anatomy.log_variance.name})"))
   if anatomy.per_example_loss is not None:
     quantities.append(("per-example loss", anatomy.per_example_loss.name))
   elif with_loss:
