@@ -145,6 +145,7 @@ def _last_error(text):
 
 def _run_epoch(run_dir):
   """The epoch stored in the run's newest checkpoint."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   reader = tf.train.load_checkpoint(os.path.join(run_dir, "ckpt"))
   return int(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
