@@ -90,7 +90,7 @@ def _tf1(directory, train, slice_images):
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)
   os.makedirs(FLAGS.out, exist_ok=True)
   full = data.load("fashion_mnist")

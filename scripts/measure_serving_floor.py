@@ -205,7 +205,7 @@ def _time(call, calls):
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from bench import timing
   from tfvae import models
   model = models.VAE(IMAGE_SHAPE, LATENT_SIZE,

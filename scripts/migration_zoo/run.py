@@ -252,7 +252,7 @@ def _verdict(row):
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   unknown = [s for s in FLAGS.styles if s not in STYLES]
   if unknown or not FLAGS.styles:
     raise app.UsageError(
