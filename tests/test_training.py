@@ -119,11 +119,14 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
                           [r[name] for r in records], rtol=1e-6, msg=name)
 
     # The pictures of the last epoch, against the decoder at the known z:
-    # 64 prior samples from (seed, 7) in rows of 8, and the first 16 test
-    # images above their posterior-mean reconstructions.
+    # 64 prior samples from (seed, 7) in rows of 8, and 16 test images
+    # spread evenly over the split (first and last included) above their
+    # posterior-mean reconstructions.
     z = tf.random.stateless_normal([64, 2], [0, 7], alg="philox")
     samples = _sigmoid(trainer.model.decoder.net(z).numpy())
-    test_images = _small_data().test.images[:16]
+    all_test = _small_data().test.images
+    spread = np.arange(16) * (len(all_test) - 1) // 15
+    test_images = all_test[spread]
     x = tf.constant(test_images.reshape(16, -1), tf.float32) / 255.0
     loc = np.split(trainer.model.encoder.net(x).numpy(), 2, axis=-1)[0]
     recon = _sigmoid(trainer.model.decoder.net(tf.constant(loc)).numpy())
