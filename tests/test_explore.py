@@ -395,10 +395,13 @@ class ConcurrencyTest(tf.test.TestCase):
 class ToolTest(tf.test.TestCase):
 
   def test_serves_until_ctrl_c(self):
+    # Started as a background job of a non-interactive shell would be: with
+    # SIGINT ignored, which exec keeps; Ctrl-C must stop it all the same.
     process = subprocess.Popen(
         [sys.executable, "-m", "tools.explore", f"--model={_STATE['vae']}",
          "--port=0", "--num_points=20"], cwd=util.REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
       line = process.stdout.readline()
       match = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)

@@ -19,6 +19,7 @@ directory (its highest version). A model without an encoder (a
 --part=generator export, a TF1 migration) shows the prior's plane without
 data points. Ctrl-C stops the server.
 """
+import signal
 import sys
 
 from absl import app
@@ -91,6 +92,10 @@ def main(argv):
         from None
   logging.info("Exploring %s (%s).", explorer.source,
                explorer.data_description or "no data points")
+  # A program started in the background by a non-interactive shell inherits
+  # SIGINT ignored (Python then raises no KeyboardInterrupt); Ctrl-C and
+  # `kill -INT` must stop the server however it was started.
+  signal.signal(signal.SIGINT, signal.default_int_handler)
   print(f"tfvae-explore: serving {server.url} (Ctrl-C stops)", flush=True)
   try:
     server.serve_forever()
