@@ -82,15 +82,16 @@ def rate(run, count):
   return count / (time.perf_counter() - start)
 
 
-def latencies(call, num_calls):
-  """Times `num_calls` calls of `call()`; returns (median, p99) in ms."""
+def latencies(call, num_calls, percentile=99):
+  """Times `num_calls` calls of `call()`; returns (median, the
+  `percentile`-th percentile) in ms."""
   times = np.empty(num_calls)
   for i in range(num_calls):
     start = time.perf_counter()
     call()
     times[i] = time.perf_counter() - start
   return (float(np.median(times) * 1e3),
-          float(np.percentile(times, 99) * 1e3))
+          float(np.percentile(times, percentile) * 1e3))
 
 
 def matmul_peak(size=2048, calls=5, repetitions=3):

@@ -43,7 +43,6 @@ import collections
 import os
 import sys
 import tempfile
-import time
 
 from absl import app
 from absl import flags
@@ -193,16 +192,6 @@ def _paths(model, root, z):
   return paths, sessions
 
 
-def _time(call, calls):
-  """(median ms, p90 ms) of `calls` calls."""
-  times = np.empty(calls)
-  for i in range(calls):
-    start = time.perf_counter()
-    call()
-    times[i] = time.perf_counter() - start
-  return float(np.median(times) * 1e3), float(np.percentile(times, 90) * 1e3)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -231,7 +220,8 @@ def main(argv):
     for _ in range(max(10, FLAGS.calls // 20)):
       call()
   medians = timing.alternate(
-      {name: (lambda c=call: _time(c, FLAGS.calls))
+      {name: (lambda c=call: timing.latencies(c, FLAGS.calls,
+                                              percentile=90))
        for name, call in paths.items()}, FLAGS.repetitions)
   for session in sessions:
     session.close()
