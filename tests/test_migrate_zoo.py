@@ -166,8 +166,30 @@ def _learned_variance_style(x, variant="exp"):
               loss=per_example, train=train, log_variance=x_log_var)
 
 
+def _logits_style(x):
+  """The TF tutorials' CVAE written as a TF1 graph: one encoder output cut
+  by tf.split into mean and log-variance, a decoder giving logits with no
+  sigmoid anywhere in the graph (the loss, sigmoid_cross_entropy_with_logits,
+  applies it), the KL by hand."""
+  h = tf.nn.relu(tf.matmul(x, _var("w0", [784, 16])) + _bias("b0", 16))
+  params = tf.matmul(h, _var("wo", [16, 2 * _LATENT])) + _bias("bo",
+                                                               2 * _LATENT)
+  loc, log_var = tf.split(params, num_or_size_splits=2, axis=1)
+  scale = tf.exp(log_var * .5)
+  eps = tf.random.normal(shape=tf.shape(loc))
+  z = eps * scale + loc
+  g = tf.nn.relu(tf.matmul(z, _var("v0", [_LATENT, 16])) + _bias("c0", 16))
+  logits = tf.matmul(g, _var("vo", [16, 784])) + _bias("co", 784)
+  per_example = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
+      logits=logits, labels=x), axis=1) + 0.5 * tf.reduce_sum(
+          tf.exp(log_var) + tf.square(loc) - 1. - log_var, axis=1)
+  train = v1.train.AdamOptimizer(1e-3).minimize(tf.reduce_mean(per_example))
+  return dict(feeds={}, loc=loc, scale=scale, eps=eps, output=logits,
+              loss=per_example, train=train)
+
+
 _STYLES = {"conv": _conv_style, "denoising": _denoising_style,
-           "distributions": _distributions_style,
+           "distributions": _distributions_style, "logits": _logits_style,
            "learned_variance": _learned_variance_style,
            "learned_variance_normal": lambda x: _learned_variance_style(
                x, "normal"),
@@ -235,7 +257,8 @@ class MigrateZooTest(tf.test.TestCase, parameterized.TestCase):
         return sess.run([names[k] for k in keys], feeds)
 
   @parameterized.named_parameters(("conv", "conv"), ("denoising", "denoising"),
-                                  ("distributions", "distributions"))
+                                  ("distributions", "distributions"),
+                                  ("logits", "logits"))
   def test_migrated_run_agrees_with_the_tf1_session(self, style):
     directory, names = self._write(style)
     run_dir = os.path.join(self.get_temp_dir(), style + "_run")
@@ -246,6 +269,10 @@ class MigrateZooTest(tf.test.TestCase, parameterized.TestCase):
     noise = np.random.RandomState(7).normal(
         size=(12, _LATENT)).astype(np.float32)
     loc, scale, output, loss = self._tf1(directory, names, images, noise)
+    if style == "logits":
+      # The graph's decoder ends in logits; its means are their sigmoid.
+      self.assertEqual(config.likelihood, "bernoulli")
+      output = 1 / (1 + np.exp(-output.astype(np.float64)))
     posterior = model.approx_posterior(tf.constant(images))
     self.assertAllClose(posterior.loc, loc, atol=1e-5, rtol=0)
     self.assertAllClose(posterior.scale.diag_part(), scale, atol=1e-5,

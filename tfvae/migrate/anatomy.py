@@ -110,6 +110,9 @@ class Anatomy:
       the per-pixel log-variance v (beside `decoder[-1]`, the mean head);
       else None.
     log_variance: Its output tensor v [B, pixels], or None.
+    output_logits: Whether `output` is a Bernoulli's logits, the sigmoid
+      left to the loss (`tf.nn.sigmoid_cross_entropy_with_logits`), not
+      the pixel means.
   """
   input: tf.Tensor
   image_shape: tuple
@@ -136,6 +139,7 @@ class Anatomy:
   encoder_conv: bool = False
   log_variance_head: Dense = None
   log_variance: tf.Tensor = None
+  output_logits: bool = False
 
   @property
   def latent_size(self):
@@ -188,6 +192,8 @@ class Anatomy:
                                    if not self.decoder_conv
                                    else self._conv_text()))
          + f" -> {self.likelihood} ({self.output.name}"
+         + (" logits; the sigmoid in the loss" if self.output_logits
+            else "")
          + (f", log-variance {self.log_variance.name}"
             if self.log_variance is not None else "") + ")"),
         "Loss: " + (f"{'-' if self.loss_sign < 0 else ''}"
@@ -615,12 +621,32 @@ def _unclipped(tensor):
     tensor = _strip(inner)
 
 
+def _feeds_logistic_loss(tensor):
+  """Whether `tensor` (through reshapes) is read by
+  `tf.nn.sigmoid_cross_entropy_with_logits`, whose ops TF names in a
+  "logistic_loss" scope: a decoder that gives logits and leaves the sigmoid
+  to its loss."""
+  frontier, seen = [tensor], set()
+  while frontier:
+    for op in frontier.pop().consumers():
+      if "logistic_loss" in op.name.split("/"):
+        return True
+      if op.type in ("Reshape", "Identity") and op.name not in seen:
+        seen.add(op.name)
+        frontier.extend(op.outputs)
+  return False
+
+
 def _likelihood(output):
-  """("bernoulli" | "gaussian_identity", the output layer's tensor)."""
+  """("bernoulli" | "gaussian_identity", the output layer's tensor): a
+  Sigmoid, or the logits a sigmoid cross-entropy loss reads (Bernoulli);
+  another linear output (a Gaussian mean)."""
   tensor = _unclipped(output)
   if tensor.op.type == "Sigmoid":
     return "bernoulli", tensor
   if tensor.op.type in _ADD_OPS or tensor.op.type == "MatMul":
+    if _feeds_logistic_loss(tensor):
+      return "bernoulli", tensor
     return "gaussian_identity", tensor
   raise _unsupported(tensor, "ends the decoder with an output native "
                      "likelihoods do not take (sigmoid for a Bernoulli, "
@@ -734,7 +760,7 @@ def _decoder(output, latent):
   """Dense layers from `latent` up to `output`: ([Dense], likelihood,
   conv tuple or None; see `Anatomy.decoder_conv`)."""
   likelihood, tensor = _likelihood(output)
-  if likelihood == "bernoulli":
+  if tensor.op.type == "Sigmoid":
     tensor = _strip(tensor.op.inputs[0])
   stripped = _strip(tensor)
   if conv_back(tensor) is not None:
@@ -1020,4 +1046,6 @@ def read_anatomy(meta):
       loss_sign=sign, targets=targets,
       feeds=dict(meta.inference_feeds()), decoder_conv=conv,
       encoder_conv_layers=encoder_convs, decoder_conv_layers=decoder_convs,
-      log_variance_head=variance_head, log_variance=log_variance)
+      log_variance_head=variance_head, log_variance=log_variance,
+      output_logits=(likelihood == "bernoulli"
+                     and _unclipped(output).op.type != "Sigmoid"))

@@ -296,6 +296,10 @@ def tf1_reference(meta, prefix, anatomy, images, noise):
             f"{prefix}: {first_line(e)}") from e
   if anatomy.per_example_loss is not None and anatomy.loss_sign != 1.0:
     values[-1] = anatomy.loss_sign * np.asarray(values[-1])
+  if anatomy.output_logits:
+    # The graph decodes to logits (fetches()[2]); the native output is the
+    # mean, sigmoid(logits), computed here in float64.
+    values[2] = 1.0 / (1.0 + np.exp(-np.asarray(values[2], np.float64)))
   return values
 
 
