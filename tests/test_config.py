@@ -50,8 +50,8 @@ class ValidateTest(parameterized.TestCase):
        "gaussian_learned, gaussian_identity, gaussian_log_variance, "
        "gaussian_log_variance_identity"),
       ("activation", "step", "--activation: unknown activation 'step'; "
-       "choose one of elu, gelu, leaky_relu, relu, sigmoid, softplus, swish, "
-       "tanh"),
+       "choose one of elu, gelu, leaky_relu, relu, selu, sigmoid, softplus, "
+       "swish, tanh"),
   )
   def test_bad_value_message(self, field, value, message):
     config = config_lib.Config(**{field: value})

@@ -42,7 +42,7 @@ class MigrateKerasTest(tf.test.TestCase, parameterized.TestCase):
     cls.models = {}
     for name, how, hidden, activations, network in (
         ("model", "model", (256,), None, "mlp"),
-        ("weights", "weights", (32, 16), ["tanh", "elu"], "mlp"),
+        ("weights", "weights", (32, 16, 8), ["tanh", "elu", "selu"], "mlp"),
         ("savedmodel", "savedmodel", (24,), ["softplus"], "mlp"),
         ("conv", "model", None, None, "conv")):
       path, vae = keras_fixtures.write_fixture(

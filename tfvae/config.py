@@ -297,7 +297,7 @@ class Config:
       "unsquashed).",
       choices=kinds.likelihood_names(), parse=_parse_likelihood)
   activation: str | None = _field(
-      None, "Hidden activation (tanh, relu, elu, sigmoid, softplus, "
+      None, "Hidden activation (tanh, relu, elu, selu, sigmoid, softplus, "
       "leaky_relu, gelu, swish); default tanh for mlp, relu for conv.",
       parse=_parse_activation)
   binarize: str = _field(

@@ -24,6 +24,7 @@ ACTIVATIONS = {
     "tanh": tf.nn.tanh,
     "relu": tf.nn.relu,
     "elu": tf.nn.elu,
+    "selu": tf.nn.selu,
     "sigmoid": tf.nn.sigmoid,
     "softplus": tf.nn.softplus,
     "leaky_relu": tf.nn.leaky_relu,

@@ -28,7 +28,8 @@ from tfvae.migrate import ops
 
 # TF op type -> the `nets.ACTIVATIONS` name that computes the same.
 ACTIVATION_OPS = {
-    "Tanh": "tanh", "Relu": "relu", "Elu": "elu", "Softplus": "softplus",
+    "Tanh": "tanh", "Relu": "relu", "Elu": "elu", "Selu": "selu",
+    "Softplus": "softplus",
     "Sigmoid": "sigmoid", "LeakyRelu": "leaky_relu",
 }
 # tf.nn.leaky_relu's slope, the one native "leaky_relu" uses.

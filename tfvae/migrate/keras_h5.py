@@ -29,9 +29,11 @@ from tf_keras.protobuf import saved_metadata_pb2
 
 from tfvae import errors
 from tfvae.migrate import anatomy as anatomy_lib
+from tfvae.migrate import reference
 
 # Keras activation names native models have (the rest is refused).
-_ACTIVATIONS = ("tanh", "relu", "elu", "softplus", "sigmoid", "linear")
+_ACTIVATIONS = ("tanh", "relu", "elu", "selu", "softplus", "sigmoid", "gelu",
+                "swish", "linear")
 _GENERATOR_ROUTE = "; it has no native tfvae counterpart"
 _KERAS_METADATA = "keras_metadata.pb"
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -988,13 +990,7 @@ def describe(anatomy, path):
   ]
 
 
-_NUMPY = {
-    "tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0),
-    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
-    "softplus": lambda x: np.logaddexp(0.0, x),
-    "sigmoid": lambda x: 0.5 * (1.0 + np.tanh(0.5 * x)),
-    "linear": lambda x: x,
-}
+_NUMPY = {**reference.NUMPY_ACTIVATIONS, "linear": lambda x: x}
 _NUMPY_SCALES = {"log_variance": lambda r: np.exp(0.5 * r),
                  "log_scale": np.exp,
                  "softplus": lambda r: np.logaddexp(0.0, r)}

@@ -16,10 +16,16 @@ def _sigmoid(x):
   return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-_NUMPY_ACTIVATIONS = {
+# SELU's constants (Klambauer et al. 2017), as tf.nn.selu uses them.
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+NUMPY_ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda x: np.maximum(x, 0.0),
     "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
+    "selu": lambda x: _SELU_SCALE * np.where(
+        x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0.0))),
     "sigmoid": _sigmoid,
     "softplus": lambda x: np.logaddexp(0.0, x),
     "leaky_relu": lambda x: np.where(x > 0, x, 0.2 * x),
@@ -81,7 +87,7 @@ def decode(spec, weights, z):
   Returns:
     float64 [B, H, W, C]: the pixel means.
   """
-  act = _NUMPY_ACTIVATIONS[spec.activation]
+  act = NUMPY_ACTIVATIONS[spec.activation]
   arrays = [np.asarray(weights[name], np.float64)
             for name in mapping.weight_names(spec)]
   x = np.asarray(z, np.float64)
