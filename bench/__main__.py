@@ -1,12 +1,15 @@
 r"""Benchmarks tfvae against TF1 session code and tf_keras `fit`, side by side.
 
-  python -m bench            # the full suite (about 10 minutes on 2 cores)
+  python -m bench            # the full suite (30-50 minutes on 2 cores)
   python -m bench --quick    # the same rows, less work (under 3 minutes)
   python -m bench --json     # one JSON object per row
 
 Each row prints tfvae's figure, the reference's and the ratio (how many
 times better tfvae is). Contenders run in alternating repetitions on the
-same data and initial weights; medians are reported. See BENCHMARKS.md.
+same data and initial weights; medians are reported. The "ceiling" rows
+time a model's kernel floor (its matmuls/convolutions, likelihood and
+optimizer update alone, `bench/ceilings.py`) against a reference: the most
+any implementation on these kernels could gain. See BENCHMARKS.md.
 """
 import json
 import os

@@ -14,6 +14,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from bench import ceilings
 from bench import contenders as contenders_lib
 from bench import flops as flops_lib
 from bench import keras_reference
@@ -547,6 +548,7 @@ def run(dataset, settings):
   yield from generation_rows(dataset, settings)
   yield from pipeline_rows(dataset, settings, tfvae_rates)
   yield from mixed.run(dataset, settings)
+  yield from ceilings.run(dataset, settings)
   if settings.images:
     yield from image_rows(dataset, settings)
 

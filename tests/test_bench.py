@@ -9,6 +9,7 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+from bench import ceilings
 from bench import contenders
 from bench import flops as flops_lib
 from bench import keras_reference
@@ -305,6 +306,38 @@ class CreditedWorkTest(tf.test.TestCase):
                                                  data_on_device=False))
 
 
+class KernelFloorTest(tf.test.TestCase, parameterized.TestCase):
+  """The floor computes what it claims: the model's matmuls (and biases and
+  tanh) and the Bernoulli log-likelihood, against NumPy in float64."""
+
+  @parameterized.parameters(False, True)
+  def test_mlp_floor_loss_is_the_numpy_negative_log_likelihood(
+      self, activations):
+    images = np.random.default_rng(0).random([6, 4, 4, 1]).astype(np.float32)
+    floor = ceilings.KernelFloor("mlp", images, 4, 8, activations=activations)
+    w = [v.numpy().astype(np.float64) for v in floor._weights]  # pylint: disable=protected-access
+    x = images[:4].reshape(4, -1).astype(np.float64)
+    act = np.tanh if activations else (lambda y: y)
+    bias = ((lambda i, y: y + w[4 + i]) if activations
+            else (lambda i, y: y))
+    h = act(bias(0, x @ w[0]))
+    z = bias(1, h @ w[1])[:, :contenders.LATENT_SIZE]
+    logits = bias(3, act(bias(2, z @ w[2])) @ w[3])
+    log_px = np.sum(x * logits - np.logaddexp(0.0, logits)) / 4
+    self.assertAllClose(-log_px, floor.run(1), rtol=1e-5)
+    # The update moved every weight matrix (RMSProp's first step moves a
+    # weight with a gradient by about 3 times the learning rate).
+    for before, after in zip(w, floor._weights):  # pylint: disable=protected-access
+      self.assertGreater(np.abs(after.numpy() - before).max(), 1e-3)
+
+  def test_conv_floor_runs_in_bfloat16_close_to_float32(self):
+    images = np.random.default_rng(1).random([3, 8, 8, 1]).astype(np.float32)
+    losses = [ceilings.KernelFloor("conv", images, 2, 8, dtype,
+                                   activations=True).run(1)
+              for dtype in ("float32", "bfloat16")]
+    self.assertAllClose(losses[0], losses[1], rtol=2e-2)
+
+
 class BenchCliTest(tf.test.TestCase):
 
   def test_tiny_suite_prints_every_row_as_json(self):
@@ -335,7 +368,14 @@ class BenchCliTest(tf.test.TestCase):
                      "session",
                      "evaluate k=10 test split bfloat16 vs 10 min target",
                      "evaluate k=10 bfloat16 vs float32",
-                     "evaluate k=10 float32 vs former chunked path"):
+                     "evaluate k=10 float32 vs former chunked path",
+                     "ceiling mlp b16 float32 vs tf1 session",
+                     "ceiling mlp b16 float32 + biases, activations vs tf1 "
+                     "session",
+                     "ceiling mlp b16 mixed_bfloat16 vs tfvae float32",
+                     "floor share mlp b16 mixed_bfloat16",
+                     "ceiling conv b8 mixed_bfloat16 + biases, activations "
+                     "vs keras fit mixed_bfloat16"):
       self.assertIn(expected, names)
     self.assertTrue(any(n.startswith("flops mlp b16 (") for n in names))
     self.assertTrue(any(n.startswith("mechanism ") for n in names))
