@@ -37,7 +37,12 @@ repetitions, the median of the per-repetition medians and p90s (ms), the
 rate in images/s, and each path's median against the TF1 session's
 sess.run(mean). With --show_ops it first prints the op types the TF1 graph
 and the SavedModel execute in a session (RunMetadata's partition graphs,
-after grappler), which show what was fused.
+after grappler), which show what was fused. With --profile it then runs
+--profile_calls more calls of each path under TensorFlow's profiler and
+prints where one call's time goes: the Python code around the runtime (a
+restored signature's argument handling, numpy conversion), the runtime
+call itself (TFE_Py_ExecuteCancelable for a function, SessionRun for a
+session) and, inside it, the kernels.
 """
 import collections
 import os
@@ -60,6 +65,10 @@ flags.DEFINE_list("paths", None, "Time only these paths (names as in the "
                   "table; the reference is always timed).")
 flags.DEFINE_bool("show_ops", False, "Print the op types each session path "
                   "executes (after grappler) before timing.")
+flags.DEFINE_bool("profile", False, "After timing, profile each path and "
+                  "print where one call's time goes (Python, runtime, "
+                  "kernels).")
+flags.DEFINE_integer("profile_calls", 300, "Calls per path under --profile.")
 FLAGS = flags.FLAGS
 
 LATENT_SIZE = 2
@@ -129,6 +138,55 @@ def _executed_ops(session, fetch, feed):
       counts[node.op + (f"[{'+'.join(s.decode() for s in fused)}]"
                         if fused else "")] += 1
   return dict(sorted(counts.items()))
+
+
+# Events of the calling thread's line that are the runtime call of a path:
+# a function's (eager) or a session's.
+_RUNTIME_EVENTS = ("TFE_Py_ExecuteCancelable", "SessionRun")
+# Events of the compute threads that are the executor's, not kernels.
+_EXECUTOR_EVENTS = ("ExecutorState::Process", "ExecutorDoneCallback",
+                    "ThreadpoolListener")
+
+
+def _profile(call, num_calls):
+  """(wall, runtime, conversion, kernels) in microseconds per call of
+  `call` under TensorFlow's profiler: the calls' wall time, the time inside
+  the runtime call (function or session), inside tf.constant's conversion,
+  and the kernels' time (summed over threads)."""
+  import glob
+  import time
+  import tensorflow as tf
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2
+  logdir = tempfile.mkdtemp(prefix="tfvae-profile-")
+  tf.profiler.experimental.start(logdir)
+  start = time.perf_counter()
+  for _ in range(num_calls):
+    call()
+  wall = time.perf_counter() - start
+  tf.profiler.experimental.stop()
+  space = xplane_pb2.XSpace()
+  with open(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"),
+                      recursive=True)[0], "rb") as f:
+    space.ParseFromString(f.read())
+  runtime = conversion = kernels = 0
+  for plane in space.planes:
+    for line in plane.lines:
+      for event in line.events:
+        name = plane.event_metadata[event.metadata_id].name
+        micros = event.duration_ps / 1e6
+        # The calling thread's line is named after the process; TF's own
+        # threads' lines start with "tf_".
+        if not line.name.startswith("tf_"):
+          if name in _RUNTIME_EVENTS:
+            runtime += micros
+          elif name == "tf.constant":
+            conversion += micros
+        elif (line.name.startswith("tf_Compute")
+              and not name.startswith(_EXECUTOR_EVENTS)):
+          kernels += micros
+  per_call = lambda t: t / num_calls
+  return (wall * 1e6 / num_calls, per_call(runtime), per_call(conversion),
+          per_call(kernels))
 
 
 def _paths(model, root, z):
@@ -223,6 +281,8 @@ def main(argv):
       {name: (lambda c=call: timing.latencies(c, FLAGS.calls,
                                               percentile=90))
        for name, call in paths.items()}, FLAGS.repetitions)
+  profiles = ({name: _profile(call, FLAGS.profile_calls)
+               for name, call in paths.items()} if FLAGS.profile else {})
   for session in sessions:
     session.close()
   reference = medians[REFERENCE][0]
@@ -233,6 +293,14 @@ def main(argv):
   for name, (median, p90) in medians.items():
     print(f"{name:<40} {median:>10.4f} {p90:>8.4f} "
           f"{FLAGS.batch / median * 1e3:>10.4g} x{reference / median:>14.2f}")
+  if profiles:
+    print(f"\nunder the profiler, {FLAGS.profile_calls} calls each, "
+          "microseconds per call: python = wall - runtime - tf.constant")
+    print(f"{'path':<40} {'wall':>8} {'python':>8} {'tf.constant':>11} "
+          f"{'runtime':>8} {'kernels':>8}")
+    for name, (wall, runtime, conversion, kernels) in profiles.items():
+      print(f"{name:<40} {wall:>8.1f} {wall - runtime - conversion:>8.1f} "
+            f"{conversion:>11.1f} {runtime:>8.1f} {kernels:>8.1f}")
 
 
 if __name__ == "__main__":
