@@ -118,7 +118,9 @@ class KernelFloor:
       act = tf.tanh if self._network == "mlp" else tf.nn.relu
 
       def layer(i, y, activate=True):
-        y = y + w[kernels + i]
+        # As tfvae's layers: BiasAdd after a convolution, + after a matmul.
+        y = (tf.nn.bias_add(y, w[kernels + i]) if y.shape.rank == 4
+             else y + w[kernels + i])
         return act(y) if activate else y
     else:
 

@@ -67,5 +67,29 @@ class InitialisationTest(tf.test.TestCase, parameterized.TestCase):
       nets.MLP(3, [2], activation="nope")
 
 
+class ConvBiasTest(tf.test.TestCase):
+  """The convolutions add their bias with BiasAdd, whose gradient grappler
+  fuses into the filter gradient (Conv2DBackpropFilterWithBias); an add's
+  gradient is a separate Sum over the batch and the map (BENCHMARKS.md)."""
+
+  def test_conv_layers_add_the_bias_with_bias_add(self):
+    conv = nets.Conv2D(2, 3, 3, 2, name="c")
+    transposed = nets.Conv2DTranspose(3, 2, 3, 2, name="t")
+    conv.b.assign([1.0, -2.0, 0.5])
+    transposed.b.assign([0.25, -1.0])
+    x = tf.constant(np.random.default_rng(0).random([2, 6, 6, 2]),
+                    tf.float32)
+    function = tf.function(lambda x: transposed(conv(x), (6, 6)))
+    ops = [op.type for op in
+           function.get_concrete_function(x).graph.get_operations()]
+    self.assertEqual(2, ops.count("BiasAdd"))
+    self.assertNotIn("AddV2", ops)
+    # The values are the convolutions' plus the biases.
+    want = tf.nn.conv2d(x, conv.w, 2, "SAME") + conv.b
+    want = tf.nn.conv2d_transpose(want, transposed.w, [2, 6, 6, 2], 2,
+                                  "SAME") + transposed.b
+    self.assertAllClose(want, function(x), atol=1e-6)
+
+
 if __name__ == "__main__":
   tf.test.main()
