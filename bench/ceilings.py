@@ -207,7 +207,7 @@ def _floors(network, images, batch, hidden, dtype="float32"):
 
 def run(dataset, settings):
   """Yields the ceiling rows of the issue-17 targets that are not met."""
-  images = dataset.train.images.astype(np.float32) / 255.0
+  images = contenders_lib.float_images(dataset.train)
   repetitions = settings.repetitions
   hidden = settings.hidden_size
   small, large = settings.mlp_batches[0], settings.mlp_batches[-1]

@@ -33,6 +33,12 @@ LEARNING_RATE = 1e-3
 SEED = 0
 
 
+def float_images(split):
+  """A split's images as float32 [N, H, W, C] in [0, 1], as Keras and TF1
+  users prepare them."""
+  return split.images.astype(np.float32) / 255.0
+
+
 class TfvaeTraining:
   """tfvae's `Trainer` and its step on a data set, driven as `Trainer.train`
   drives them.

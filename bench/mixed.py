@@ -47,17 +47,13 @@ EVAL_CHUNK = 500
 FORMER_CHUNK = 100
 
 
-def _float_images(split):
-  return split.images.astype(np.float32) / 255.0
-
-
 def training_rows(dataset, settings):
   """mixed_bfloat16 training against float32 and Keras (largest batches)."""
   rows = []
   cases = [("mlp", settings.mlp_batches[-1])]
   if settings.conv:
     cases.append(("conv", settings.conv_batches[-1]))
-  images = _float_images(dataset.train)
+  images = contenders_lib.float_images(dataset.train)
   for network, batch in cases:
     examples = (settings.mlp_examples if network == "mlp"
                 else settings.conv_examples)

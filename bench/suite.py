@@ -102,10 +102,7 @@ QUICK = Settings(mlp_examples=3200, conv_examples=256, latency_calls=200,
 # The rows.
 
 
-def float_images(split):
-  """A split's images as float32 [N, H, W, C] in [0, 1], as Keras and TF1
-  users prepare them."""
-  return split.images.astype(np.float32) / 255.0
+float_images = contenders_lib.float_images
 
 
 def _steps(examples, batch_size, dataset):
