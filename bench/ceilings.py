@@ -38,20 +38,15 @@ import tensorflow as tf
 
 from bench import contenders as contenders_lib
 from bench import timing
+from tfvae import nets
 from tfvae import optimizers
 
 Row = timing.Row
 LATENT_SIZE = contenders_lib.LATENT_SIZE
 
 
-def _glorot(shape, fan_in, fan_out, seed):
-  limit = math.sqrt(6.0 / (fan_in + fan_out))
-  return tf.Variable(tf.random.stateless_uniform(shape, [seed, 0], -limit,
-                                                 limit))
-
-
-def _same_size(size, stride):
-  return -(-size // stride)
+def _glorot(shape, fan_in, fan_out):
+  return tf.Variable(nets.glorot_uniform(shape, fan_in, fan_out))
 
 
 class KernelFloor:
@@ -84,22 +79,20 @@ class KernelFloor:
       pixels = height * width * channels
       sizes = [(pixels, hidden_size), (hidden_size, 2 * LATENT_SIZE),
                (LATENT_SIZE, hidden_size), (hidden_size, pixels)]
-      self._weights = [_glorot([a, b], a, b, i)
-                       for i, (a, b) in enumerate(sizes)]
+      self._weights = [_glorot([a, b], a, b) for a, b in sizes]
     else:
-      half_h, half_w = _same_size(height, 2), _same_size(width, 2)
+      half_h, half_w = math.ceil(height / 2), math.ceil(width / 2)
       self._half = (half_h, half_w)
       convs = [(channels, 32), (32, 64), (64, 64), (64, 64)]
-      self._weights = [_glorot([3, 3, a, b], 9 * a, 9 * b, i)
-                       for i, (a, b) in enumerate(convs)]
+      self._weights = [_glorot([3, 3, a, b], 9 * a, 9 * b) for a, b in convs]
       flat = half_h * half_w * 64
       self._weights += [
-          _glorot([flat, 32], flat, 32, 4),
-          _glorot([32, 2 * LATENT_SIZE], 32, 2 * LATENT_SIZE, 5),
-          _glorot([LATENT_SIZE, flat], LATENT_SIZE, flat, 6),
+          _glorot([flat, 32], flat, 32),
+          _glorot([32, 2 * LATENT_SIZE], 32, 2 * LATENT_SIZE),
+          _glorot([LATENT_SIZE, flat], LATENT_SIZE, flat),
           # conv2d_transpose's filter is [k, k, out, in].
-          _glorot([3, 3, 32, 64], 9 * 64, 9 * 32, 7),
-          _glorot([3, 3, 32, channels], 9 * 32, 9 * channels, 8)]
+          _glorot([3, 3, 32, 64], 9 * 64, 9 * 32),
+          _glorot([3, 3, 32, channels], 9 * 32, 9 * channels)]
     self._kernels = len(self._weights)
     if activations:
       self._weights += [tf.Variable(tf.zeros(v.shape[-1:] if i != 7 else
@@ -108,7 +101,6 @@ class KernelFloor:
     self._optimizer = optimizers.RMSProp(contenders_lib.LEARNING_RATE)
     self._optimizer.build(self._weights)
     self._steps = tf.function(self._run_steps)
-    self.timed_steps = 0
 
   def _logits(self, x):
     w = [tf.cast(v, self._dtype) for v in self._weights]
@@ -168,7 +160,6 @@ class KernelFloor:
     start = time.perf_counter()
     self.run(num_steps)
     seconds = time.perf_counter() - start
-    self.timed_steps = num_steps
     return num_steps * self.batch_size / seconds
 
 

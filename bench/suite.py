@@ -102,9 +102,6 @@ QUICK = Settings(mlp_examples=3200, conv_examples=256, latency_calls=200,
 # The rows.
 
 
-float_images = contenders_lib.float_images
-
-
 def _steps(examples, batch_size, dataset):
   steps = max(1, examples // batch_size)
   return min(steps, input_pipeline.steps_per_epoch(dataset.train, batch_size))
@@ -119,7 +116,7 @@ def training_rows(dataset, settings):
   """
   rows, flop_rows = [], []
   peaks = []
-  images = float_images(dataset.train)
+  images = contenders_lib.float_images(dataset.train)
   shape = dataset.image_shape
   cases = [("mlp", b) for b in settings.mlp_batches]
   if settings.conv:

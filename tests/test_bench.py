@@ -212,7 +212,7 @@ class CreditedWorkTest(tf.test.TestCase):
 
   def test_training_contenders_credit_the_steps_they_ran(self):
     dataset = _small_dataset()  # 96 images: 6 batches of 16 per epoch
-    images = suite.float_images(dataset.train)
+    images = contenders.float_images(dataset.train)
     ours = contenders.TfvaeTraining(dataset, "mlp", 16, 8)
     tf1 = contenders.Tf1Training(images, 16, 8, contenders.mlp_weights(
         ours.model))
@@ -258,7 +258,7 @@ class CreditedWorkTest(tf.test.TestCase):
           int(contender.trainer.optimizer.iterations) - before, 9, options)
 
   def test_keras_needs_a_batch_to_time(self):
-    images = suite.float_images(_small_dataset(32).train)
+    images = contenders.float_images(_small_dataset(32).train)
     model = models.VAE(_SHAPE, 2, "mlp", (8,))
     keras = contenders.KerasTraining(images, "mlp", 16, 8, model,
                                      warmup_steps=2)
